@@ -1,0 +1,16 @@
+from django.apps import AppConfig
+from django.utils.module_loading import autodiscover_modules
+
+
+class DjangoJobsConfig(AppConfig):
+    name = "django_jobs"
+    verbose_name = "Jobs"
+    # Pinned so that migrations do not change with a project's DEFAULT_AUTO_FIELD.
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the system checks)
+
+        # Import every installed app's jobs.py, as admin does with admin.py, so any
+        # process (worker, shell, web) knows every @job without configuration.
+        autodiscover_modules("jobs")

@@ -1,0 +1,68 @@
+"""System checks: a wrong setting is reported at start-up with what to change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.checks import Error, Warning, register
+
+from .conf import SETTINGS, to_seconds, user_settings
+
+
+@register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    configured = user_settings()
+    if not isinstance(configured, dict):
+        return [Error("DJANGO_JOBS must be a dict.", id="django_jobs.E001")]
+    problems = [
+        Error(f"DJANGO_JOBS has an unknown key {key!r}.", hint=f"Known keys: {', '.join(sorted(SETTINGS))}.",
+              id="django_jobs.E002")
+        for key in configured if key not in SETTINGS
+    ]
+    problems += duration_problems(configured)
+    problems += number_problems(configured)
+    if not problems:
+        problems += heartbeat_problems(configured)
+    return problems
+
+
+def duration_problems(configured: dict[str, Any]) -> list[Any]:
+    problems = []
+    for key, spec in SETTINGS.items():
+        if not spec.is_duration or key not in configured:
+            continue
+        try:
+            seconds = to_seconds(configured[key], key)
+        except TypeError as error:
+            problems.append(Error(str(error), id="django_jobs.E003"))
+            continue
+        if seconds <= 0:
+            problems.append(Error(f"DJANGO_JOBS[{key!r}] must be positive.", id="django_jobs.E003"))
+    return problems
+
+
+def number_problems(configured: dict[str, Any]) -> list[Any]:
+    problems = []
+    for key in ("BATCH_SIZE", "CONCURRENCY", "MAX_TRACEBACK_LENGTH"):
+        value = configured.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            problems.append(Error(f"DJANGO_JOBS[{key!r}] must be a whole number >= 1, not {value!r}.", id="django_jobs.E004"))
+    retries = configured.get("DEFAULT_MAX_RETRIES", 0)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        problems.append(Error(f"DJANGO_JOBS['DEFAULT_MAX_RETRIES'] must be a whole number >= 0, not {retries!r}.", id="django_jobs.E004"))
+    queues = configured.get("QUEUES")
+    if queues is not None and (isinstance(queues, str) or not all(isinstance(name, str) for name in queues)):
+        problems.append(Error("DJANGO_JOBS['QUEUES'] must be a list of queue names or None.", id="django_jobs.E005"))
+    return problems
+
+
+def heartbeat_problems(configured: dict[str, Any]) -> list[Any]:
+    interval = to_seconds(configured.get("HEARTBEAT_INTERVAL", SETTINGS["HEARTBEAT_INTERVAL"].default), "HEARTBEAT_INTERVAL")
+    timeout = to_seconds(configured.get("HEARTBEAT_TIMEOUT", SETTINGS["HEARTBEAT_TIMEOUT"].default), "HEARTBEAT_TIMEOUT")
+    if timeout < 3 * interval:
+        return [Warning(
+            "HEARTBEAT_TIMEOUT is less than three HEARTBEAT_INTERVALs: a slow heartbeat may make a live "
+            "worker look dead and its tasks run twice.",
+            hint="Raise HEARTBEAT_TIMEOUT or lower HEARTBEAT_INTERVAL.", id="django_jobs.W001",
+        )]
+    return []

@@ -1,0 +1,84 @@
+"""Taking due tasks for one worker, so that no task is ever held by two.
+
+PostgreSQL and MariaDB/MySQL lock candidate rows with ``FOR UPDATE SKIP LOCKED``:
+concurrent workers skip each other's rows instead of queueing behind them. SQLite
+has no row locks; there a conditional ``UPDATE ... WHERE status = 'pending'`` is
+the claim (SQLite runs one write at a time, so two workers can never both match).
+Either way the claim transaction is tiny: select, mark running, commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.db import OperationalError, connections, router, transaction
+from django.utils import timezone
+
+from .models import ScheduledTask
+
+logger = logging.getLogger(__name__)
+
+# Deadlocks (MariaDB) and "database is locked" (SQLite) are transient: try again.
+CLAIM_ATTEMPTS = 5
+CLAIM_RETRY_PAUSE = 0.05
+
+
+def claim(worker_id: str, queues: Iterable[str] | None, limit: int, now: datetime | None = None) -> list[ScheduledTask]:
+    """Mark up to ``limit`` due tasks ``running`` for ``worker_id`` and return them."""
+    if limit <= 0:
+        return []
+    alias = router.db_for_write(ScheduledTask)
+    queues = list(queues) if queues else None
+    strategy = claim_with_row_locks if supports_skip_locked(alias) else claim_with_conditional_update
+    for attempt in range(1, CLAIM_ATTEMPTS + 1):
+        try:
+            return strategy(alias, worker_id, queues, limit, now or timezone.now())
+        except OperationalError as error:
+            if attempt == CLAIM_ATTEMPTS or not is_transient(error):
+                raise
+            logger.info("Claim hit a transient database error (%s); retrying", error)
+            time.sleep(CLAIM_RETRY_PAUSE * attempt)
+    return []
+
+
+def supports_skip_locked(alias: str) -> bool:
+    features = connections[alias].features
+    return features.has_select_for_update and features.has_select_for_update_skip_locked
+
+
+def claim_with_row_locks(alias: str, worker_id: str, queues: list[str] | None, limit: int, now: datetime) -> list[ScheduledTask]:
+    rows = ScheduledTask.objects.using(alias)
+    with transaction.atomic(using=alias):
+        tasks = list(rows.due(now, queues).select_for_update(skip_locked=True)[:limit])
+        if tasks:
+            rows.filter(pk__in=[task.pk for task in tasks]).mark_running(worker_id, now)
+    return [held(task, worker_id, now) for task in tasks]
+
+
+def claim_with_conditional_update(alias: str, worker_id: str, queues: list[str] | None, limit: int, now: datetime) -> list[ScheduledTask]:
+    rows = ScheduledTask.objects.using(alias)
+    candidates = list(rows.due(now, queues).values_list("pk", flat=True)[:limit])
+    if not candidates:
+        return []
+    # Only rows still pending change; a row another worker took meanwhile is skipped.
+    if not rows.filter(pk__in=candidates).mark_running(worker_id, now):
+        return []
+    mine = rows.filter(pk__in=candidates, status=ScheduledTask.Status.RUNNING, worker_id=worker_id, started_at=now)
+    return sorted(mine, key=claim_sort_key)
+
+
+def held(task: ScheduledTask, worker_id: str, now: datetime) -> ScheduledTask:
+    task.status, task.worker_id, task.started_at, task.updated_at = ScheduledTask.Status.RUNNING, worker_id, now, now
+    return task
+
+
+def claim_sort_key(task: ScheduledTask) -> tuple[int, datetime, int]:
+    return (-task.priority, task.scheduled_at, task.pk)
+
+
+def is_transient(error: OperationalError) -> bool:
+    text = str(error).lower()
+    return "deadlock" in text or "locked" in text or "lock wait timeout" in text

@@ -1,0 +1,92 @@
+"""Every setting of django_jobs, with its type, default and meaning.
+
+Users configure one dict, ``settings.DJANGO_JOBS``. It is read on every access
+(never cached at import), so ``override_settings(DJANGO_JOBS=...)`` works in tests.
+Durations accept a number of seconds or a ``timedelta``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings as django_settings
+
+
+@dataclass(frozen=True)
+class Setting:
+    default: Any
+    doc: str
+    is_duration: bool = False
+
+
+SETTINGS: dict[str, Setting] = {
+    "IMMEDIATE": Setting(False, "Run each job in-process at enqueue time (tests, development)."),
+    "CRON": Setting({}, "Recurring schedules declared in code: name -> {job, cron, args, kwargs, ...}."),
+    "POLL_INTERVAL": Setting(
+        1.0,
+        "Seconds an idle worker waits before looking for due tasks again "
+        "(PostgreSQL wakes it earlier through LISTEN/NOTIFY).",
+        is_duration=True,
+    ),
+    "BATCH_SIZE": Setting(100, "Most rows a worker claims in one statement."),
+    "CONCURRENCY": Setting(1, "Default number of jobs a worker process runs at once (threads)."),
+    "HEARTBEAT_INTERVAL": Setting(5.0, "Seconds between a worker's heartbeats.", is_duration=True),
+    "HEARTBEAT_TIMEOUT": Setting(
+        60.0,
+        "Seconds without a heartbeat after which a worker is presumed dead and its "
+        "running tasks are recovered (retried, or failed when no attempts are left).",
+        is_duration=True,
+    ),
+    "DEFAULT_MAX_RETRIES": Setting(3, "Retries after the first attempt, unless a job says otherwise."),
+    "DEFAULT_RETRY_DELAY": Setting(1.0, "Base delay of the backoff, unless a job says otherwise.", is_duration=True),
+    "MAX_RETRY_DELAY": Setting(3600.0, "Cap of the exponential backoff.", is_duration=True),
+    "DEFAULT_QUEUE": Setting("default", "Queue of jobs that name none."),
+    "QUEUES": Setting(
+        None,
+        "Optional list of allowed queue names; enqueueing to any other queue raises. "
+        "None allows any name.",
+    ),
+    "SHUTDOWN_GRACE": Setting(
+        30.0,
+        "Seconds a stopping worker waits for running jobs after the first SIGTERM/SIGINT.",
+        is_duration=True,
+    ),
+    "NOTIFY": Setting(True, "On PostgreSQL, wake idle workers with NOTIFY when a task is enqueued."),
+    "MAX_TRACEBACK_LENGTH": Setting(20_000, "Characters of a traceback kept on a failed task."),
+}
+
+
+class JobsSettings:
+    """Lazy view over ``settings.DJANGO_JOBS`` with defaults filled in."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            spec = SETTINGS[name]
+        except KeyError:
+            raise AttributeError(f"django_jobs has no setting {name!r}") from None
+        value = user_settings().get(name, spec.default)
+        if spec.is_duration:
+            return to_seconds(value, name)
+        return value
+
+
+def user_settings() -> dict[str, Any]:
+    return getattr(django_settings, "DJANGO_JOBS", None) or {}
+
+
+def to_seconds(value: Any, what: str) -> float:
+    """A number of seconds or a timedelta, as float seconds."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(f"{what} must be a number of seconds or a timedelta, not {value!r}")
+
+
+def to_timedelta(value: Any, what: str) -> timedelta:
+    return timedelta(seconds=to_seconds(value, what))
+
+
+jobs_settings = JobsSettings()

@@ -1,0 +1,226 @@
+"""Run one claimed task: resolve the job, call it, record the outcome, send signals.
+
+The worker, ``IMMEDIATE`` mode and ``run_pending_jobs`` all come through here, so
+there is one execution path. User code never runs inside a transaction of ours.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import socket
+import time
+import traceback as traceback_module
+from dataclasses import dataclass
+from datetime import datetime
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from asgiref.sync import async_to_sync
+from django.db import InterfaceError, OperationalError, connections
+from django.utils import timezone
+
+from . import backoff, validation
+from .conf import jobs_settings
+from .context import JobContext
+from .exceptions import JobArgumentsError
+from .models import ScheduledTask
+from .registry import Job, registry
+from .signals import job_completed, job_failed, job_started, send_after_commit
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RECORD_ATTEMPTS = 10
+
+
+@dataclass
+class Outcome:
+    """What one attempt came to. ``retryable`` is False for faults a retry cannot fix."""
+
+    succeeded: bool
+    result: Any = None
+    exception: BaseException | None = None
+    error: str = ""
+    traceback: str = ""
+    retryable: bool = True
+
+
+def run_claimed(task: ScheduledTask, worker_id: str) -> Outcome:
+    """Run a task this worker holds (``running``, ``worker_id``) and record the outcome."""
+    log = TaskLog(task)
+    log.info("started")
+    send_after_commit(job_started, task=task, attempt=task.attempt)
+    outcome = execute(task, worker_id)
+    release_broken_connections()
+    with_reconnect(lambda: record(task, outcome, worker_id, log))
+    return outcome
+
+
+def with_reconnect(operation: Callable[[], T]) -> T:
+    """Run a database operation, reconnecting through a short outage (server restart).
+
+    Losing an outcome would make a finished job run again, so this waits longer
+    than a claim would: about a minute in all before giving up.
+    """
+    pause = 0.5
+    for attempt in range(1, RECORD_ATTEMPTS + 1):
+        try:
+            return operation()
+        except (OperationalError, InterfaceError) as error:
+            if attempt == RECORD_ATTEMPTS:
+                raise
+            logger.warning("Database unavailable while recording (%s); retrying in %.1fs", error, pause)
+            connections.close_all()
+            time.sleep(pause)
+            pause = min(pause * 2, 10.0)
+    raise AssertionError("unreachable")
+
+
+def execute(task: ScheduledTask, worker_id: str) -> Outcome:
+    try:
+        job = registry.get(task.identifier)
+        job.check_arguments(task.args, task.kwargs)
+    except JobArgumentsError as error:
+        return failure(error, retryable=False)
+    except Exception as error:
+        return failure(error)
+    try:
+        result = call(job, task, worker_id)
+    except (Exception, SystemExit) as error:  # SystemExit: a job calling sys.exit() must not stop the worker
+        return failure(error)
+    try:
+        stored = validation.json_value(result, "return value")
+    except JobArgumentsError as error:
+        return failure(error, retryable=False)
+    return Outcome(succeeded=True, result=stored)
+
+
+def call(job: Job[Any, Any], task: ScheduledTask, worker_id: str) -> Any:
+    func = job.func
+    if inspect.iscoroutinefunction(func):
+        func = async_to_sync(func)
+    if job.takes_context:
+        context = JobContext(task=task, attempt=task.attempt, worker_id=worker_id)
+        return func(context, *task.args, **task.kwargs)
+    return func(*task.args, **task.kwargs)
+
+
+def failure(error: BaseException, *, retryable: bool = True) -> Outcome:
+    return Outcome(
+        succeeded=False,
+        exception=error,
+        error=describe(error),
+        traceback=format_traceback(error),
+        retryable=retryable,
+    )
+
+
+def describe(error: BaseException) -> str:
+    """``Class: message``, even for an exception whose ``__str__`` raises."""
+    try:
+        message = str(error)
+    except Exception:
+        message = "<exception message could not be rendered>"
+    name = type(error).__qualname__
+    return f"{name}: {message}" if message else name
+
+
+def format_traceback(error: BaseException) -> str:
+    text = "".join(traceback_module.format_exception(error))
+    limit = jobs_settings.MAX_TRACEBACK_LENGTH
+    if len(text) > limit:
+        # Keep the end: it names the exception and the innermost frames.
+        text = f"... ({len(text) - limit} characters cut)\n" + text[-limit:]
+    return text
+
+
+def record(task: ScheduledTask, outcome: Outcome, worker_id: str, log: TaskLog) -> bool:
+    """Write the outcome if this worker still holds the task; return whether it did."""
+    now = timezone.now()
+    if outcome.succeeded:
+        recorded = record_success(task, outcome, worker_id, log, now)
+    else:
+        recorded = record_failure(task, outcome, worker_id, log, now)
+    if not recorded:
+        log.warning("finished but no longer held by this worker (recovered elsewhere); outcome not recorded")
+    return recorded
+
+
+def record_success(task: ScheduledTask, outcome: Outcome, worker_id: str, log: TaskLog, now: datetime) -> bool:
+    if not ScheduledTask.objects.filter(pk=task.pk).complete(worker_id, outcome.result, now):
+        return False
+    mirror(task, status=ScheduledTask.Status.COMPLETED, executed_at=now, result=outcome.result)
+    log.info("completed")
+    send_after_commit(job_completed, task=task, result=outcome.result)
+    return True
+
+
+def record_failure(task: ScheduledTask, outcome: Outcome, worker_id: str, log: TaskLog, now: datetime) -> bool:
+    will_retry = outcome.retryable and task.retry_count < task.max_retries
+    rows = ScheduledTask.objects.filter(pk=task.pk)
+    if will_retry:
+        job = registry.get(task.identifier) if registry.is_registered(task.identifier) else None
+        retry_at = now + backoff.delay_before_retry(task, job, task.attempt)
+        if not rows.retry_later(worker_id, retry_at, outcome.error, outcome.traceback, now):
+            return False
+        mirror(task, status=ScheduledTask.Status.PENDING, scheduled_at=retry_at, retry_count=task.retry_count + 1)
+    else:
+        if not rows.fail(worker_id, outcome.error, outcome.traceback, now):
+            return False
+        mirror(task, status=ScheduledTask.Status.FAILED)
+    mirror(task, failed_at=now, error_message=outcome.error, traceback=outcome.traceback)
+    log.warning("failed (%s), %s", outcome.error, "will retry" if will_retry else "no retries left")
+    send_after_commit(job_failed, task=task, exception=outcome.exception, will_retry=will_retry)
+    return True
+
+
+def mirror(task: ScheduledTask, **fields: Any) -> None:
+    """Copy a committed UPDATE onto the in-memory row, so signal receivers see the new state."""
+    for name, value in fields.items():
+        setattr(task, name, value)
+
+
+def release_broken_connections() -> None:
+    """Close connections a job left broken; healthy ones stay open across jobs.
+
+    Django's ``close_old_connections`` would also close by ``CONN_MAX_AGE``, which
+    at its default of 0 means a reconnect per job: far too slow for a worker.
+    """
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is None:
+            continue
+        if connection.in_atomic_block:
+            continue
+        if connection.errors_occurred and not connection.is_usable():
+            connection.close()
+        else:
+            connection.errors_occurred = False
+
+
+def run_inline(task: ScheduledTask) -> Outcome:
+    """Claim and run one task in this process (IMMEDIATE mode, test helpers)."""
+    worker_id = inline_worker_id()
+    now = timezone.now()
+    if ScheduledTask.objects.filter(pk=task.pk).mark_running(worker_id, now) != 1:
+        raise RuntimeError(f"Task {task.pk} is no longer pending; cannot run it inline.")
+    task.status, task.worker_id, task.started_at = ScheduledTask.Status.RUNNING, worker_id, now
+    return run_claimed(task, worker_id)
+
+
+def inline_worker_id() -> str:
+    return f"inline:{socket.gethostname()}:{os.getpid()}"
+
+
+class TaskLog:
+    """Log lines that always carry task id, job name, queue and attempt."""
+
+    def __init__(self, task: ScheduledTask) -> None:
+        self.prefix = f"task={task.pk} job={task.identifier} queue={task.queue} attempt={task.attempt}"
+
+    def info(self, message: str, *args: Any) -> None:
+        logger.info(f"{self.prefix} {message}", *args)
+
+    def warning(self, message: str, *args: Any) -> None:
+        logger.warning(f"{self.prefix} {message}", *args)

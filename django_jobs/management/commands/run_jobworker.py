@@ -1,0 +1,79 @@
+"""``manage.py run_jobworker``: run jobs until stopped (or, with --burst, until idle)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from django_jobs.worker import JobWorker, WorkerOptions
+
+
+class Command(BaseCommand):
+    help = "Run django_jobs tasks. SIGTERM/SIGINT: finish running jobs and exit; a second signal: stop at once."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--queues", help="Comma-separated queues to serve (default: all).")
+        parser.add_argument("--concurrency", type=int, help="Jobs run at once, on threads (default: CONCURRENCY setting).")
+        parser.add_argument("--interval", type=float, help="Seconds between polls when idle (default: POLL_INTERVAL).")
+        parser.add_argument("--batch-size", type=int, help="Most tasks claimed per query (default: BATCH_SIZE).")
+        parser.add_argument("--max-jobs", type=int, help="Exit after claiming this many tasks (recycles memory).")
+        parser.add_argument("--max-seconds", type=float, help="Stop claiming after this many seconds, then exit.")
+        parser.add_argument("--burst", action="store_true", help="Exit when nothing is due and nothing runs.")
+        parser.add_argument("--no-cron", action="store_true", help="Do not fire cron schedules from this worker.")
+        parser.add_argument("--worker-id", help="Name of this worker (default: host:pid:random).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        attach_console_logging(options["verbosity"])
+        worker = JobWorker(self.worker_options(options))
+        install_signal_handlers(worker)
+        sys.exit(worker.run())
+
+    def worker_options(self, options: dict[str, Any]) -> WorkerOptions:
+        given = {
+            "concurrency": options["concurrency"],
+            "interval": options["interval"],
+            "batch_size": options["batch_size"],
+        }
+        queues = [name.strip() for name in (options["queues"] or "").split(",") if name.strip()] or None
+        try:
+            return WorkerOptions(
+                queues=queues,
+                max_jobs=options["max_jobs"],
+                max_seconds=options["max_seconds"],
+                burst=options["burst"],
+                worker_id=options["worker_id"] or "",
+                cron=not options["no_cron"],
+                **{key: value for key, value in given.items() if value is not None},
+            )
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+
+
+def install_signal_handlers(worker: JobWorker) -> None:
+    signals_seen = []
+
+    def on_signal(number: int, frame: Any) -> None:
+        signals_seen.append(number)
+        if len(signals_seen) == 1:
+            logging.getLogger("django_jobs").info("Signal %d: finishing running jobs, claiming nothing new", number)
+            worker.request_stop()
+        else:
+            worker.stop_now()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+def attach_console_logging(verbosity: int) -> None:
+    """Show django_jobs logs on stderr unless the project configured a handler."""
+    logger = logging.getLogger("django_jobs")
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO if verbosity == 1 else logging.WARNING)

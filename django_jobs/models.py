@@ -1,0 +1,185 @@
+"""The database is the broker: these tables are the queue.
+
+``ScheduledTask`` is one run of a job (with its retries); ``CronSchedule`` fires tasks
+on a cron expression; ``Worker`` is a live worker process and its heartbeat.
+Every state change is a conditional UPDATE in ``querysets.py``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Case, F, Q, When
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .signals import job_cancelled, send_after_commit
+from .querysets import ScheduledTaskQuerySet, WorkerQuerySet
+
+
+class ScheduledTask(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        RUNNING = "running", _("Running")
+        COMPLETED = "completed", _("Completed")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    ACTIVE_STATUSES = (Status.PENDING, Status.RUNNING)
+
+    identifier = models.CharField(_("job name"), max_length=255, help_text=_("Registered name of the job to run."))
+    args = models.JSONField(_("positional arguments"), default=list, blank=True)
+    kwargs = models.JSONField(_("keyword arguments"), default=dict, blank=True)
+    queue = models.CharField(_("queue"), max_length=100, default="default")
+    priority = models.SmallIntegerField(_("priority"), default=0, help_text=_("-100 to 100; higher runs first."))
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
+    scheduled_at = models.DateTimeField(_("not before"), default=timezone.now, help_text=_("The task does not run before this time."))
+    description = models.CharField(_("description"), max_length=500, blank=True, default="")
+
+    max_retries = models.PositiveIntegerField(_("max retries"), default=3, help_text=_("Retries after the first attempt."))
+    retry_count = models.PositiveIntegerField(_("retries so far"), default=0, help_text=_("Failed attempts that were retried."))
+    retry_delay = models.DurationField(_("retry delay"), default=timedelta(seconds=1), help_text=_("Base delay of the backoff."))
+    backoff = models.CharField(
+        _("backoff"), max_length=16, default="exponential",
+        help_text=_("exponential, fixed, or custom (the job's own function)."),
+    )
+    timeout = models.DurationField(_("timeout"), null=True, blank=True, help_text=_("Longest a run may take."))
+
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True, help_text=_("Start of the latest attempt."))
+    executed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
+    failed_at = models.DateTimeField(_("failed at"), null=True, blank=True, help_text=_("Time of the latest failed attempt."))
+    error_message = models.TextField(_("error message"), blank=True, default="")
+    traceback = models.TextField(_("traceback"), blank=True, default="")
+    result = models.JSONField(_("result"), null=True, blank=True, help_text=_("The job's return value."))
+    worker_id = models.CharField(_("worker"), max_length=255, blank=True, default="", help_text=_("Worker holding or last holding the task."))
+
+    unique_key = models.CharField(
+        _("unique key"), max_length=255, null=True, blank=True,
+        help_text=_("While a pending or running task holds the key, enqueueing it again returns that task."),
+    )
+    # The database derives this column: the key while the task is active, else NULL.
+    # A unique index on it lets only one active task hold a key, on every backend
+    # (MySQL/MariaDB have no partial unique indexes, but all three accept many NULLs).
+    active_unique_key = models.GeneratedField(
+        expression=Case(When(status__in=["pending", "running"], then=F("unique_key")), default=None),
+        output_field=models.CharField(max_length=255, null=True),
+        db_persist=True,
+        unique=True,
+        verbose_name=_("active unique key"),
+    )
+    progress = models.JSONField(_("progress"), null=True, blank=True, help_text=_("{done, total} reported by the job."))
+    cron_schedule = models.ForeignKey(
+        "CronSchedule", verbose_name=_("cron schedule"), null=True, blank=True,
+        on_delete=models.SET_NULL, related_name="tasks",
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    objects = ScheduledTaskQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("scheduled task")
+        verbose_name_plural = _("scheduled tasks")
+        ordering = ("-id",)
+        indexes = [
+            # The claim: due pending rows of some queues, best priority first. Partial,
+            # so it stays as small as the backlog however many finished rows pile up.
+            models.Index(
+                F("queue"), F("priority").desc(), F("scheduled_at"), F("id"),
+                condition=Q(status="pending"), name="django_jobs_claim_idx",
+            ),
+            # MySQL/MariaDB ignore partial indexes; this full one serves their claim.
+            models.Index(fields=["status", "queue", "-priority", "scheduled_at", "id"], name="django_jobs_status_claim_idx"),
+            # Recovery looks up running rows by their worker.
+            models.Index(fields=["worker_id"], condition=Q(status="running"), name="django_jobs_running_idx"),
+            models.Index(fields=["identifier", "status"], name="django_jobs_identifier_idx"),
+        ]
+        permissions = [
+            ("retry_scheduledtask", _("Can retry failed or cancelled tasks")),
+            ("cancel_scheduledtask", _("Can cancel pending tasks")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.identifier} #{self.pk} ({self.status})"
+
+    @property
+    def attempt(self) -> int:
+        """Number of the current (or latest) attempt, 1 for the first run."""
+        return self.retry_count + 1
+
+    @property
+    def duration(self):
+        if self.started_at and self.executed_at:
+            return self.executed_at - self.started_at
+        return None
+
+    def cancel(self) -> bool:
+        """Cancel the task if it is still pending; return whether it was cancelled.
+
+        Sends ``job_cancelled`` once the change is committed.
+        """
+        cancelled = ScheduledTask.objects.filter(pk=self.pk).cancel_pending() == 1
+        self.refresh_from_db()
+        if cancelled:
+            send_after_commit(job_cancelled, task=self)
+        return cancelled
+
+    def retry(self) -> bool:
+        """Put a failed or cancelled task back to pending, due now; return whether it changed."""
+        changed = ScheduledTask.objects.filter(pk=self.pk).retry_now() == 1
+        self.refresh_from_db()
+        return changed
+
+
+class CronSchedule(models.Model):
+    name = models.CharField(_("name"), max_length=200, unique=True)
+    job_name = models.CharField(_("job name"), max_length=255, help_text=_("Registered name of the job to enqueue."))
+    expression = models.CharField(_("cron expression"), max_length=100, help_text=_("5 fields: minute hour day month weekday."))
+    args = models.JSONField(_("positional arguments"), default=list, blank=True)
+    kwargs = models.JSONField(_("keyword arguments"), default=dict, blank=True)
+    queue = models.CharField(_("queue"), max_length=100, default="default")
+    priority = models.SmallIntegerField(_("priority"), default=0)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    timezone = models.CharField(_("time zone"), max_length=64, blank=True, default="", help_text=_("IANA name; empty means settings.TIME_ZONE."))
+    last_run = models.DateTimeField(_("last run"), null=True, blank=True)
+    next_run = models.DateTimeField(_("next run"), null=True, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("owner"), null=True, blank=True,
+        on_delete=models.SET_NULL, related_name="job_schedules",
+    )
+    description = models.CharField(_("description"), max_length=500, blank=True, default="")
+    metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("cron schedule")
+        verbose_name_plural = _("cron schedules")
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.expression})"
+
+
+class Worker(models.Model):
+    """A running worker process. Its heartbeat is the lease on every task it holds."""
+
+    worker_id = models.CharField(_("worker id"), max_length=255, unique=True)
+    hostname = models.CharField(_("host"), max_length=255)
+    pid = models.PositiveIntegerField(_("process id"))
+    queues = models.CharField(_("queues"), max_length=1000, blank=True, default="", help_text=_("Comma-separated; empty means all."))
+    concurrency = models.PositiveIntegerField(_("concurrency"), default=1)
+    started_at = models.DateTimeField(_("started at"), default=timezone.now)
+    last_heartbeat = models.DateTimeField(_("last heartbeat"), default=timezone.now)
+
+    objects = WorkerQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("worker")
+        verbose_name_plural = _("workers")
+        ordering = ("worker_id",)
+
+    def __str__(self) -> str:
+        return self.worker_id

@@ -1,0 +1,232 @@
+"""``@job`` and the registry: a name -> ``Job`` map that workers resolve rows against.
+
+A ``Job`` is frozen: ``using(...)`` returns a copy with other enqueue options, so a
+module-level job is never changed by one caller's options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+
+from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
+
+from . import validation
+from .conf import jobs_settings
+from .exceptions import JobArgumentsError, UnknownJob
+
+if TYPE_CHECKING:
+    from .models import ScheduledTask
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Options ``using()`` and ``django_jobs.enqueue(**options)`` accept.
+ENQUEUE_OPTIONS = frozenset(
+    {"queue", "priority", "description", "max_retries", "retry_delay", "backoff", "timeout", "unique_key"}
+)
+
+
+class UnknownJobOption(TypeError):
+    """An option name that enqueueing does not know (a typo such as ``queu=``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Job(Generic[P, R]):
+    """A registered job function and the options its tasks are enqueued with.
+
+    ``None`` for ``queue``, ``max_retries`` and ``retry_delay`` means "the setting's
+    default at enqueue time", so ``override_settings`` reaches module-level jobs.
+    """
+
+    func: Callable[P, R]
+    name: str
+    queue: str | None = None
+    priority: int = 0
+    max_retries: int | None = None
+    retry_delay: timedelta | None = None
+    backoff: str | Callable[[int], timedelta] = "exponential"
+    timeout: timedelta | None = None
+    takes_context: bool = False
+    cron: str | None = None
+    description: str = ""
+    unique_key: str | None = None
+
+    # -- running inline ---------------------------------------------------------
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function now, in this process, without a task row."""
+        if self.takes_context:
+            from .context import JobContext
+
+            return self.func(JobContext(task=None, attempt=1), *args, **kwargs)  # type: ignore[arg-type]
+        return self.func(*args, **kwargs)
+
+    # -- options --------------------------------------------------------------------
+    def using(self, **options: Any) -> Job[P, R]:
+        """A copy of this job with other enqueue options (queue, priority, unique_key ...)."""
+        unknown = set(options) - ENQUEUE_OPTIONS
+        if unknown:
+            raise UnknownJobOption(
+                f"Unknown enqueue option(s) {sorted(unknown)} for job {self.name!r}; "
+                f"allowed: {sorted(ENQUEUE_OPTIONS)}"
+            )
+        return dataclasses.replace(self, **validated_options(options))
+
+    @property
+    def resolved_queue(self) -> str:
+        return self.queue or jobs_settings.DEFAULT_QUEUE
+
+    @property
+    def resolved_max_retries(self) -> int:
+        return jobs_settings.DEFAULT_MAX_RETRIES if self.max_retries is None else self.max_retries
+
+    @property
+    def resolved_retry_delay(self) -> timedelta:
+        if self.retry_delay is None:
+            return timedelta(seconds=jobs_settings.DEFAULT_RETRY_DELAY)
+        return self.retry_delay
+
+    @property
+    def backoff_kind(self) -> str:
+        """What the row stores: the name, or ``custom`` for a callable of this job."""
+        return self.backoff if isinstance(self.backoff, str) else "custom"
+
+    # -- enqueueing ---------------------------------------------------------------------
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> ScheduledTask:
+        """Store a task that runs as soon as a worker is free."""
+        from .enqueueing import enqueue_one
+
+        return enqueue_one(self, args, kwargs, run_at=None)
+
+    def enqueue_in(self, delay: timedelta | float, *args: P.args, **kwargs: P.kwargs) -> ScheduledTask:
+        """Store a task that runs no sooner than ``delay`` from now."""
+        from .enqueueing import enqueue_one
+
+        wait = validation.duration(delay, "delay")
+        return enqueue_one(self, args, kwargs, run_at=timezone.now() + wait)
+
+    def enqueue_at(self, when: datetime, *args: P.args, **kwargs: P.kwargs) -> ScheduledTask:
+        """Store a task that runs no sooner than ``when`` (aware when USE_TZ is on)."""
+        from .enqueueing import enqueue_one
+
+        return enqueue_one(self, args, kwargs, run_at=validation.run_time(when))
+
+    def enqueue_many(self, calls: Iterable[tuple[Iterable[Any], dict[str, Any]]]) -> list[ScheduledTask]:
+        """Store many tasks of this job in one bulk insert: ``[(args, kwargs), ...]``."""
+        from .enqueueing import enqueue_many
+
+        return enqueue_many(self, calls)
+
+    def check_arguments(self, args: Iterable[Any], kwargs: dict[str, Any]) -> None:
+        """Raise ``JobArgumentsError`` when the call would not fit the function's signature."""
+        signature = inspect.signature(self.func)
+        if self.takes_context:
+            parameters = list(signature.parameters.values())[1:]
+            signature = signature.replace(parameters=parameters)
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as error:
+            raise JobArgumentsError(f"Arguments do not fit job {self.name!r}: {error}") from None
+
+
+def validated_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Normalise job/enqueue options, raising ``InvalidJobOption`` on bad values."""
+    checks: dict[str, Callable[[Any], Any]] = {
+        "queue": validation.queue,
+        "priority": validation.priority,
+        "max_retries": validation.max_retries,
+        "retry_delay": lambda value: validation.duration(value, "retry_delay"),
+        "timeout": lambda value: validation.duration(value, "timeout", allow_none=True),
+        "backoff": validation.backoff,
+        "description": lambda value: str(value),
+        "unique_key": lambda value: None if value is None else str(value),
+    }
+    return {name: checks[name](value) if name in checks else value for name, value in options.items()}
+
+
+class JobRegistry:
+    """Name -> ``Job``. Iterating yields the registered names."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job[Any, Any]] = {}
+
+    def register(self, name: str, func: Callable[..., Any], **options: Any) -> Job[Any, Any]:
+        existing = self._jobs.get(name)
+        if existing is not None and not _same_function(existing.func, func):
+            raise ImproperlyConfigured(
+                f"Two functions are registered as job {name!r}: {_dotted(existing.func)} and "
+                f"{_dotted(func)}. Give one of them another name with @job(name=...)."
+            )
+        if options.get("takes_context"):
+            _check_context_parameter(name, func)
+        job = Job(func=func, name=name, **validated_options(options))
+        self._jobs[name] = job
+        return job
+
+    def unregister(self, name: str) -> None:
+        self._jobs.pop(name, None)
+
+    def is_registered(self, name: str) -> bool:
+        return name in self._jobs
+
+    def get(self, name: str) -> Job[Any, Any]:
+        try:
+            return self._jobs[name]
+        except KeyError:
+            raise UnknownJob(name) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._jobs))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._jobs
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+
+registry = JobRegistry()
+
+
+@overload
+def job(func: Callable[P, R], /) -> Job[P, R]: ...
+@overload
+def job(*, name: str | None = None, **options: Any) -> Callable[[Callable[P, R]], Job[P, R]]: ...
+
+
+def job(func: Callable[..., Any] | None = None, /, *, name: str | None = None, **options: Any) -> Any:
+    """Register a function as a job: ``@job`` or ``@job(name=..., queue=..., ...)``.
+
+    Options: ``queue``, ``priority`` (-100..100 or critical/high/normal/low),
+    ``max_retries``, ``retry_delay``, ``backoff`` (exponential, fixed or a callable
+    attempt -> timedelta), ``timeout``, ``takes_context``, ``cron``.
+    """
+    unknown = set(options) - (ENQUEUE_OPTIONS - {"unique_key", "description"}) - {"takes_context", "cron"}
+    if unknown:
+        raise UnknownJobOption(f"Unknown @job option(s) {sorted(unknown)}")
+
+    def decorate(function: Callable[P, R]) -> Job[P, R]:
+        return registry.register(name or _dotted(function), function, **options)
+
+    return decorate(func) if func is not None else decorate
+
+
+def _dotted(func: Callable[..., Any]) -> str:
+    return f"{func.__module__}.{func.__qualname__}"
+
+
+def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    # A module imported twice (e.g. as __main__ and by name) yields distinct but equal functions.
+    return a is b or _dotted(a) == _dotted(b)
+
+
+def _check_context_parameter(name: str, func: Callable[..., Any]) -> None:
+    parameters = list(inspect.signature(func).parameters)
+    if not parameters or parameters[0] != "context":
+        raise ImproperlyConfigured(
+            f"Job {name!r} has takes_context=True, so its first parameter must be named 'context'."
+        )

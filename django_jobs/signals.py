@@ -1,0 +1,46 @@
+"""Lifecycle signals. All are sent with ``send_robust`` after the state change is
+committed, so a receiver that raises never changes a task's outcome.
+
+The sender is always the ``ScheduledTask`` class.
+"""
+
+import logging
+
+from django.dispatch import Signal
+
+logger = logging.getLogger(__name__)
+
+# task: the new ScheduledTask row (sent after the enqueueing transaction commits).
+job_enqueued = Signal()
+
+# task: the row, now ``running``; attempt: 1 for the first run.
+job_started = Signal()
+
+# task: the row, now ``completed``; result: the job's return value.
+job_completed = Signal()
+
+# task: the row; exception: what the job raised; will_retry: True when the task
+# went back to ``pending`` for another attempt, False when it is now ``failed``.
+job_failed = Signal()
+
+# task: the row, now ``cancelled``.
+job_cancelled = Signal()
+
+
+def send_after_commit(signal: Signal, **kwargs) -> None:
+    """Send ``signal`` robustly once the current transaction commits (at once outside one).
+
+    Receivers that raise are logged, never propagated: a broken receiver must not
+    turn a committed outcome into an error.
+    """
+    from django.db import transaction
+
+    transaction.on_commit(lambda: _send_robust(signal, kwargs))
+
+
+def _send_robust(signal: Signal, kwargs: dict) -> None:
+    from .models import ScheduledTask
+
+    for receiver, response in signal.send_robust(sender=ScheduledTask, **kwargs):
+        if isinstance(response, Exception):
+            logger.error("Signal receiver %r raised %r", receiver, response, exc_info=response)

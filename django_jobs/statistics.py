@@ -1,0 +1,54 @@
+"""Counts and rates over the task table, for ``get_statistics`` and ``jobs_stats``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F
+
+from .models import ScheduledTask
+
+STATUSES = [status.value for status in ScheduledTask.Status]
+
+
+def get_statistics(queue: str | None = None) -> dict[str, Any]:
+    """Counts by status, ``success_rate`` (completed / finished, or None),
+    ``average_duration_ms`` of completed tasks, and ``by_job`` / ``by_queue``
+    breakdowns of counts by status. ``queue`` limits everything to one queue."""
+    rows = ScheduledTask.objects.all()
+    if queue is not None:
+        rows = rows.filter(queue=queue)
+    grouped = list(rows.order_by().values("identifier", "queue", "status").annotate(count=Count("id")))
+    totals = count_by(grouped, key=None)
+    finished = totals["completed"] + totals["failed"]
+    return {
+        **totals,
+        "total": sum(totals.values()),
+        "success_rate": round(totals["completed"] / finished, 4) if finished else None,
+        "average_duration_ms": average_duration_ms(rows),
+        "by_job": count_by(grouped, key="identifier"),
+        "by_queue": count_by(grouped, key="queue"),
+    }
+
+
+def count_by(grouped: list[dict[str, Any]], key: str | None) -> Any:
+    if key is None:
+        totals = dict.fromkeys(STATUSES, 0)
+        for row in grouped:
+            totals[row["status"]] += row["count"]
+        return totals
+    breakdown: dict[str, dict[str, int]] = {}
+    for row in grouped:
+        counts = breakdown.setdefault(row[key], dict.fromkeys(STATUSES, 0))
+        counts[row["status"]] += row["count"]
+    return breakdown
+
+
+def average_duration_ms(rows) -> float | None:
+    duration = ExpressionWrapper(F("executed_at") - F("started_at"), output_field=DurationField())
+    completed = rows.filter(status=ScheduledTask.Status.COMPLETED, started_at__isnull=False, executed_at__isnull=False)
+    average = completed.aggregate(average=Avg(duration))["average"]
+    if average is None:
+        return None
+    seconds = average.total_seconds() if hasattr(average, "total_seconds") else float(average) / 1_000_000
+    return round(seconds * 1000, 3)

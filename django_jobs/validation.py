@@ -1,0 +1,111 @@
+"""Checks applied to every enqueue before anything is written.
+
+Each function returns the normalised value or raises a ``DjangoJobsError``
+subclass whose message names the offending input.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.utils import timezone
+
+from .conf import jobs_settings, to_seconds
+from .exceptions import InvalidJobOption, JobArgumentsError
+
+PRIORITY_NAMES = {"critical": 100, "high": 50, "normal": 0, "low": -50}
+MIN_PRIORITY, MAX_PRIORITY = -100, 100
+BACKOFF_KINDS = ("exponential", "fixed")
+MAX_QUEUE_LENGTH = 100
+
+
+def priority(value: Any) -> int:
+    """A whole number from -100 to 100, or one of the names in ``PRIORITY_NAMES``."""
+    if isinstance(value, str):
+        try:
+            return PRIORITY_NAMES[value]
+        except KeyError:
+            names = ", ".join(PRIORITY_NAMES)
+            raise InvalidJobOption(f"Unknown priority {value!r}; use one of {names} or a number.") from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidJobOption(f"priority must be an int or a name, not {value!r}")
+    if not MIN_PRIORITY <= value <= MAX_PRIORITY:
+        raise InvalidJobOption(f"priority {value} is out of range {MIN_PRIORITY}..{MAX_PRIORITY}")
+    return value
+
+
+def queue(value: Any) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_QUEUE_LENGTH:
+        raise InvalidJobOption(f"queue must be a non-empty string of at most {MAX_QUEUE_LENGTH} characters, not {value!r}")
+    allowed = jobs_settings.QUEUES
+    if allowed is not None and value not in allowed:
+        raise InvalidJobOption(f"Unknown queue {value!r}; DJANGO_JOBS['QUEUES'] allows {list(allowed)}")
+    return value
+
+
+def max_retries(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidJobOption(f"max_retries must be a whole number >= 0, not {value!r}")
+    return value
+
+
+def duration(value: Any, what: str, *, allow_none: bool = False) -> timedelta | None:
+    if value is None and allow_none:
+        return None
+    try:
+        seconds = to_seconds(value, what)
+    except TypeError as error:
+        raise InvalidJobOption(str(error)) from None
+    if seconds < 0:
+        raise InvalidJobOption(f"{what} must not be negative, not {value!r}")
+    return timedelta(seconds=seconds)
+
+
+def backoff(value: Any) -> Any:
+    if callable(value) or value in BACKOFF_KINDS:
+        return value
+    raise InvalidJobOption(f"backoff must be 'exponential', 'fixed' or a callable attempt -> timedelta, not {value!r}")
+
+
+def run_time(value: Any) -> datetime:
+    """An aware datetime when USE_TZ is on (naive times are ambiguous across hosts)."""
+    if not isinstance(value, datetime):
+        raise InvalidJobOption(f"run time must be a datetime, not {value!r}")
+    if settings.USE_TZ and timezone.is_naive(value):
+        raise InvalidJobOption(
+            f"run time {value.isoformat()} is naive but USE_TZ is True; pass an aware datetime "
+            f"(django.utils.timezone.make_aware, or datetime(..., tzinfo=...))."
+        )
+    return value
+
+
+def json_arguments(args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any]]:
+    """Args and kwargs as they will be stored, or ``JobArgumentsError`` naming the bad one.
+
+    The values are encoded with Django's JSON encoder (datetime, date, Decimal and UUID
+    become strings) and decoded again, so the job receives exactly what a worker would.
+    """
+    if not isinstance(args, (list, tuple)):
+        raise JobArgumentsError(f"args must be a list or tuple, not {type(args).__name__}")
+    if not isinstance(kwargs, dict):
+        raise JobArgumentsError(f"kwargs must be a dict, not {type(kwargs).__name__}")
+    for key in kwargs:
+        if not isinstance(key, str):
+            raise JobArgumentsError(f"keyword argument names must be strings, not {key!r}")
+    stored_args = [json_value(value, f"positional argument {index}") for index, value in enumerate(args)]
+    stored_kwargs = {key: json_value(value, f"keyword argument {key!r}") for key, value in kwargs.items()}
+    return stored_args, stored_kwargs
+
+
+def json_value(value: Any, what: str) -> Any:
+    try:
+        return json.loads(json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False))
+    except (TypeError, ValueError) as error:
+        raise JobArgumentsError(
+            f"{what} ({type(value).__name__}) cannot be stored as JSON: {error}. "
+            f"Pass plain data (str, int, float, bool, None, list, dict, datetime, date, Decimal, UUID)."
+        ) from None

@@ -1,0 +1,242 @@
+"""The worker loop: claim -> run on job threads -> heartbeat -> recover -> wait.
+
+One process claims in batches (never more rows than it has free job threads, so
+no claimed task waits behind a slow one) and runs jobs on ``concurrency`` threads.
+Threads suit the usual job (I/O: mail, HTTP, queries); run more processes, on one
+host or many, to use more cores. A heartbeat thread keeps this worker's lease and
+recovers tasks of workers that stopped beating.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue as queue_module
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db import DatabaseError, connections
+from django.utils import timezone
+
+from . import claiming
+from .conf import jobs_settings
+from .exceptions import WorkerLost
+from .executor import run_claimed
+from .models import ScheduledTask, Worker
+from .wakeup import NotificationListener, Wakeup
+
+logger = logging.getLogger(__name__)
+
+# After a database error the loop waits 0.5 s, 1 s, 2 s ... up to this, then tries again.
+MAX_ERROR_PAUSE = 30.0
+
+
+@dataclass
+class WorkerOptions:
+    queues: list[str] | None = None
+    concurrency: int = field(default_factory=lambda: jobs_settings.CONCURRENCY)
+    interval: float = field(default_factory=lambda: jobs_settings.POLL_INTERVAL)
+    batch_size: int = field(default_factory=lambda: jobs_settings.BATCH_SIZE)
+    max_jobs: int | None = None
+    max_seconds: float | None = None
+    burst: bool = False
+    worker_id: str = ""
+    cron: bool = True
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1 or self.batch_size < 1:
+            raise ValueError("concurrency and batch size must be at least 1")
+        if self.interval <= 0:
+            raise ValueError("interval must be positive")
+        self.worker_id = self.worker_id or default_worker_id()
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class JobWorker:
+    """Run with ``JobWorker(WorkerOptions(...)).run()``; stop with ``request_stop()``."""
+
+    def __init__(self, options: WorkerOptions) -> None:
+        self.options = options
+        self.worker_id = options.worker_id
+        self.wakeup = Wakeup()
+        self.stopping = threading.Event()   # no new claims
+        self.finished = threading.Event()   # helper threads end
+        self.held: set[int] = set()
+        self.held_lock = threading.Lock()
+        self.jobs: queue_module.Queue[ScheduledTask | None] = queue_module.Queue()
+        self.claimed_count = 0
+        self.threads: list[threading.Thread] = []
+
+    # -- lifecycle -------------------------------------------------------------------
+    def run(self) -> int:
+        """Work until stopped, a limit is reached, or (``burst``) nothing is due. Returns 0."""
+        self.register()
+        self.start_threads()
+        logger.info("Worker %s started (queues=%s, concurrency=%d)", self.worker_id,
+                    ",".join(self.options.queues or ["*"]), self.options.concurrency)
+        try:
+            self.loop()
+        finally:
+            self.shut_down()
+        return 0
+
+    def request_stop(self) -> None:
+        """Claim nothing new; running jobs finish (first SIGTERM/SIGINT)."""
+        self.stopping.set()
+        self.wakeup.set()
+
+    def stop_now(self) -> None:
+        """Give back every held task and leave at once (second signal)."""
+        released = self.release_held()
+        logger.warning("Worker %s stopped at once; %d running task(s) returned to the queue", self.worker_id, released)
+        logging.shutdown()
+        os._exit(1)
+
+    def register(self) -> None:
+        now = timezone.now()
+        Worker.objects.update_or_create(
+            worker_id=self.worker_id,
+            defaults={"hostname": socket.gethostname(), "pid": os.getpid(), "started_at": now, "last_heartbeat": now,
+                      "queues": ",".join(self.options.queues or []), "concurrency": self.options.concurrency},
+        )
+
+    def start_threads(self) -> None:
+        for number in range(self.options.concurrency):
+            self.spawn(self.job_thread, f"django-jobs-job-{number}")
+        self.spawn(self.heartbeat_thread, "django-jobs-heartbeat")
+        if NotificationListener.available():
+            listener = NotificationListener(self.wakeup, self.options.queues, self.finished)
+            listener.start()
+            self.threads.append(listener)
+
+    def spawn(self, target, name: str) -> None:
+        # Daemon threads: a forced stop must not wait for a job that will not end.
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def shut_down(self) -> None:
+        for _ in range(self.options.concurrency):
+            self.jobs.put(None)
+        if not self.wait_for_running_jobs(jobs_settings.SHUTDOWN_GRACE):
+            released = self.release_held()
+            logger.warning("Shutdown grace ran out; %d task(s) returned to the queue", released)
+        self.finished.set()
+        try:
+            Worker.objects.filter(worker_id=self.worker_id).delete()
+        except DatabaseError as error:
+            logger.warning("Could not unregister worker %s: %s", self.worker_id, error)
+        connections.close_all()
+        logger.info("Worker %s stopped after claiming %d task(s)", self.worker_id, self.claimed_count)
+
+    def wait_for_running_jobs(self, grace: float) -> bool:
+        deadline = time.monotonic() + grace
+        for thread in self.threads[: self.options.concurrency]:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not self.held
+
+    # -- the loop --------------------------------------------------------------------
+    def loop(self) -> None:
+        started = time.monotonic()
+        error_pause = 0.0
+        while not self.stopping.is_set() and not self.limit_reached(started):
+            # Read before claiming: a job finishing during the claim may have
+            # committed a retry that this claim could not see yet.
+            was_busy = bool(self.held)
+            try:
+                claimed = self.claim_free_slots()
+                error_pause = 0.0
+            except DatabaseError as error:
+                error_pause = min(MAX_ERROR_PAUSE, max(0.5, error_pause * 2))
+                logger.warning("Database error while claiming (%s); retrying in %.1fs", error, error_pause)
+                connections.close_all()
+                self.stopping.wait(error_pause)
+                continue
+            if claimed:
+                continue
+            if self.options.burst and not was_busy and not self.held:
+                logger.info("Nothing due; burst worker %s exits", self.worker_id)
+                return
+            self.wakeup.wait(self.options.interval)
+
+    def claim_free_slots(self) -> int:
+        free = self.options.concurrency - len(self.held)
+        if self.options.max_jobs is not None:
+            free = min(free, self.options.max_jobs - self.claimed_count)
+        limit = min(free, self.options.batch_size)
+        if limit <= 0:
+            return 0
+        tasks = claiming.claim(self.worker_id, self.options.queues, limit)
+        with self.held_lock:
+            self.held.update(task.pk for task in tasks)
+        self.claimed_count += len(tasks)
+        for task in tasks:
+            self.jobs.put(task)
+        return len(tasks)
+
+    def limit_reached(self, started: float) -> bool:
+        if self.options.max_jobs is not None and self.claimed_count >= self.options.max_jobs:
+            return True
+        return self.options.max_seconds is not None and time.monotonic() - started >= self.options.max_seconds
+
+    # -- job threads ----------------------------------------------------------------
+    def job_thread(self) -> None:
+        while (task := self.jobs.get()) is not None:
+            try:
+                run_claimed(task, self.worker_id)
+            except Exception:
+                # Recording failed even after retries: the task stays ``running`` under
+                # our id; it is released at shutdown or recovered if we die.
+                logger.exception("task=%s could not be recorded", task.pk)
+                continue
+            with self.held_lock:
+                self.held.discard(task.pk)
+            self.wakeup.set()
+        connections.close_all()
+
+    def release_held(self) -> int:
+        with self.held_lock:
+            held = list(self.held)
+        if not held:
+            return 0
+        return ScheduledTask.objects.filter(pk__in=held).release(self.worker_id, timezone.now())
+
+    # -- heartbeat and recovery -----------------------------------------------------------
+    def heartbeat_thread(self) -> None:
+        interval = jobs_settings.HEARTBEAT_INTERVAL
+        while True:
+            try:
+                self.beat()
+                recover_lost_tasks()
+            except DatabaseError as error:
+                logger.warning("Heartbeat failed (%s); will try again", error)
+                connections.close_all()
+            if self.finished.wait(interval):
+                break
+        connections.close_all()
+
+    def beat(self) -> None:
+        if not Worker.objects.beat(self.worker_id, timezone.now()):
+            # Our row was removed as dead (we were cut off too long): come back.
+            logger.warning("Worker %s was presumed dead; registering again", self.worker_id)
+            self.register()
+
+
+def recover_lost_tasks() -> int:
+    """Tasks of workers silent for HEARTBEAT_TIMEOUT go back to pending (or fail)."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=jobs_settings.HEARTBEAT_TIMEOUT)
+    live = Worker.objects.live(cutoff).values("worker_id")
+    error = f"{WorkerLost.__name__}: the worker running this task stopped sending heartbeats"
+    recovered = ScheduledTask.objects.recover_lost(live, started_before=cutoff, error=error, now=now)
+    if recovered:
+        logger.warning("Recovered %d task(s) from lost workers", recovered)
+    Worker.objects.forget_dead(cutoff)
+    return recovered

@@ -1,0 +1,79 @@
+"""Jobs the tests enqueue. Autodiscovered like any app's jobs.py."""
+
+import os
+import time
+from datetime import timedelta
+
+from django_jobs import job
+
+from .models import Execution
+
+CALLS: list = []
+
+
+@job(name="tests.noop")
+def noop(*args, **kwargs):
+    return None
+
+
+@job(name="tests.add")
+def add(a, b):
+    return a + b
+
+
+@job(name="tests.record", takes_context=True)
+def record(context, label="", pause=0.0):
+    """Write one Execution row per call, with start and end times."""
+    row = Execution.objects.create(task_id=context.task.pk if context.task else 0, label=label,
+                                   pid=os.getpid(), started=time.time())
+    if pause:
+        time.sleep(pause)
+    row.ended = time.time()
+    row.save(update_fields=["ended"])
+    return label
+
+
+@job(name="tests.fail_until", takes_context=True, retry_delay=timedelta(seconds=0), backoff="fixed", max_retries=5)
+def fail_until(context, succeed_on_attempt):
+    if context.attempt < succeed_on_attempt:
+        raise RuntimeError(f"failing on attempt {context.attempt}")
+    return context.attempt
+
+
+@job(name="tests.always_fails", max_retries=2, retry_delay=timedelta(seconds=10))
+def always_fails():
+    raise ValueError("this job always fails")
+
+
+@job(name="tests.sleep")
+def sleep(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+@job(name="tests.returns_set")
+def returns_set():
+    return {1, 2}
+
+
+@job(name="tests.custom_backoff", backoff=lambda attempt: timedelta(seconds=7 * attempt), max_retries=3)
+def custom_backoff():
+    raise RuntimeError("boom")
+
+
+@job(name="tests.async_add")
+async def async_add(a, b):
+    return a + b
+
+
+@job(name="tests.collect")
+def collect(value):
+    CALLS.append(value)
+    return value
+
+
+@job(name="tests.progress", takes_context=True)
+def progress(context, steps):
+    for step in range(1, steps + 1):
+        context.set_progress(step, steps)
+    return steps
