@@ -1,0 +1,1 @@
+"""The example shop: orders, and the background jobs around them."""
