@@ -60,14 +60,17 @@ def claim_with_row_locks(alias: str, worker_id: str, queues: list[str] | None, l
 
 def claim_with_conditional_update(alias: str, worker_id: str, queues: list[str] | None, limit: int, now: datetime) -> list[ScheduledTask]:
     rows = ScheduledTask.objects.using(alias)
-    candidates = list(rows.due(now, queues).values_list("pk", flat=True)[:limit])
-    if not candidates:
-        return []
-    # Only rows still pending change; a row another worker took meanwhile is skipped.
-    if not rows.filter(pk__in=candidates).mark_running(worker_id, now):
-        return []
-    mine = rows.filter(pk__in=candidates, status=ScheduledTask.Status.RUNNING, worker_id=worker_id, started_at=now)
-    return sorted(mine, key=claim_sort_key)
+    # Another worker may take every candidate between our read and our update;
+    # then read again rather than report "nothing due" while work is waiting.
+    for _ in range(CLAIM_ATTEMPTS):
+        candidates = list(rows.due(now, queues).values_list("pk", flat=True)[:limit])
+        if not candidates:
+            return []
+        # Only rows still pending change; a row another worker took meanwhile is skipped.
+        if rows.filter(pk__in=candidates).mark_running(worker_id, now):
+            mine = rows.filter(pk__in=candidates, status=ScheduledTask.Status.RUNNING, worker_id=worker_id, started_at=now)
+            return sorted(mine, key=claim_sort_key)
+    return []
 
 
 def held(task: ScheduledTask, worker_id: str, now: datetime) -> ScheduledTask:

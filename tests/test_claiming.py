@@ -1,0 +1,110 @@
+"""Claiming: order, due times, queues, and no task held twice under contention."""
+
+import datetime as dt
+import threading
+
+import pytest
+from django.db import connection, connections
+from django.utils import timezone
+
+from django_jobs.claiming import claim, supports_skip_locked
+from django_jobs.models import ScheduledTask
+from tests.factories import ScheduledTaskFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_claim_marks_rows_running_for_the_worker():
+    task = ScheduledTaskFactory()
+    claimed = claim("w1", None, limit=10)
+    assert [t.pk for t in claimed] == [task.pk]
+    task.refresh_from_db()
+    assert (task.status, task.worker_id) == ("running", "w1")
+    assert task.started_at is not None
+    assert claim("w2", None, limit=10) == []
+
+
+def test_priority_then_scheduled_time_then_id():
+    now = timezone.now()
+    low = ScheduledTaskFactory(priority=-50, scheduled_at=now - dt.timedelta(minutes=5))
+    high_later = ScheduledTaskFactory(priority=50, scheduled_at=now - dt.timedelta(minutes=1))
+    high_earlier = ScheduledTaskFactory(priority=50, scheduled_at=now - dt.timedelta(minutes=2))
+    normal_a = ScheduledTaskFactory(priority=0, scheduled_at=now - dt.timedelta(minutes=3))
+    normal_b = ScheduledTaskFactory(priority=0, scheduled_at=normal_a.scheduled_at)
+    critical = ScheduledTaskFactory(priority=100, scheduled_at=now)
+    order = [t.pk for t in claim("w", None, limit=10, now=now + dt.timedelta(seconds=1))]
+    assert order == [critical.pk, high_earlier.pk, high_later.pk, normal_a.pk, normal_b.pk, low.pk]
+
+
+def test_priority_order_holds_across_small_batches():
+    now = timezone.now()
+    tasks = [ScheduledTaskFactory(priority=p, scheduled_at=now) for p in (0, 10, -10, 100, 5)]
+    seen = []
+    while batch := claim("w", None, limit=2, now=now):
+        seen += [t.priority for t in batch]
+    assert seen == sorted((t.priority for t in tasks), reverse=True)
+
+
+def test_future_tasks_are_not_claimed_early():
+    now = timezone.now()
+    future = ScheduledTaskFactory(scheduled_at=now + dt.timedelta(seconds=30))
+    assert claim("w", None, limit=10, now=now) == []
+    assert [t.pk for t in claim("w", None, limit=10, now=now + dt.timedelta(seconds=31))] == [future.pk]
+
+
+def test_only_pending_rows_of_the_given_queues():
+    mail = ScheduledTaskFactory(queue="mail")
+    ScheduledTaskFactory(queue="reports")
+    for status in ("running", "completed", "failed", "cancelled"):
+        ScheduledTaskFactory(queue="mail", status=status)
+    assert [t.pk for t in claim("w", ["mail"], limit=10)] == [mail.pk]
+    assert claim("w", ["mail"], limit=10) == []
+    assert len(claim("w", ["mail", "reports"], limit=10)) == 1
+
+
+def test_limit():
+    ScheduledTaskFactory.create_batch(5)
+    assert len(claim("w", None, limit=3)) == 3
+    assert len(claim("w", None, limit=3)) == 2
+
+
+def test_backend_strategy():
+    expected = connection.vendor in ("postgresql", "mysql")
+    assert supports_skip_locked("default") is expected
+
+
+def test_concurrent_claimers_never_share_a_task():
+    """Threads with their own connections claim the same backlog at once."""
+    total = 600
+    ScheduledTask.objects.bulk_create(
+        [ScheduledTask(identifier="tests.noop", scheduled_at=timezone.now()) for _ in range(total)]
+    )
+    results: dict[str, list[int]] = {}
+    errors = []
+    start = threading.Barrier(4)
+
+    def claimer(name):
+        mine = []
+        try:
+            start.wait()
+            while batch := claim(name, None, limit=7):
+                mine += [task.pk for task in batch]
+        except Exception as error:  # reported below; a thread's exception is otherwise lost
+            errors.append(error)
+        finally:
+            results[name] = mine
+            connections.close_all()
+
+    threads = [threading.Thread(target=claimer, args=(f"w{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    claimed = [pk for mine in results.values() for pk in mine]
+    assert len(claimed) == total
+    assert len(set(claimed)) == total
+    assert sum(1 for mine in results.values() if mine) >= 2
+    by_worker = dict(ScheduledTask.objects.values_list("pk", "worker_id"))
+    for name, mine in results.items():
+        assert all(by_worker[pk] == name for pk in mine)

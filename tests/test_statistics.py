@@ -1,0 +1,53 @@
+import datetime as dt
+import json
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+import django_jobs
+from tests.factories import ScheduledTaskFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def history():
+    now = timezone.now()
+    for seconds in (1, 3):
+        ScheduledTaskFactory(identifier="tests.add", status="completed", started_at=now,
+                             executed_at=now + dt.timedelta(seconds=seconds))
+    ScheduledTaskFactory(identifier="tests.add", status="failed")
+    ScheduledTaskFactory(identifier="tests.noop", queue="mail", status="pending")
+    ScheduledTaskFactory(identifier="tests.noop", queue="mail", status="cancelled")
+
+
+def test_statistics_shape_and_values(history):
+    stats = django_jobs.get_statistics()
+    assert {k: stats[k] for k in ("pending", "running", "completed", "failed", "cancelled")} == {
+        "pending": 1, "running": 0, "completed": 2, "failed": 1, "cancelled": 1}
+    assert stats["success_rate"] == pytest.approx(2 / 3, abs=1e-4)
+    assert stats["average_duration_ms"] == pytest.approx(2000, abs=1)
+    assert stats["by_job"]["tests.add"]["completed"] == 2
+    assert stats["by_job"]["tests.noop"]["cancelled"] == 1
+    assert stats["by_queue"]["mail"] == {"pending": 1, "running": 0, "completed": 0, "failed": 0, "cancelled": 1}
+
+
+def test_statistics_of_one_queue(history):
+    stats = django_jobs.get_statistics(queue="mail")
+    assert (stats["pending"], stats["completed"], stats["success_rate"], stats["average_duration_ms"]) == (1, 0, None, None)
+    assert list(stats["by_queue"]) == ["mail"]
+
+
+def test_empty_statistics():
+    stats = django_jobs.get_statistics()
+    assert stats["pending"] == 0 and stats["success_rate"] is None and stats["by_job"] == {}
+
+
+def test_jobs_stats_command(history, capsys):
+    call_command("jobs_stats")
+    out = capsys.readouterr().out
+    assert "completed=2" in out and "Success rate: 66.7%" in out and "tests.add" in out
+    call_command("jobs_stats", "--json")
+    data = json.loads(capsys.readouterr().out)
+    assert data["failed"] == 1 and data["by_queue"]["mail"]["pending"] == 1
