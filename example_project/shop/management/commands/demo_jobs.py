@@ -136,7 +136,7 @@ class Command(BaseCommand):
                 return
             if time.monotonic() >= deadline:
                 left = ", ".join(f"#{task.pk} {task.identifier} ({task.status})" for task in active)
-                raise CommandError(f"Timed out after {timeout:.0f} s; still not finished: {left}")
+                raise CommandError(f"Timed out after {timeout:g} s; still not finished: {left}")
             time.sleep(min(seconds_until_next_due(active), max(0.0, deadline - time.monotonic())))
 
     # -- reporting -----------------------------------------------------------------------
