@@ -66,13 +66,16 @@ class ScheduledTask(models.Model):
         expression=Case(When(status__in=["pending", "running"], then=F("unique_key")), default=None),
         output_field=models.CharField(max_length=255, null=True),
         db_persist=True,
-        unique=True,
         verbose_name=_("active unique key"),
     )
     progress = models.JSONField(_("progress"), null=True, blank=True, help_text=_("{done, total} reported by the job."))
     cron_schedule = models.ForeignKey(
         "CronSchedule", verbose_name=_("cron schedule"), null=True, blank=True,
         on_delete=models.SET_NULL, related_name="tasks",
+    )
+    cron_fire_time = models.DateTimeField(
+        _("cron fire time"), null=True, blank=True,
+        help_text=_("The fire time of its schedule this task stands for; unique per schedule."),
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
@@ -83,18 +86,16 @@ class ScheduledTask(models.Model):
         verbose_name = _("scheduled task")
         verbose_name_plural = _("scheduled tasks")
         ordering = ("-id",)
+        # The claim and recovery indexes depend on the database (partial where it can),
+        # so migration 0002 creates them in SQL; these serve the admin and statistics.
         indexes = [
-            # The claim: due pending rows of some queues, best priority first. Partial,
-            # so it stays as small as the backlog however many finished rows pile up.
-            models.Index(
-                F("queue"), F("priority").desc(), F("scheduled_at"), F("id"),
-                condition=Q(status="pending"), name="django_jobs_claim_idx",
-            ),
-            # MySQL/MariaDB ignore partial indexes; this full one serves their claim.
-            models.Index(fields=["status", "queue", "-priority", "scheduled_at", "id"], name="django_jobs_status_claim_idx"),
-            # Recovery looks up running rows by their worker.
-            models.Index(fields=["worker_id"], condition=Q(status="running"), name="django_jobs_running_idx"),
             models.Index(fields=["identifier", "status"], name="django_jobs_identifier_idx"),
+            models.Index(fields=["status", "scheduled_at"], name="django_jobs_status_time_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["active_unique_key"], name="django_jobs_one_active_task_per_key"),
+            # Exactly one task per fire time of a schedule, however many schedulers race.
+            models.UniqueConstraint(fields=["cron_schedule", "cron_fire_time"], name="django_jobs_one_task_per_fire_time"),
         ]
         permissions = [
             ("retry_scheduledtask", _("Can retry failed or cancelled tasks")),
@@ -151,6 +152,10 @@ class CronSchedule(models.Model):
     )
     description = models.CharField(_("description"), max_length=500, blank=True, default="")
     metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+    declared_in_code = models.BooleanField(
+        _("declared in code"), default=False, editable=False,
+        help_text=_("Created from @job(cron=...) or DJANGO_JOBS['CRON']; kept in sync by workers."),
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, IntegrityError, connections
 from django.utils import timezone
 
 from . import claiming
@@ -68,7 +68,8 @@ class JobWorker:
         self.wakeup = Wakeup()
         self.stopping = threading.Event()   # no new claims
         self.finished = threading.Event()   # helper threads end
-        self.held: set[int] = set()
+        self.held: set[int] = set()          # claimed, not yet recorded
+        self.unrecorded: set[int] = set()    # ran, but the outcome could not be written
         self.held_lock = threading.Lock()
         self.jobs: queue_module.Queue[ScheduledTask | None] = queue_module.Queue()
         self.claimed_count = 0
@@ -100,12 +101,17 @@ class JobWorker:
         os._exit(1)
 
     def register(self) -> None:
+        # Update, else insert: no read-then-write transaction, which SQLite in WAL
+        # mode may refuse at once ("database is locked") when other workers write.
         now = timezone.now()
-        Worker.objects.update_or_create(
-            worker_id=self.worker_id,
-            defaults={"hostname": socket.gethostname(), "pid": os.getpid(), "started_at": now, "last_heartbeat": now,
-                      "queues": ",".join(self.options.queues or []), "concurrency": self.options.concurrency},
-        )
+        fields = {"hostname": socket.gethostname(), "pid": os.getpid(), "started_at": now, "last_heartbeat": now,
+                  "queues": ",".join(self.options.queues or []), "concurrency": self.options.concurrency}
+        if Worker.objects.filter(worker_id=self.worker_id).update(**fields):
+            return
+        try:
+            Worker.objects.create(worker_id=self.worker_id, **fields)
+        except IntegrityError:
+            Worker.objects.filter(worker_id=self.worker_id).update(**fields)
 
     def start_threads(self) -> None:
         for number in range(self.options.concurrency):
@@ -125,8 +131,9 @@ class JobWorker:
     def shut_down(self) -> None:
         for _ in range(self.options.concurrency):
             self.jobs.put(None)
-        if not self.wait_for_running_jobs(jobs_settings.SHUTDOWN_GRACE):
-            released = self.release_held()
+        finished_in_time = self.wait_for_running_jobs(jobs_settings.SHUTDOWN_GRACE)
+        released = self.release_held()
+        if not finished_in_time:
             logger.warning("Shutdown grace ran out; %d task(s) returned to the queue", released)
         self.finished.set()
         try:
@@ -189,24 +196,39 @@ class JobWorker:
     # -- job threads ----------------------------------------------------------------
     def job_thread(self) -> None:
         while (task := self.jobs.get()) is not None:
+            recorded = True
             try:
                 run_claimed(task, self.worker_id)
             except Exception:
-                # Recording failed even after retries: the task stays ``running`` under
-                # our id; it is released at shutdown or recovered if we die.
-                logger.exception("task=%s could not be recorded", task.pk)
-                continue
+                recorded = False
+                logger.exception("task=%s ran but its outcome could not be recorded; it will be released", task.pk)
             with self.held_lock:
                 self.held.discard(task.pk)
+                if not recorded:
+                    self.unrecorded.add(task.pk)
             self.wakeup.set()
         connections.close_all()
 
     def release_held(self) -> int:
+        """Return claimed tasks we will not finish to ``pending`` (at-least-once)."""
         with self.held_lock:
-            held = list(self.held)
+            held = list(self.held | self.unrecorded)
         if not held:
             return 0
-        return ScheduledTask.objects.filter(pk__in=held).release(self.worker_id, timezone.now())
+        released = ScheduledTask.objects.filter(pk__in=held).release(self.worker_id, timezone.now())
+        with self.held_lock:
+            self.unrecorded.difference_update(held)
+        return released
+
+    def release_unrecorded(self) -> None:
+        # Otherwise such a task would stay ``running`` under a worker that still beats.
+        with self.held_lock:
+            unrecorded = list(self.unrecorded)
+        if not unrecorded:
+            return
+        ScheduledTask.objects.filter(pk__in=unrecorded).release(self.worker_id, timezone.now())
+        with self.held_lock:
+            self.unrecorded.difference_update(unrecorded)
 
     # -- heartbeat and recovery -----------------------------------------------------------
     def heartbeat_thread(self) -> None:
@@ -214,6 +236,7 @@ class JobWorker:
         while True:
             try:
                 self.beat()
+                self.release_unrecorded()
                 recover_lost_tasks()
             except DatabaseError as error:
                 logger.warning("Heartbeat failed (%s); will try again", error)

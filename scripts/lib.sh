@@ -16,7 +16,8 @@ put_pythons_on_path() {
   # tox looks for python3.11 / 3.12 / 3.13 on PATH; pyenv keeps them out of it.
   local root="${PYENV_ROOT:-$HOME/.pyenv}"
   for version in 3.11 3.12 3.13; do
-    command -v "python$version" >/dev/null 2>&1 && continue
+    # A pyenv shim answers `command -v` even when it cannot run that version.
+    "python$version" -c "" >/dev/null 2>&1 && continue
     local found
     found=$(ls -d "$root"/versions/"$version".* 2>/dev/null | sort -V | tail -n 1)
     [ -n "$found" ] && PATH="$found/bin:$PATH"
