@@ -23,7 +23,20 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     problems += number_problems(configured)
     if not problems:
         problems += heartbeat_problems(configured)
+        problems += cron_problems()
     return problems
+
+
+def cron_problems() -> list[Any]:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .scheduler import declared_schedules
+
+    try:
+        declared_schedules()
+    except ImproperlyConfigured as error:
+        return [Error(str(error), hint="Fix the schedule in DJANGO_JOBS['CRON'] or @job(cron=...).", id="django_jobs.E006")]
+    return []
 
 
 def duration_problems(configured: dict[str, Any]) -> list[Any]:

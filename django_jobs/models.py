@@ -15,6 +15,7 @@ from django.db.models import Case, F, Q, When
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from . import cron
 from .signals import job_cancelled, send_after_commit
 from .querysets import ScheduledTaskQuerySet, WorkerQuerySet
 
@@ -137,13 +138,19 @@ class ScheduledTask(models.Model):
 class CronSchedule(models.Model):
     name = models.CharField(_("name"), max_length=200, unique=True)
     job_name = models.CharField(_("job name"), max_length=255, help_text=_("Registered name of the job to enqueue."))
-    expression = models.CharField(_("cron expression"), max_length=100, help_text=_("5 fields: minute hour day month weekday."))
+    expression = models.CharField(
+        _("cron expression"), max_length=100, validators=[cron.validate_expression],
+        help_text=_("5 fields: minute hour day-of-month month day-of-week, or @hourly, @daily, @weekly, @monthly, @yearly."),
+    )
     args = models.JSONField(_("positional arguments"), default=list, blank=True)
     kwargs = models.JSONField(_("keyword arguments"), default=dict, blank=True)
     queue = models.CharField(_("queue"), max_length=100, default="default")
     priority = models.SmallIntegerField(_("priority"), default=0)
     enabled = models.BooleanField(_("enabled"), default=True)
-    timezone = models.CharField(_("time zone"), max_length=64, blank=True, default="", help_text=_("IANA name; empty means settings.TIME_ZONE."))
+    timezone = models.CharField(
+        _("time zone"), max_length=64, blank=True, default="", validators=[cron.validate_timezone],
+        help_text=_("IANA name such as Europe/Berlin; empty means settings.TIME_ZONE."),
+    )
     last_run = models.DateTimeField(_("last run"), null=True, blank=True)
     next_run = models.DateTimeField(_("next run"), null=True, blank=True)
     owner = models.ForeignKey(
@@ -163,9 +170,45 @@ class CronSchedule(models.Model):
         verbose_name = _("cron schedule")
         verbose_name_plural = _("cron schedules")
         ordering = ("name",)
+        indexes = [models.Index(fields=["enabled", "next_run"], name="django_jobs_cron_due_idx")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.expression})"
+
+    def timing(self) -> tuple[str, str, bool]:
+        """What decides the fire times; a change recomputes ``next_run``."""
+        return (self.expression, self.timezone, self.enabled)
+
+    def save(self, *args, **kwargs) -> None:
+        """Validate the expression and time zone, and keep ``next_run`` true.
+
+        A new, edited or re-enabled schedule fires next at its first fire time
+        after now: never for a time that passed while it was off or different.
+        """
+        cron.expand(self.expression)
+        cron.zone(self.timezone)
+        stored = CronSchedule.objects.filter(pk=self.pk).values_list("expression", "timezone", "enabled").first()
+        if stored != self.timing() or (self.enabled and self.next_run is None):
+            self.next_run = self.compute_next_run(timezone.now()) if self.enabled else None
+        super().save(*args, **kwargs)
+
+    def compute_next_run(self, after):
+        return cron.next_fire_after(self.expression, self.timezone, after)
+
+    def enable(self) -> None:
+        """Fire from the next fire time on (times missed while disabled are skipped)."""
+        self.enabled = True
+        self.save()
+
+    def disable(self) -> None:
+        self.enabled = False
+        self.save()
+
+    def run_now(self) -> "ScheduledTask":
+        """Enqueue one task of this schedule now, outside its fire times."""
+        from .scheduler import enqueue_for_schedule
+
+        return enqueue_for_schedule(self, fire_time=None)
 
 
 class Worker(models.Model):

@@ -163,6 +163,8 @@ class JobRegistry:
             )
         if options.get("takes_context"):
             _check_context_parameter(name, func)
+        if options.get("cron") is not None:
+            _check_cron(name, options["cron"])
         job = Job(func=func, name=name, **validated_options(options))
         self._jobs[name] = job
         return job
@@ -222,6 +224,17 @@ def _dotted(func: Callable[..., Any]) -> str:
 def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
     # A module imported twice (e.g. as __main__ and by name) yields distinct but equal functions.
     return a is b or _dotted(a) == _dotted(b)
+
+
+def _check_cron(name: str, expression: str) -> None:
+    from django.core.exceptions import ValidationError
+
+    from .cron import expand
+
+    try:
+        expand(expression)
+    except ValidationError as error:
+        raise ImproperlyConfigured(f"@job {name!r} has an invalid cron: {'; '.join(error.messages)}") from None
 
 
 def _check_context_parameter(name: str, func: Callable[..., Any]) -> None:

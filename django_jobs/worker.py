@@ -22,7 +22,7 @@ from datetime import timedelta
 from django.db import DatabaseError, IntegrityError, connections
 from django.utils import timezone
 
-from . import claiming
+from . import claiming, scheduler
 from .conf import jobs_settings
 from .exceptions import WorkerLost
 from .executor import run_claimed
@@ -31,6 +31,8 @@ from .wakeup import NotificationListener, Wakeup
 
 logger = logging.getLogger(__name__)
 
+# Cron has minute resolution; a tick a second fires within a second of the time.
+CRON_TICK = 1.0
 # After a database error the loop waits 0.5 s, 1 s, 2 s ... up to this, then tries again.
 MAX_ERROR_PAUSE = 30.0
 
@@ -77,7 +79,13 @@ class JobWorker:
 
     # -- lifecycle -------------------------------------------------------------------
     def run(self) -> int:
-        """Work until stopped, a limit is reached, or (``burst``) nothing is due. Returns 0."""
+        """Work until stopped, a limit is reached, or (``burst``) nothing is due. Returns 0.
+
+        Raises ImproperlyConfigured before doing anything if a declared cron schedule is invalid.
+        """
+        if self.options.cron:
+            counts = scheduler.sync_declared_schedules()
+            logger.info("Cron schedules declared in code: %s", counts)
         self.register()
         self.start_threads()
         logger.info("Worker %s started (queues=%s, concurrency=%d)", self.worker_id,
@@ -117,6 +125,8 @@ class JobWorker:
         for number in range(self.options.concurrency):
             self.spawn(self.job_thread, f"django-jobs-job-{number}")
         self.spawn(self.heartbeat_thread, "django-jobs-heartbeat")
+        if self.options.cron:
+            self.spawn(self.cron_thread, "django-jobs-cron")
         if NotificationListener.available():
             listener = NotificationListener(self.wakeup, self.options.queues, self.finished)
             listener.start()
@@ -229,6 +239,19 @@ class JobWorker:
         ScheduledTask.objects.filter(pk__in=unrecorded).release(self.worker_id, timezone.now())
         with self.held_lock:
             self.unrecorded.difference_update(unrecorded)
+
+    # -- cron -------------------------------------------------------------------------------
+    def cron_thread(self) -> None:
+        while not self.finished.wait(CRON_TICK):
+            if self.stopping.is_set():
+                continue
+            try:
+                if scheduler.tick():
+                    self.wakeup.set()
+            except DatabaseError as error:
+                logger.warning("Cron tick failed (%s); will try again", error)
+                connections.close_all()
+        connections.close_all()
 
     # -- heartbeat and recovery -----------------------------------------------------------
     def heartbeat_thread(self) -> None:

@@ -7,6 +7,7 @@ import signal
 import sys
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from django_jobs.worker import JobWorker, WorkerOptions
@@ -30,7 +31,11 @@ class Command(BaseCommand):
         attach_console_logging(options["verbosity"])
         worker = JobWorker(self.worker_options(options))
         install_signal_handlers(worker)
-        sys.exit(worker.run())
+        try:
+            code = worker.run()
+        except ImproperlyConfigured as error:
+            raise CommandError(str(error)) from None
+        sys.exit(code)
 
     def worker_options(self, options: dict[str, Any]) -> WorkerOptions:
         given = {
