@@ -27,9 +27,28 @@ class ScheduledTaskAdmin(admin.ModelAdmin):
 
 @admin.register(CronSchedule)
 class CronScheduleAdmin(admin.ModelAdmin):
-    list_display = ("name", "job_name", "expression", "enabled", "next_run", "last_run")
-    list_filter = ("enabled",)
+    list_display = ("name", "job_name", "expression", "timezone", "enabled", "next_run", "last_run", "owner")
+    list_filter = ("enabled", "declared_in_code")
     search_fields = ("name", "job_name", "description")
+    readonly_fields = ("last_run", "next_run", "declared_in_code", "created_at", "updated_at")
+    actions = ("enable_schedules", "disable_schedules")
+
+    def save_model(self, request, obj, form, change):
+        if not change and obj.owner_id is None:
+            obj.owner = request.user
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Enable selected schedules (from their next fire time)", permissions=["change"])
+    def enable_schedules(self, request, queryset):
+        for schedule in queryset.filter(enabled=False):
+            schedule.enable()
+        self.message_user(request, "Schedules enabled.")
+
+    @admin.action(description="Disable selected schedules", permissions=["change"])
+    def disable_schedules(self, request, queryset):
+        for schedule in queryset.filter(enabled=True):
+            schedule.disable()
+        self.message_user(request, "Schedules disabled.")
 
 
 @admin.register(Worker)
