@@ -81,6 +81,7 @@ def with_reconnect(operation: Callable[[], T]) -> T:
 def execute(task: ScheduledTask, worker_id: str) -> Outcome:
     try:
         job = registry.get(task.identifier)
+        check_stored_arguments(task)
         job.check_arguments(task.args, task.kwargs)
     except JobArgumentsError as error:
         return failure(error, retryable=False)
@@ -95,6 +96,15 @@ def execute(task: ScheduledTask, worker_id: str) -> Outcome:
     except JobArgumentsError as error:
         return failure(error, retryable=False)
     return Outcome(succeeded=True, result=stored)
+
+
+def check_stored_arguments(task: ScheduledTask) -> None:
+    """Rows written by hand (raw SQL, a bad migration) may hold any JSON."""
+    if not isinstance(task.args, list) or not isinstance(task.kwargs, dict):
+        raise JobArgumentsError(
+            f"Stored arguments are malformed: args must be a JSON list and kwargs a JSON object, "
+            f"got {type(task.args).__name__} and {type(task.kwargs).__name__}"
+        )
 
 
 def call(job: Job[Any, Any], task: ScheduledTask, worker_id: str) -> Any:

@@ -176,3 +176,14 @@ def test_progress_is_recorded():
     run_inline(task)
     task.refresh_from_db()
     assert task.progress == {"done": 4, "total": 4}
+
+
+@pytest.mark.parametrize("args, kwargs", [({"a": 1}, {}), ([], ["x"]), ("text", {}), (5, {})])
+def test_malformed_stored_arguments_fail_clearly(args, kwargs):
+    task = ScheduledTaskFactory(identifier="tests.noop", max_retries=3)
+    ScheduledTask.objects.filter(pk=task.pk).update(args=args, kwargs=kwargs)
+    task.refresh_from_db()
+    run_inline(task)
+    task.refresh_from_db()
+    assert task.status == ScheduledTask.Status.FAILED
+    assert "Stored arguments are malformed" in task.error_message
