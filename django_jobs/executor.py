@@ -47,12 +47,15 @@ class Outcome:
     retryable: bool = True
 
 
-def run_claimed(task: ScheduledTask, worker_id: str) -> Outcome:
-    """Run a task this worker holds (``running``, ``worker_id``) and record the outcome."""
+def run_claimed(task: ScheduledTask, worker_id: str, *, enforce_timeout: bool = False) -> Outcome:
+    """Run a task this worker holds (``running``, ``worker_id``) and record the outcome.
+
+    With ``enforce_timeout`` (workers), a task with a timeout runs in a child process.
+    """
     log = TaskLog(task)
     log.info("started")
     send_after_commit(job_started, task=task, attempt=task.attempt)
-    outcome = execute(task, worker_id)
+    outcome = execute(task, worker_id, enforce_timeout=enforce_timeout)
     release_broken_connections()
     with_reconnect(lambda: record(task, outcome, worker_id, log))
     return outcome
@@ -78,7 +81,7 @@ def with_reconnect(operation: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def execute(task: ScheduledTask, worker_id: str) -> Outcome:
+def execute(task: ScheduledTask, worker_id: str, *, enforce_timeout: bool = False) -> Outcome:
     try:
         job = registry.get(task.identifier)
         check_stored_arguments(task)
@@ -87,6 +90,15 @@ def execute(task: ScheduledTask, worker_id: str) -> Outcome:
         return failure(error, retryable=False)
     except Exception as error:
         return failure(error)
+    if enforce_timeout and task.timeout:
+        from .isolation import execute_in_child
+
+        return execute_in_child(task, worker_id, task.timeout.total_seconds())
+    return call_and_capture(job, task, worker_id)
+
+
+def call_and_capture(job: Job[Any, Any], task: ScheduledTask, worker_id: str) -> Outcome:
+    """Call the job and turn whatever happens into an Outcome; never raises."""
     try:
         result = call(job, task, worker_id)
     except (Exception, SystemExit) as error:  # SystemExit: a job calling sys.exit() must not stop the worker

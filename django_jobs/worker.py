@@ -22,7 +22,7 @@ from datetime import timedelta
 from django.db import DatabaseError, IntegrityError, connections
 from django.utils import timezone
 
-from . import claiming, scheduler
+from . import claiming, isolation, scheduler
 from .conf import jobs_settings
 from .exceptions import WorkerLost
 from .executor import run_claimed
@@ -103,6 +103,7 @@ class JobWorker:
 
     def stop_now(self) -> None:
         """Give back every held task and leave at once (second signal)."""
+        isolation.kill_all()
         released = self.release_held()
         logger.warning("Worker %s stopped at once; %d running task(s) returned to the queue", self.worker_id, released)
         logging.shutdown()
@@ -142,6 +143,8 @@ class JobWorker:
         for _ in range(self.options.concurrency):
             self.jobs.put(None)
         finished_in_time = self.wait_for_running_jobs(jobs_settings.SHUTDOWN_GRACE)
+        if not finished_in_time:
+            isolation.kill_all()
         released = self.release_held()
         if not finished_in_time:
             logger.warning("Shutdown grace ran out; %d task(s) returned to the queue", released)
@@ -208,7 +211,7 @@ class JobWorker:
         while (task := self.jobs.get()) is not None:
             recorded = True
             try:
-                run_claimed(task, self.worker_id)
+                run_claimed(task, self.worker_id, enforce_timeout=True)
             except Exception:
                 recorded = False
                 logger.exception("task=%s ran but its outcome could not be recorded; it will be released", task.pk)

@@ -77,3 +77,25 @@ def progress(context, steps):
     for step in range(1, steps + 1):
         context.set_progress(step, steps)
     return steps
+
+
+@job(name="tests.slow_with_timeout", timeout=1, max_retries=1, retry_delay=0, backoff="fixed")
+def slow_with_timeout(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+class Unpicklable(Exception):
+    def __init__(self, message, handle):
+        super().__init__(message)
+        self.handle = handle
+
+
+@job(name="tests.raises_unpicklable", timeout=30, max_retries=0)
+def raises_unpicklable():
+    raise Unpicklable("cannot travel", handle=lambda: None)
+
+
+@job(name="tests.exits_hard", timeout=30, max_retries=0)
+def exits_hard():
+    os._exit(3)
