@@ -104,8 +104,11 @@ class JobWorker:
     def stop_now(self) -> None:
         """Give back every held task and leave at once (second signal)."""
         isolation.kill_all()
-        released = self.release_held()
-        logger.warning("Worker %s stopped at once; %d running task(s) returned to the queue", self.worker_id, released)
+        # A signal handler runs on the main thread, perhaps in the middle of its claim
+        # transaction; a thread of its own gets a connection of its own and commits.
+        farewell = threading.Thread(target=self.release_and_unregister)
+        farewell.start()
+        farewell.join(10)
         logging.shutdown()
         os._exit(1)
 
@@ -121,6 +124,18 @@ class JobWorker:
             Worker.objects.create(worker_id=self.worker_id, **fields)
         except IntegrityError:
             Worker.objects.filter(worker_id=self.worker_id).update(**fields)
+
+    def release_and_unregister(self) -> None:
+        released = self.release_held()
+        self.unregister()
+        connections.close_all()
+        logger.warning("Worker %s stopped at once; %d running task(s) returned to the queue", self.worker_id, released)
+
+    def unregister(self) -> None:
+        try:
+            Worker.objects.filter(worker_id=self.worker_id).delete()
+        except DatabaseError as error:
+            logger.warning("Could not unregister worker %s: %s", self.worker_id, error)
 
     def start_threads(self) -> None:
         for number in range(self.options.concurrency):
@@ -149,10 +164,7 @@ class JobWorker:
         if not finished_in_time:
             logger.warning("Shutdown grace ran out; %d task(s) returned to the queue", released)
         self.finished.set()
-        try:
-            Worker.objects.filter(worker_id=self.worker_id).delete()
-        except DatabaseError as error:
-            logger.warning("Could not unregister worker %s: %s", self.worker_id, error)
+        self.unregister()
         connections.close_all()
         logger.info("Worker %s stopped after claiming %d task(s)", self.worker_id, self.claimed_count)
 
@@ -184,7 +196,7 @@ class JobWorker:
             if self.options.burst and not was_busy and not self.held:
                 logger.info("Nothing due; burst worker %s exits", self.worker_id)
                 return
-            self.wakeup.wait(self.options.interval)
+            self.wakeup.wait(self.wait_time(started))
 
     def claim_free_slots(self) -> int:
         free = self.options.concurrency - len(self.held)
@@ -200,6 +212,13 @@ class JobWorker:
         for task in tasks:
             self.jobs.put(task)
         return len(tasks)
+
+    def wait_time(self, started: float) -> float:
+        """The poll interval, cut short so that --max-seconds is kept."""
+        if self.options.max_seconds is None:
+            return self.options.interval
+        left = self.options.max_seconds - (time.monotonic() - started)
+        return max(0.0, min(self.options.interval, left))
 
     def limit_reached(self, started: float) -> bool:
         if self.options.max_jobs is not None and self.claimed_count >= self.options.max_jobs:
