@@ -19,7 +19,10 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db import DatabaseError, IntegrityError, connections
+# django.db.Error covers InterfaceError ("connection already closed") as well as
+# DatabaseError: both happen when the server restarts under a worker.
+from django.db import Error as DatabaseError
+from django.db import IntegrityError, connections
 from django.utils import timezone
 
 from . import claiming, isolation, scheduler
