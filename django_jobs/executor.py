@@ -10,29 +10,24 @@ import inspect
 import logging
 import os
 import socket
-import time
 import traceback as traceback_module
 from dataclasses import dataclass
-from datetime import datetime
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from asgiref.sync import async_to_sync
-from django.db import InterfaceError, OperationalError, connections
+from django.db import connections
 from django.utils import timezone
 
-from . import backoff, validation
+from . import validation
 from .conf import jobs_settings
 from .context import JobContext
 from .exceptions import JobArgumentsError
 from .models import ScheduledTask
 from .registry import Job, registry
-from .signals import job_completed, job_failed, job_started, send_after_commit
+from .signals import job_started, send_after_commit
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-RECORD_ATTEMPTS = 10
 
 
 @dataclass
@@ -52,33 +47,20 @@ def run_claimed(task: ScheduledTask, worker_id: str, *, enforce_timeout: bool = 
 
     With ``enforce_timeout`` (workers), a task with a timeout runs in a child process.
     """
-    log = TaskLog(task)
-    log.info("started")
-    send_after_commit(job_started, task=task, attempt=task.attempt)
-    outcome = execute(task, worker_id, enforce_timeout=enforce_timeout)
-    release_broken_connections()
-    with_reconnect(lambda: record(task, outcome, worker_id, log))
+    from .recording import record_outcomes
+
+    outcome = attempt(task, worker_id, enforce_timeout=enforce_timeout)
+    record_outcomes([(task, outcome)], worker_id)
     return outcome
 
 
-def with_reconnect(operation: Callable[[], T]) -> T:
-    """Run a database operation, reconnecting through a short outage (server restart).
-
-    Losing an outcome would make a finished job run again, so this waits longer
-    than a claim would: about a minute in all before giving up.
-    """
-    pause = 0.5
-    for attempt in range(1, RECORD_ATTEMPTS + 1):
-        try:
-            return operation()
-        except (OperationalError, InterfaceError) as error:
-            if attempt == RECORD_ATTEMPTS:
-                raise
-            logger.warning("Database unavailable while recording (%s); retrying in %.1fs", error, pause)
-            connections.close_all()
-            time.sleep(pause)
-            pause = min(pause * 2, 10.0)
-    raise AssertionError("unreachable")
+def attempt(task: ScheduledTask, worker_id: str, *, enforce_timeout: bool = False) -> Outcome:
+    """Announce and run one attempt of a held task; the outcome is recorded by the caller."""
+    TaskLog(task).info("started")
+    send_after_commit(job_started, task=task, attempt=task.attempt)
+    outcome = execute(task, worker_id, enforce_timeout=enforce_timeout)
+    release_broken_connections()
+    return outcome
 
 
 def execute(task: ScheduledTask, worker_id: str, *, enforce_timeout: bool = False) -> Outcome:
@@ -158,52 +140,6 @@ def format_traceback(error: BaseException) -> str:
     return text
 
 
-def record(task: ScheduledTask, outcome: Outcome, worker_id: str, log: TaskLog) -> bool:
-    """Write the outcome if this worker still holds the task; return whether it did."""
-    now = timezone.now()
-    if outcome.succeeded:
-        recorded = record_success(task, outcome, worker_id, log, now)
-    else:
-        recorded = record_failure(task, outcome, worker_id, log, now)
-    if not recorded:
-        log.warning("finished but no longer held by this worker (recovered elsewhere); outcome not recorded")
-    return recorded
-
-
-def record_success(task: ScheduledTask, outcome: Outcome, worker_id: str, log: TaskLog, now: datetime) -> bool:
-    if not ScheduledTask.objects.filter(pk=task.pk).complete(worker_id, outcome.result, now):
-        return False
-    mirror(task, status=ScheduledTask.Status.COMPLETED, executed_at=now, result=outcome.result)
-    log.info("completed")
-    send_after_commit(job_completed, task=task, result=outcome.result)
-    return True
-
-
-def record_failure(task: ScheduledTask, outcome: Outcome, worker_id: str, log: TaskLog, now: datetime) -> bool:
-    will_retry = outcome.retryable and task.retry_count < task.max_retries
-    rows = ScheduledTask.objects.filter(pk=task.pk)
-    if will_retry:
-        job = registry.get(task.identifier) if registry.is_registered(task.identifier) else None
-        retry_at = now + backoff.delay_before_retry(task, job, task.attempt)
-        if not rows.retry_later(worker_id, retry_at, outcome.error, outcome.traceback, now):
-            return False
-        mirror(task, status=ScheduledTask.Status.PENDING, scheduled_at=retry_at, retry_count=task.retry_count + 1)
-    else:
-        if not rows.fail(worker_id, outcome.error, outcome.traceback, now):
-            return False
-        mirror(task, status=ScheduledTask.Status.FAILED)
-    mirror(task, failed_at=now, error_message=outcome.error, traceback=outcome.traceback)
-    log.warning("failed (%s), %s", outcome.error, "will retry" if will_retry else "no retries left")
-    send_after_commit(job_failed, task=task, exception=outcome.exception, will_retry=will_retry)
-    return True
-
-
-def mirror(task: ScheduledTask, **fields: Any) -> None:
-    """Copy a committed UPDATE onto the in-memory row, so signal receivers see the new state."""
-    for name, value in fields.items():
-        setattr(task, name, value)
-
-
 def release_broken_connections() -> None:
     """Close connections a job left broken; healthy ones stay open across jobs.
 
@@ -239,10 +175,17 @@ class TaskLog:
     """Log lines that always carry task id, job name, queue and attempt."""
 
     def __init__(self, task: ScheduledTask) -> None:
-        self.prefix = f"task={task.pk} job={task.identifier} queue={task.queue} attempt={task.attempt}"
+        self.task = task
+        self.attempt = task.attempt  # fixed now: a retry changes the row's count
 
     def info(self, message: str, *args: Any) -> None:
-        logger.info(f"{self.prefix} {message}", *args)
+        if logger.isEnabledFor(logging.INFO):  # skip formatting in the hot path
+            logger.info(f"{self.prefix} {message}", *args)
 
     def warning(self, message: str, *args: Any) -> None:
         logger.warning(f"{self.prefix} {message}", *args)
+
+    @property
+    def prefix(self) -> str:
+        task = self.task
+        return f"task={task.pk} job={task.identifier} queue={task.queue} attempt={self.attempt}"

@@ -1,10 +1,11 @@
-"""The worker loop: claim -> run on job threads -> heartbeat -> recover -> wait.
+"""The worker loop: claim -> job threads -> record -> heartbeat/recover -> wait.
 
-One process claims in batches (never more rows than it has free job threads, so
-no claimed task waits behind a slow one) and runs jobs on ``concurrency`` threads.
+The main thread claims due tasks in batches (one statement for up to
+``batch_size`` rows) into a buffer; ``concurrency`` job threads run them; a
+recorder thread writes outcomes, many in one statement when the queue is busy.
 Threads suit the usual job (I/O: mail, HTTP, queries); run more processes, on one
 host or many, to use more cores. A heartbeat thread keeps this worker's lease and
-recovers tasks of workers that stopped beating.
+recovers tasks of workers that stopped beating; a cron thread fires schedules.
 """
 
 from __future__ import annotations
@@ -28,12 +29,21 @@ from django.utils import timezone
 from . import claiming, isolation, scheduler
 from .conf import jobs_settings
 from .exceptions import WorkerLost
-from .executor import run_claimed
+from .buffer import TaskBuffer
+from .executor import Outcome, attempt
+from .recording import record_outcomes
 from .models import ScheduledTask, Worker
 from .wakeup import NotificationListener, Wakeup
 
 logger = logging.getLogger(__name__)
 
+# Outcomes written per statement at most (a busy queue writes many at once).
+RECORD_BATCH = 500
+# Seconds claimed tasks may wait while every job thread is busy before they are
+# given back to the queue for other workers.
+PREFETCH_HOLD = 1.0
+# Seconds the recorder gets at shutdown to write the last outcomes.
+RECORDER_GRACE = 60.0
 # Cron has minute resolution; a tick a second fires within a second of the time.
 CRON_TICK = 1.0
 # After a database error the loop waits 0.5 s, 1 s, 2 s ... up to this, then tries again.
@@ -76,9 +86,12 @@ class JobWorker:
         self.held: set[int] = set()          # claimed, not yet recorded
         self.unrecorded: set[int] = set()    # ran, but the outcome could not be written
         self.held_lock = threading.Lock()
-        self.jobs: queue_module.Queue[ScheduledTask | None] = queue_module.Queue()
+        self.buffer = TaskBuffer()
+        self.busy = 0                        # job threads running a job now
+        self.outcomes: queue_module.Queue[tuple[ScheduledTask, Outcome] | None] = queue_module.Queue()
         self.claimed_count = 0
-        self.threads: list[threading.Thread] = []
+        self.job_threads: list[threading.Thread] = []
+        self.recorder: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     def run(self) -> int:
@@ -141,28 +154,32 @@ class JobWorker:
             logger.warning("Could not unregister worker %s: %s", self.worker_id, error)
 
     def start_threads(self) -> None:
-        for number in range(self.options.concurrency):
-            self.spawn(self.job_thread, f"django-jobs-job-{number}")
+        self.job_threads = [self.spawn(self.job_thread, f"django-jobs-job-{n}") for n in range(self.options.concurrency)]
+        self.recorder = self.spawn(self.recorder_thread, "django-jobs-recorder")
         self.spawn(self.heartbeat_thread, "django-jobs-heartbeat")
         if self.options.cron:
             self.spawn(self.cron_thread, "django-jobs-cron")
         if NotificationListener.available():
-            listener = NotificationListener(self.wakeup, self.options.queues, self.finished)
-            listener.start()
-            self.threads.append(listener)
+            NotificationListener(self.wakeup, self.options.queues, self.finished).start()
 
-    def spawn(self, target, name: str) -> None:
+    def spawn(self, target, name: str) -> threading.Thread:
         # Daemon threads: a forced stop must not wait for a job that will not end.
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
-        self.threads.append(thread)
+        return thread
 
     def shut_down(self) -> None:
-        for _ in range(self.options.concurrency):
-            self.jobs.put(None)
+        """Finish or give back every held task, then leave the table clean."""
+        if self.stopping.is_set():
+            # Stopped by a signal: tasks that have not started go back at once.
+            self.release(self.buffer.take_all())
+        self.buffer.close()
         finished_in_time = self.wait_for_running_jobs(jobs_settings.SHUTDOWN_GRACE)
         if not finished_in_time:
             isolation.kill_all()
+        self.outcomes.put(None)
+        if self.recorder is not None:
+            self.recorder.join(RECORDER_GRACE)
         released = self.release_held()
         if not finished_in_time:
             logger.warning("Shutdown grace ran out; %d task(s) returned to the queue", released)
@@ -173,9 +190,9 @@ class JobWorker:
 
     def wait_for_running_jobs(self, grace: float) -> bool:
         deadline = time.monotonic() + grace
-        for thread in self.threads[: self.options.concurrency]:
+        for thread in self.job_threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        return not self.held
+        return not any(thread.is_alive() for thread in self.job_threads)
 
     # -- the loop --------------------------------------------------------------------
     def loop(self) -> None:
@@ -202,19 +219,38 @@ class JobWorker:
             self.wakeup.wait(self.wait_time(started))
 
     def claim_free_slots(self) -> int:
-        free = self.options.concurrency - len(self.held)
+        """Top the buffer up to ``batch_size`` waiting tasks, in one claim."""
+        if self.busy >= self.options.concurrency and len(self.buffer):
+            self.release_stale_buffer()
+            return 0
+        if len(self.buffer) > self.options.concurrency:
+            return 0  # enough waiting; claim when the threads have caught up
+        limit = self.options.batch_size - len(self.buffer)
         if self.options.max_jobs is not None:
-            free = min(free, self.options.max_jobs - self.claimed_count)
-        limit = min(free, self.options.batch_size)
+            limit = min(limit, self.options.max_jobs - self.claimed_count)
         if limit <= 0:
             return 0
         tasks = claiming.claim(self.worker_id, self.options.queues, limit)
         with self.held_lock:
             self.held.update(task.pk for task in tasks)
         self.claimed_count += len(tasks)
-        for task in tasks:
-            self.jobs.put(task)
+        self.buffer.put(tasks)
         return len(tasks)
+
+    def release_stale_buffer(self) -> None:
+        # Every thread is on a job and tasks have waited long: let other workers have them.
+        if self.buffer.waited_longest() >= PREFETCH_HOLD:
+            released = self.release(self.buffer.take_all())
+            logger.info("All job threads busy; %d waiting task(s) returned to the queue", released)
+
+    def release(self, tasks: list[ScheduledTask]) -> int:
+        if not tasks:
+            return 0
+        ids = [task.pk for task in tasks]
+        released = ScheduledTask.objects.filter(pk__in=ids).release(self.worker_id, timezone.now())
+        with self.held_lock:
+            self.held.difference_update(ids)
+        return released
 
     def wait_time(self, started: float) -> float:
         """The poll interval, cut short so that --max-seconds is kept."""
@@ -230,19 +266,41 @@ class JobWorker:
 
     # -- job threads ----------------------------------------------------------------
     def job_thread(self) -> None:
-        while (task := self.jobs.get()) is not None:
-            recorded = True
+        while (task := self.buffer.take()) is not None:
+            self.busy += 1  # a racy count is fine: it only steers prefetching
             try:
-                run_claimed(task, self.worker_id, enforce_timeout=True)
-            except Exception:
-                recorded = False
-                logger.exception("task=%s ran but its outcome could not be recorded; it will be released", task.pk)
-            with self.held_lock:
-                self.held.discard(task.pk)
-                if not recorded:
-                    self.unrecorded.add(task.pk)
-            self.wakeup.set()
+                outcome = attempt(task, self.worker_id, enforce_timeout=True)
+            finally:
+                self.busy -= 1
+            self.outcomes.put((task, outcome))
         connections.close_all()
+
+    def recorder_thread(self) -> None:
+        """Write outcomes as they come; under load, many per statement."""
+        stopping = False
+        while not stopping:
+            batch = [self.outcomes.get()]
+            while len(batch) < RECORD_BATCH and not self.outcomes.empty():
+                batch.append(self.outcomes.get_nowait())
+            stopping = None in batch
+            items = [item for item in batch if item is not None]
+            if items:
+                self.record(items)
+        connections.close_all()
+
+    def record(self, items: list[tuple[ScheduledTask, Outcome]]) -> None:
+        ids = [task.pk for task, _ in items]
+        try:
+            record_outcomes(items, self.worker_id)
+            recorded = True
+        except Exception:
+            recorded = False
+            logger.exception("Outcomes of task(s) %s could not be recorded; they will be released", ids)
+        with self.held_lock:
+            self.held.difference_update(ids)
+            if not recorded:
+                self.unrecorded.update(ids)
+        self.wakeup.set()
 
     def release_held(self) -> int:
         """Return claimed tasks we will not finish to ``pending`` (at-least-once)."""

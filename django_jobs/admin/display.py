@@ -1,0 +1,151 @@
+"""HTML fragments the task admin shows: badges, JSON, tracebacks, progress, timeline.
+
+Each takes values already on the row, so rendering a list never queries.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from ..models import ScheduledTask
+
+Status = ScheduledTask.Status
+
+
+def status_badge(task: ScheduledTask) -> SafeString:
+    """The status as a coloured badge; a pending task waiting for a retry says so."""
+    label = task.get_status_display()
+    css = task.status
+    if task.status == Status.PENDING and task.retry_count:
+        label, css = f"retry {task.retry_count}", "retrying"
+    percent = progress_percent(task.progress)
+    if task.status == Status.RUNNING and percent is not None:
+        label = f"{label} {percent:.0f}%"
+    return format_html('<span class="djj-badge djj-{}">{}</span>', css, label)
+
+
+def attempts(task: ScheduledTask) -> SafeString:
+    title = f"attempt {task.attempt} of at most {task.max_retries + 1}"
+    return format_html('<span title="{}">{}/{}</span>', title, task.retry_count, task.max_retries)
+
+
+def task_duration(task: ScheduledTask, now: datetime | None = None) -> str:
+    """Run time of the latest attempt: finished, failed, or still running."""
+    if not task.started_at:
+        return ""
+    end = {Status.COMPLETED: task.executed_at, Status.FAILED: task.failed_at}.get(task.status)
+    if task.status == Status.RUNNING:
+        return f"{human_duration((now or timezone.now()) - task.started_at)} so far"
+    return human_duration(end - task.started_at) if end and end >= task.started_at else ""
+
+
+def human_duration(value: timedelta | None) -> str:
+    if value is None:
+        return ""
+    seconds = value.total_seconds()
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def pretty_json(value: Any) -> SafeString:
+    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, cls=DjangoJSONEncoder)
+    return format_html('<pre class="djj-code">{}</pre>', text)
+
+
+def preformatted(text: str, css: str = "djj-code") -> SafeString | str:
+    return format_html('<pre class="{}">{}</pre>', css, text) if text else ""
+
+
+def progress_percent(progress: Any) -> float | None:
+    """``done / total`` as a percentage, if the job reported a usable total."""
+    if not isinstance(progress, dict):
+        return None
+    done, total = progress.get("done"), progress.get("total")
+    if not isinstance(done, (int, float)) or not isinstance(total, (int, float)) or total <= 0:
+        return None
+    return max(0.0, min(100.0, 100.0 * done / total))
+
+
+def progress_bar(progress: Any) -> SafeString | str:
+    if not isinstance(progress, dict):
+        return ""
+    percent = progress_percent(progress)
+    done, total = progress.get("done"), progress.get("total")
+    if percent is None:
+        return format_html('<span class="djj-quiet">{} done (no total reported)</span>', done)
+    return format_html(
+        '<div class="djj-progress" role="progressbar" aria-valuenow="{}" aria-valuemin="0" aria-valuemax="100">'
+        '<div class="djj-progress-bar" style="width: {}%"></div></div>'
+        '<span class="djj-progress-label">{} / {} ({}%)</span>',
+        f"{percent:.0f}", f"{percent:.1f}", done, total, f"{percent:.0f}",
+    )
+
+
+def timeline_events(task: ScheduledTask) -> list[tuple[datetime, str, str]]:
+    """(time, label, css) of what the row records, in time order.
+
+    There is no history table: the row keeps the start of the latest attempt, the
+    latest failure and the completion, so earlier attempts appear only as a count.
+    """
+    attempt = f"attempt {task.attempt}"
+    candidates = [
+        (task.created_at, "Enqueued", "created"),
+        (task.cron_fire_time, "Cron fire time", "cron"),
+        (task.scheduled_at, "Due (not before)" if task.status == Status.PENDING else "Was due", "scheduled"),
+        (task.started_at, f"Started {attempt}", "started"),
+        (task.failed_at, failure_label(task), "failed"),
+        (task.executed_at, "Completed", "completed"),
+    ]
+    if task.status == Status.CANCELLED:
+        candidates.append((task.updated_at, "Cancelled", "cancelled"))
+    events = [(when, label, css) for when, label, css in candidates if when]
+    return sorted(events, key=lambda event: event[0])
+
+
+def failure_label(task: ScheduledTask) -> str:
+    if task.status == Status.FAILED:
+        return f"Failed for good (attempt {task.attempt})"
+    return f"Attempt {task.retry_count} failed, retry scheduled" if task.retry_count else "Failed"
+
+
+def timeline(task: ScheduledTask) -> SafeString:
+    events = timeline_events(task)
+    if not events:
+        return format_html("{}", "")
+    first = events[0][0]
+    items = format_html_join(
+        "", '<li class="djj-event djj-event-{}"><time datetime="{}">{}</time> <strong>{}</strong> <span class="djj-quiet">{}</span></li>',
+        ((css, when.isoformat(), local_time(when), label, offset(when - first)) for when, label, css in events),
+    )
+    note = ""
+    if task.retry_count > 1:
+        note = format_html('<p class="djj-quiet">{} earlier attempt(s) failed; only the latest is recorded.</p>',
+                           task.retry_count - 1)
+    return format_html('<ol class="djj-timeline">{}</ol>{}', items, note)
+
+
+def offset(delta: timedelta) -> str:
+    return f"+{human_duration(delta)}" if delta.total_seconds() > 0 else ""
+
+
+def local_time(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    if timezone.is_aware(value):
+        value = timezone.localtime(value)
+    return date_format(value, "Y-m-d H:i:s T" if timezone.is_aware(value) else "Y-m-d H:i:s")

@@ -1,0 +1,61 @@
+"""Claimed tasks waiting for a job thread, in claim order.
+
+A worker claims a batch in one statement and keeps what its threads cannot start
+at once here. Tasks in the buffer are held (``running`` under our worker id) but
+not started, so they can be given back untouched: when every thread is stuck on a
+slow job for longer than ``hold_limit``, the waiting tasks are released for other
+workers instead of waiting behind it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .models import ScheduledTask
+
+
+class TaskBuffer:
+    def __init__(self) -> None:
+        self._waiting: deque[tuple[float, ScheduledTask]] = deque()
+        self._condition = threading.Condition()
+        self._closed = False
+
+    def put(self, tasks: list[ScheduledTask]) -> None:
+        now = time.monotonic()
+        with self._condition:
+            self._waiting.extend((now, task) for task in tasks)
+            self._condition.notify(len(tasks))
+
+    def take(self) -> ScheduledTask | None:
+        """The next task to start; None once the buffer is closed and empty."""
+        with self._condition:
+            while not self._waiting:
+                if self._closed:
+                    return None
+                self._condition.wait()
+            return self._waiting.popleft()[1]
+
+    def take_all(self) -> list[ScheduledTask]:
+        """Remove every waiting task (to release them); none of them has started."""
+        with self._condition:
+            tasks = [task for _, task in self._waiting]
+            self._waiting.clear()
+            return tasks
+
+    def waited_longest(self) -> float:
+        """Seconds the oldest waiting task has waited (0 when empty)."""
+        with self._condition:
+            return time.monotonic() - self._waiting[0][0] if self._waiting else 0.0
+
+    def close(self) -> None:
+        """Let threads finish what is waiting, then stop."""
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
+
+    def __len__(self) -> int:
+        return len(self._waiting)

@@ -1,0 +1,129 @@
+"""Writing outcomes: each a conditional UPDATE on a task this worker still holds.
+
+Successes without a return value, the bulk of a busy queue, are written together in
+one UPDATE; everything else row by row. Signals follow the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from django.db import InterfaceError, OperationalError, connections
+from django.utils import timezone
+
+from . import backoff
+from .executor import Outcome, TaskLog
+from .models import ScheduledTask
+from .registry import registry
+from .signals import job_completed, job_failed, send_after_commit
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RECORD_ATTEMPTS = 10
+
+
+def record_outcomes(items: Sequence[tuple[ScheduledTask, Outcome]], worker_id: str) -> None:
+    """Record every outcome, reconnecting through a short database outage."""
+    plain = [task for task, outcome in items if outcome.succeeded and outcome.result is None]
+    bulk_ids: set[int] = set()
+    if len(plain) > 1:
+        with_reconnect(lambda: record_plain_successes(plain, worker_id))
+        bulk_ids = {task.pk for task in plain}
+    for task, outcome in items:
+        if task.pk not in bulk_ids:
+            with_reconnect(lambda: record(task, outcome, worker_id, TaskLog(task)))
+
+
+def record_plain_successes(tasks: list[ScheduledTask], worker_id: str) -> None:
+    now = timezone.now()
+    rows = ScheduledTask.objects.filter(pk__in=[task.pk for task in tasks])
+    changed = rows.complete(worker_id, None, now)
+    mine: set[int] = set()
+    if changed != len(tasks):
+        # Some were taken from us (recovered elsewhere): find out which we still wrote.
+        mine = set(rows.filter(status=ScheduledTask.Status.COMPLETED, worker_id=worker_id, executed_at=now)
+                   .values_list("pk", flat=True))
+    for task in tasks:
+        log = TaskLog(task)
+        if changed == len(tasks) or task.pk in mine:
+            mirror(task, status=ScheduledTask.Status.COMPLETED, executed_at=now, result=None)
+            log.info("completed")
+            send_after_commit(job_completed, task=task, result=None)
+        else:
+            log.warning(LOST)
+
+
+LOST = "finished but no longer held by this worker (recovered elsewhere); outcome not recorded"
+
+
+def with_reconnect(operation: Callable[[], T]) -> T:
+    """Run a database operation, reconnecting through a short outage (server restart).
+
+    Losing an outcome would make a finished job run again, so this waits longer
+    than a claim would: about a minute in all before giving up.
+    """
+    pause = 0.5
+    for attempt in range(1, RECORD_ATTEMPTS + 1):
+        try:
+            return operation()
+        except (OperationalError, InterfaceError) as error:
+            if attempt == RECORD_ATTEMPTS:
+                raise
+            logger.warning("Database unavailable while recording (%s); retrying in %.1fs", error, pause)
+            connections.close_all()
+            time.sleep(pause)
+            pause = min(pause * 2, 10.0)
+    raise AssertionError("unreachable")
+
+
+def record(task: ScheduledTask, outcome: Outcome, worker_id: str, log: TaskLog) -> bool:
+    """Write the outcome if this worker still holds the task; return whether it did."""
+    now = timezone.now()
+    if outcome.succeeded:
+        recorded = record_success(task, outcome, worker_id, log, now)
+    else:
+        recorded = record_failure(task, outcome, worker_id, log, now)
+    if not recorded:
+        log.warning(LOST)
+    return recorded
+
+
+def record_success(task: ScheduledTask, outcome: Outcome, worker_id: str, log: TaskLog, now: datetime) -> bool:
+    if not ScheduledTask.objects.filter(pk=task.pk).complete(worker_id, outcome.result, now):
+        return False
+    mirror(task, status=ScheduledTask.Status.COMPLETED, executed_at=now, result=outcome.result)
+    log.info("completed")
+    send_after_commit(job_completed, task=task, result=outcome.result)
+    return True
+
+
+def record_failure(task: ScheduledTask, outcome: Outcome, worker_id: str, log: TaskLog, now: datetime) -> bool:
+    will_retry = outcome.retryable and task.retry_count < task.max_retries
+    rows = ScheduledTask.objects.filter(pk=task.pk)
+    if will_retry:
+        job = registry.get(task.identifier) if registry.is_registered(task.identifier) else None
+        retry_at = now + backoff.delay_before_retry(task, job, task.attempt)
+        if not rows.retry_later(worker_id, retry_at, outcome.error, outcome.traceback, now):
+            return False
+        mirror(task, status=ScheduledTask.Status.PENDING, scheduled_at=retry_at, retry_count=task.retry_count + 1)
+    else:
+        if not rows.fail(worker_id, outcome.error, outcome.traceback, now):
+            return False
+        mirror(task, status=ScheduledTask.Status.FAILED)
+    mirror(task, failed_at=now, error_message=outcome.error, traceback=outcome.traceback)
+    log.warning("failed (%s), %s", outcome.error, "will retry" if will_retry else "no retries left")
+    send_after_commit(job_failed, task=task, exception=outcome.exception, will_retry=will_retry)
+    return True
+
+
+def mirror(task: ScheduledTask, **fields: Any) -> None:
+    """Copy a committed UPDATE onto the in-memory row, so signal receivers see the new state."""
+    for name, value in fields.items():
+        setattr(task, name, value)
+
+
