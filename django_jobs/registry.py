@@ -7,6 +7,7 @@ module-level job is never changed by one caller's options.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
@@ -121,14 +122,18 @@ class Job(Generic[P, R]):
 
         return enqueue_many(self, calls)
 
-    def check_arguments(self, args: Iterable[Any], kwargs: dict[str, Any]) -> None:
-        """Raise ``JobArgumentsError`` when the call would not fit the function's signature."""
+    @functools.cached_property
+    def call_signature(self) -> inspect.Signature:
+        """The signature callers must fit (without ``context``); computed once per Job."""
         signature = inspect.signature(self.func)
         if self.takes_context:
-            parameters = list(signature.parameters.values())[1:]
-            signature = signature.replace(parameters=parameters)
+            signature = signature.replace(parameters=list(signature.parameters.values())[1:])
+        return signature
+
+    def check_arguments(self, args: Iterable[Any], kwargs: dict[str, Any]) -> None:
+        """Raise ``JobArgumentsError`` when the call would not fit the function's signature."""
         try:
-            signature.bind(*args, **kwargs)
+            self.call_signature.bind(*args, **kwargs)
         except TypeError as error:
             raise JobArgumentsError(f"Arguments do not fit job {self.name!r}: {error}") from None
 

@@ -88,6 +88,7 @@ class JobWorker:
         self.held_lock = threading.Lock()
         self.buffer = TaskBuffer()
         self.busy = 0                        # job threads running a job now
+        self.gave_back = False               # released waiting tasks; claim after a thread frees
         self.outcomes: queue_module.Queue[tuple[ScheduledTask, Outcome] | None] = queue_module.Queue()
         self.claimed_count = 0
         self.job_threads: list[threading.Thread] = []
@@ -220,9 +221,12 @@ class JobWorker:
 
     def claim_free_slots(self) -> int:
         """Top the buffer up to ``batch_size`` waiting tasks, in one claim."""
-        if self.busy >= self.options.concurrency and len(self.buffer):
-            self.release_stale_buffer()
-            return 0
+        if self.busy >= self.options.concurrency:
+            if len(self.buffer):
+                self.release_stale_buffer()
+            if self.gave_back:
+                return 0  # claiming again would take back what we just gave away
+        self.gave_back = False
         if len(self.buffer) > self.options.concurrency:
             return 0  # enough waiting; claim when the threads have caught up
         limit = self.options.batch_size - len(self.buffer)
@@ -241,6 +245,7 @@ class JobWorker:
         # Every thread is on a job and tasks have waited long: let other workers have them.
         if self.buffer.waited_longest() >= PREFETCH_HOLD:
             released = self.release(self.buffer.take_all())
+            self.gave_back = True
             logger.info("All job threads busy; %d waiting task(s) returned to the queue", released)
 
     def release(self, tasks: list[ScheduledTask]) -> int:

@@ -300,3 +300,21 @@ def test_notify_wakes_an_idle_postgresql_worker(workers):
 
     process.send_signal(signal.SIGTERM)
     assert_exit(process, 0, timeout=30)
+
+
+def test_tasks_waiting_behind_a_slow_job_are_given_to_another_worker(workers):
+    """A worker prefetches a batch; when its only thread is stuck on a slow job, the
+    waiting tasks go back to the queue and another worker runs them."""
+    slow = jobs.record.using(priority="critical").enqueue(label="slow", pause=6)
+    quick = jobs.record.enqueue_many([((), {"label": f"quick-{n}"}) for n in range(5)])
+    first = workers.start("--concurrency", "1", "--batch-size", "10", "--worker-id", "first")
+    wait_until(lambda: ScheduledTask.objects.filter(worker_id="first", status="running").count() == 6, timeout=30)
+    workers.start("--concurrency", "2", "--worker-id", "second")
+    wait_until(lambda: ScheduledTask.objects.filter(pk__in=[t.pk for t in quick], status="completed").count() == 5,
+               timeout=30)
+    assert set(ScheduledTask.objects.filter(pk__in=[t.pk for t in quick]).values_list("worker_id", flat=True)) == {"second"}
+    assert ScheduledTask.objects.get(pk=slow.pk).status == "running"  # the slow job is still going
+    assert all(t.retry_count == 0 for t in ScheduledTask.objects.filter(pk__in=[t.pk for t in quick]))
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(30) == 0
+    assert ScheduledTask.objects.get(pk=slow.pk).status == "completed"

@@ -1,0 +1,16 @@
+"""Django admin for django_jobs, registered on the default admin site.
+
+    tasks.py         ScheduledTask list and detail page
+    task_actions.py  retry / cancel / run now, each behind its own permission
+    paginator.py     a changelist paginator that never counts a whole big table
+    display.py       badges, JSON, traceback, progress bar, timeline
+    schedules.py     CronSchedule: enable / disable / run now, next fire times, owners
+    workers.py       Worker liveness from heartbeats
+    dashboard.py     the dashboard page; metrics.py its queries, charts.py its SVG chart
+"""
+
+from .schedules import CronScheduleAdmin
+from .tasks import ScheduledTaskAdmin
+from .workers import WorkerAdmin
+
+__all__ = ["CronScheduleAdmin", "ScheduledTaskAdmin", "WorkerAdmin"]

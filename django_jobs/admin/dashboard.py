@@ -1,0 +1,86 @@
+"""The jobs dashboard: an admin page with the queue's state at a glance.
+
+Served by ``ScheduledTaskAdmin`` at ``<admin>/django_jobs/scheduledtask/dashboard/``
+(URL name ``admin:django_jobs_dashboard``) and linked from the app index and the
+task list. Anyone who may view tasks may view it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from ..conf import jobs_settings
+from ..models import ScheduledTask
+from . import charts, metrics
+from .display import human_duration
+from .workers import STALE, workers_with_state
+
+REFRESH_CHOICES = (0, 10, 30, 60)  # seconds; 0 = off
+
+
+def dashboard_view(model_admin):
+    def dashboard(request):
+        if not model_admin.has_view_permission(request):
+            raise PermissionDenied
+        context = {
+            **model_admin.admin_site.each_context(request),
+            "title": "Jobs dashboard",
+            "opts": ScheduledTask._meta,
+            **dashboard_context(choice(request, "hours", metrics.WINDOWS, metrics.DEFAULT_WINDOW),
+                                choice(request, "refresh", REFRESH_CHOICES, 0)),
+        }
+        return TemplateResponse(request, "admin/django_jobs/dashboard.html", context)
+
+    return dashboard
+
+
+def choice(request, name: str, allowed, default: int) -> int:
+    try:
+        value = int(request.GET.get(name, default))
+    except ValueError:
+        return default
+    return value if value in allowed else default
+
+
+def dashboard_context(hours: int, refresh: int) -> dict[str, Any]:
+    now = timezone.now()
+    window = metrics.Window.ending_at(now, hours)
+    counts = metrics.status_counts()
+    workers = workers_with_state(now)
+    chart = charts.throughput_chart(metrics.throughput(window), window.bucket)
+    return {
+        "now": now,
+        "hours": hours,
+        "hour_choices": list(metrics.WINDOWS),
+        "bucket_minutes": int(window.bucket.total_seconds() // 60),
+        "refresh": refresh,
+        "refresh_choices": REFRESH_CHOICES,
+        "status_tiles": status_tiles(counts),
+        "total": sum(counts.values()),
+        "queues": with_text(metrics.queue_depth(now), "waiting"),
+        "chart": chart,
+        "success_rate": success_rate(chart),
+        "slowest": with_text(metrics.slowest_jobs(window), "average", "longest"),
+        "failing": metrics.failing_jobs(window),
+        "workers": workers,
+        "stale_workers": sum(worker.state == STALE for worker in workers),
+        "heartbeat_timeout": jobs_settings.HEARTBEAT_TIMEOUT,
+    }
+
+
+def with_text(rows: list[dict[str, Any]], *keys: str) -> list[dict[str, Any]]:
+    """Add ``<key>_text``, a readable form of each duration ``key``."""
+    return [{**row, **{f"{key}_text": human_duration(row[key]) for key in keys}} for row in rows]
+
+
+def status_tiles(counts: dict[str, int]) -> list[dict[str, Any]]:
+    return [{"status": status, "label": label, "count": counts[status]} for status, label in ScheduledTask.Status.choices]
+
+
+def success_rate(chart: charts.Chart) -> float | None:
+    finished = chart.total_completed + chart.total_failed
+    return round(100 * chart.total_completed / finished, 1) if finished else None

@@ -1,0 +1,79 @@
+"""Live workers: their heartbeats, as the task list, the dashboard and their own admin show them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.contrib import admin
+from django.db.models import Count
+from django.utils import timezone
+from django.utils.html import format_html
+
+from ..conf import jobs_settings
+from ..models import ScheduledTask, Worker
+from .display import human_duration
+
+LIVE, LATE, STALE = "live", "late", "stale"
+LATE_AFTER_BEATS = 3  # missed this many heartbeats: late; HEARTBEAT_TIMEOUT: stale (tasks get recovered)
+
+
+def liveness(last_heartbeat: datetime, now: datetime) -> str:
+    """``live``; ``late`` (missed a few beats); ``stale`` (presumed dead, its tasks are recovered)."""
+    silence = (now - last_heartbeat).total_seconds()
+    if silence >= jobs_settings.HEARTBEAT_TIMEOUT:
+        return STALE
+    if silence >= LATE_AFTER_BEATS * jobs_settings.HEARTBEAT_INTERVAL:
+        return LATE
+    return LIVE
+
+
+def live_worker_ids(now: datetime | None = None) -> set[str]:
+    cutoff = (now or timezone.now()) - timedelta(seconds=jobs_settings.HEARTBEAT_TIMEOUT)
+    return set(Worker.objects.live(cutoff).values_list("worker_id", flat=True))
+
+
+def running_counts() -> dict[str, int]:
+    """Running tasks per worker id, in one grouped query."""
+    rows = ScheduledTask.objects.filter(status=ScheduledTask.Status.RUNNING).order_by().values("worker_id")
+    return {row["worker_id"]: row["count"] for row in rows.annotate(count=Count("pk"))}
+
+
+def workers_with_state(now: datetime) -> list[Worker]:
+    """Every registered worker, each with ``state``, ``silence`` and ``running`` set."""
+    running = running_counts()
+    workers = list(Worker.objects.order_by("hostname", "worker_id"))
+    for worker in workers:
+        worker.state = liveness(worker.last_heartbeat, now)
+        worker.silence = human_duration(now - worker.last_heartbeat)
+        worker.running = running.get(worker.worker_id, 0)
+    return workers
+
+
+def state_badge(state: str) -> str:
+    return format_html('<span class="djj-badge djj-worker-{}">{}</span>', state, state)
+
+
+@admin.register(Worker)
+class WorkerAdmin(admin.ModelAdmin):
+    """Read-only: rows are written by the workers themselves."""
+
+    list_display = ("worker_id", "state", "last_heartbeat", "hostname", "pid", "queue_list", "concurrency", "started_at")
+    search_fields = ("worker_id", "hostname")
+    ordering = ("hostname", "worker_id")
+
+    class Media:
+        css = {"all": ("django_jobs/admin.css",)}
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="state")
+    def state(self, worker: Worker) -> str:
+        return state_badge(liveness(worker.last_heartbeat, timezone.now()))
+
+    @admin.display(description="queues", ordering="queues")
+    def queue_list(self, worker: Worker) -> str:
+        return worker.queues or "all"
