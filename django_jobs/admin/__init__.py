@@ -1,8 +1,9 @@
 """Django admin for django_jobs, registered on the default admin site.
 
-    tasks.py         ScheduledTask list and detail page
+    tasks.py         ScheduledTask list; task_detail.py its change page
     task_actions.py  retry / cancel / run now, each behind its own permission
     paginator.py     a changelist paginator that never counts a whole big table
+    filters.py       queue and job filters that never scan the whole table
     display.py       badges, JSON, traceback, progress bar, timeline
     schedules.py     CronSchedule: enable / disable / run now, next fire times, owners
     workers.py       Worker liveness from heartbeats

@@ -17,7 +17,7 @@ from ..conf import jobs_settings
 from ..models import ScheduledTask
 from . import charts, metrics
 from .display import human_duration
-from .workers import STALE, workers_with_state
+from .workers import STALE, WorkerState, workers_with_state
 
 REFRESH_CHOICES = (0, 10, 30, 60)  # seconds; 0 = off
 
@@ -51,6 +51,7 @@ def dashboard_context(hours: int, refresh: int) -> dict[str, Any]:
     window = metrics.Window.ending_at(now, hours)
     counts = metrics.status_counts()
     workers = workers_with_state(now)
+    queues = with_text(metrics.queue_depth(now), "waiting")
     chart = charts.throughput_chart(metrics.throughput(window), window.bucket)
     return {
         "now": now,
@@ -59,9 +60,9 @@ def dashboard_context(hours: int, refresh: int) -> dict[str, Any]:
         "bucket_minutes": int(window.bucket.total_seconds() // 60),
         "refresh": refresh,
         "refresh_choices": REFRESH_CHOICES,
-        "status_tiles": status_tiles(counts),
+        "status_tiles": status_tiles(counts, queues, workers),
         "total": sum(counts.values()),
-        "queues": with_text(metrics.queue_depth(now), "waiting"),
+        "queues": queues,
         "chart": chart,
         "success_rate": success_rate(chart),
         "slowest": with_text(metrics.slowest_jobs(window), "average", "longest"),
@@ -77,8 +78,21 @@ def with_text(rows: list[dict[str, Any]], *keys: str) -> list[dict[str, Any]]:
     return [{**row, **{f"{key}_text": human_duration(row[key]) for key in keys}} for row in rows]
 
 
-def status_tiles(counts: dict[str, int]) -> list[dict[str, Any]]:
-    return [{"status": status, "label": label, "count": counts[status]} for status, label in ScheduledTask.Status.choices]
+def status_tiles(counts: dict[str, int], queues: list[dict[str, Any]],
+                 workers: list[WorkerState]) -> list[dict[str, Any]]:
+    due, later = sum(queue["due"] for queue in queues), sum(queue["later"] for queue in queues)
+    live = sum(worker.state != STALE for worker in workers)
+    notes = {
+        "pending": f"{due} due now · {later} later",
+        "running": f"on {live} live worker{'' if live == 1 else 's'}",
+        "failed": "out of retries",
+    }
+    return [{"status": status, "label": label, "count": counts[status], "note": notes.get(status, ""),
+             "shown": count_text(counts[status])} for status, label in ScheduledTask.Status.choices]
+
+
+def count_text(count: int) -> str:
+    return f"{metrics.STATUS_COUNT_CAP:,}+" if count > metrics.STATUS_COUNT_CAP else f"{count:,}"
 
 
 def success_rate(chart: charts.Chart) -> float | None:

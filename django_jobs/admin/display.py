@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.utils.text import Truncator
 
 from ..models import ScheduledTask
 
@@ -22,14 +23,14 @@ Status = ScheduledTask.Status
 
 def status_badge(task: ScheduledTask) -> SafeString:
     """The status as a coloured badge; a pending task waiting for a retry says so."""
-    label = task.get_status_display()
-    css = task.status
     if task.status == Status.PENDING and task.retry_count:
-        label, css = f"retry {task.retry_count}", "retrying"
+        return format_html('<span class="djj-badge djj-retrying" title="pending: attempt {} waits for its time">'
+                           "retry {}</span>", task.attempt, task.retry_count)
+    label = task.get_status_display()
     percent = progress_percent(task.progress)
     if task.status == Status.RUNNING and percent is not None:
         label = f"{label} {percent:.0f}%"
-    return format_html('<span class="djj-badge djj-{}">{}</span>', css, label)
+    return format_html('<span class="djj-badge djj-{}">{}</span>', task.status, label)
 
 
 def attempts(task: ScheduledTask) -> SafeString:
@@ -37,11 +38,42 @@ def attempts(task: ScheduledTask) -> SafeString:
     return format_html('<span title="{}">{}/{}</span>', title, task.retry_count, task.max_retries)
 
 
+def short_time(value: datetime | None, now: datetime | None = None) -> SafeString | str:
+    """'14:25:22' today, 'Nov 23, 14:25' this year, else '2025-11-23 14:25'; in full on hover."""
+    if value is None:
+        return ""
+    now = now or timezone.now()
+    if timezone.is_aware(value):
+        value, now = timezone.localtime(value), timezone.localtime(now)
+    if value.date() == now.date():
+        text = date_format(value, "H:i:s")
+    else:
+        text = date_format(value, "M j, H:i" if value.year == now.year else "Y-m-d H:i")
+    return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(), local_time(value), text)
+
+
+def error_summary(task: ScheduledTask) -> SafeString | str:
+    """The first line of the error, cut short; the whole message on hover."""
+    if not task.error_message:
+        return ""
+    first_line = task.error_message.strip().splitlines()[0] if task.error_message.strip() else ""
+    return format_html('<span class="djj-error-cell" title="{}">{}</span>', task.error_message,
+                       Truncator(first_line).chars(80))
+
+
+def overview(items: list[tuple[str, Any]]) -> SafeString:
+    """Key facts of a task as a compact grid of (label, value) pairs."""
+    cells = format_html_join("", '<div class="djj-fact"><dt>{}</dt><dd>{}</dd></div>',
+                             ((label, value if value not in (None, "") else "—") for label, value in items))
+    return format_html('<dl class="djj-overview">{}</dl>', cells)
+
+
 def task_duration(task: ScheduledTask, now: datetime | None = None) -> str:
     """Run time of the latest attempt: finished, failed, or still running."""
     if not task.started_at:
         return ""
-    end = {Status.COMPLETED: task.executed_at, Status.FAILED: task.failed_at}.get(task.status)
+    ends: dict[str, datetime | None] = {Status.COMPLETED: task.executed_at, Status.FAILED: task.failed_at}
+    end = ends.get(task.status)
     if task.status == Status.RUNNING:
         return f"{human_duration((now or timezone.now()) - task.started_at)} so far"
     return human_duration(end - task.started_at) if end and end >= task.started_at else ""
@@ -59,7 +91,10 @@ def human_duration(value: timedelta | None) -> str:
     if minutes < 60:
         return f"{minutes} min {seconds} s"
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
+    if hours < 48:
+        return f"{hours} h {minutes} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
 
 
 def pretty_json(value: Any) -> SafeString:
@@ -120,7 +155,9 @@ def timeline_events(task: ScheduledTask) -> list[tuple[datetime, str, str]]:
 def failure_label(task: ScheduledTask) -> str:
     if task.status == Status.FAILED:
         return f"Failed for good (attempt {task.attempt})"
-    return f"Attempt {task.retry_count} failed, retry scheduled" if task.retry_count else "Failed"
+    if task.retry_count:
+        return f"Attempt {task.retry_count} failed, retry scheduled"
+    return "Failed (before an operator retried it)"
 
 
 def timeline(task: ScheduledTask) -> SafeString:
@@ -128,15 +165,21 @@ def timeline(task: ScheduledTask) -> SafeString:
     if not events:
         return format_html("{}", "")
     first = events[0][0]
-    items = format_html_join(
-        "", '<li class="djj-event djj-event-{}"><time datetime="{}">{}</time> <strong>{}</strong> <span class="djj-quiet">{}</span></li>',
-        ((css, when.isoformat(), local_time(when), label, offset(when - first)) for when, label, css in events),
-    )
+    items = format_html_join("", EVENT, (
+        (css, when.isoformat(), local_time(when), label, offset(when - first)) for when, label, css in events
+    ))
+    # failed_at is the latest failure: of a dead task, its last attempt; otherwise the
+    # attempt before the current one.
+    unrecorded = task.retry_count if task.status == Status.FAILED else task.retry_count - 1
     note = ""
-    if task.retry_count > 1:
-        note = format_html('<p class="djj-quiet">{} earlier attempt(s) failed; only the latest is recorded.</p>',
-                           task.retry_count - 1)
+    if unrecorded > 0:
+        note = format_html('<p class="djj-quiet">{} earlier failed attempt(s) are not shown: '
+                           "a task records only its latest failure.</p>", unrecorded)
     return format_html('<ol class="djj-timeline">{}</ol>{}', items, note)
+
+
+EVENT = ('<li class="djj-event djj-event-{}"><time datetime="{}">{}</time> <strong>{}</strong> '
+         '<span class="djj-quiet">{}</span></li>')
 
 
 def offset(delta: timedelta) -> str:

@@ -9,7 +9,7 @@ back for a day, however many tasks ran.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Max, Min, Q
@@ -22,6 +22,7 @@ Status = ScheduledTask.Status
 WINDOWS = {1: 1, 3: 1, 6: 2, 12: 5, 24: 10}
 DEFAULT_WINDOW = 3
 TOP = 8
+STATUS_COUNT_CAP = 100_000
 RUN_TIME = ExpressionWrapper(F("executed_at") - F("started_at"), output_field=DurationField())
 
 
@@ -51,11 +52,16 @@ class Bucket:
     failed: int
 
 
-def status_counts() -> dict[str, int]:
-    rows = ScheduledTask.objects.order_by().values("status").annotate(count=Count("pk"))
-    counts = dict.fromkeys(Status.values, 0)
-    counts.update({row["status"]: row["count"] for row in rows})
-    return counts
+def status_counts(cap: int | None = None) -> dict[str, int]:
+    """Tasks per status, each counted through the status index and up to ``cap + 1``.
+
+    One GROUP BY would read the whole table (250 ms for a million rows on
+    PostgreSQL); this reads the small statuses whole and stops early on the big
+    one, usually ``completed``, which then shows as "more than ``cap``".
+    """
+    cap = STATUS_COUNT_CAP if cap is None else cap
+    rows = ScheduledTask.objects.order_by().values("pk")
+    return {status: rows.filter(status=status)[: cap + 1].count() for status in Status.values}
 
 
 def queue_depth(now: datetime) -> list[dict[str, Any]]:
@@ -91,13 +97,13 @@ def per_minute(field: str, window: Window, **filters: Any) -> dict[datetime, int
     in_window = {f"{field}__gte": window.start, f"{field}__lt": window.end, **filters}
     rows = (
         ScheduledTask.objects.filter(**in_window).order_by()
-        .annotate(minute=TruncMinute(field, tzinfo=dt_timezone.utc)).values("minute").annotate(count=Count("pk"))
+        .annotate(minute=TruncMinute(field, tzinfo=UTC)).values("minute").annotate(count=Count("pk"))
     )
     return {aware(row["minute"]): row["count"] for row in rows}
 
 
 def aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt_timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def slowest_jobs(window: Window, limit: int = TOP) -> list[dict[str, Any]]:
@@ -119,11 +125,11 @@ def as_timedelta(value: Any) -> timedelta | None:
 
 def failing_jobs(window: Window, limit: int = TOP) -> list[dict[str, Any]]:
     """Jobs with the most tasks that failed in the window, with their latest error."""
-    rows = list(
+    rows: list[dict[str, Any]] = [dict(row) for row in (
         ScheduledTask.objects.filter(failed_at__gte=window.start).order_by().values("identifier")
         .annotate(failures=Count("pk"), dead=Count("pk", filter=Q(status=Status.FAILED)), latest=Max("failed_at"))
         .order_by("-failures", "identifier")[:limit]
-    )
+    )]
     for row in rows:  # at most ``limit`` small indexed queries
         row["error"] = (
             ScheduledTask.objects.filter(identifier=row["identifier"], failed_at=row["latest"])

@@ -9,23 +9,33 @@ the list says "more than 10,000" and pages on without a last-page link.
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
+from django.db.models import QuerySet
 from django.utils.functional import cached_property
 
 COUNT_LIMIT = 10_000
 
 
 class CappedCountPaginator(Paginator):
+    # Keep it above the changelist's list_max_show_all (200), which decides on the
+    # count whether to paginate at all.
     limit = COUNT_LIMIT
 
     @cached_property
     def count(self) -> int:
         """The number of rows, or ``limit + 1`` when there are more than ``limit``."""
-        return self.object_list.order_by().values("pk")[: self.limit + 1].count()
+        rows = cast(QuerySet, self.object_list)  # the changelist always pages a queryset
+        return rows.order_by().values("pk")[: self.limit + 1].count()
 
     @property
     def is_capped(self) -> bool:
         return self.count > self.limit
+
+    @property
+    def limit_text(self) -> str:
+        return f"{self.limit:,}"
 
     def validate_number(self, number):
         if not self.is_capped:

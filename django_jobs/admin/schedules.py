@@ -3,6 +3,8 @@ validation with clear messages, and per-owner visibility for non-superusers."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
@@ -16,7 +18,7 @@ from .. import cron
 from ..exceptions import DjangoJobsError
 from ..models import CronSchedule, ScheduledTask
 from ..registry import registry
-from .display import status_badge
+from .display import human_duration, short_time, status_badge
 
 UPCOMING = 5
 # Rows declared in code are rewritten from the code at each worker start, so only
@@ -28,6 +30,7 @@ class CronScheduleForm(forms.ModelForm):
     class Meta:
         model = CronSchedule
         fields = "__all__"
+        widgets = {name: forms.Textarea(attrs={"rows": 3, "cols": 40}) for name in ("args", "kwargs", "metadata")}
 
     def clean_job_name(self):
         name = self.cleaned_data["job_name"]
@@ -50,17 +53,17 @@ class CronScheduleForm(forms.ModelForm):
 @admin.register(CronSchedule)
 class CronScheduleAdmin(admin.ModelAdmin):
     form = CronScheduleForm
-    list_display = ("name", "job_name", "expression", "zone", "enabled", "next_run", "last_run", "last_task", "owner")
+    list_display = ("name", "job_name", "timing", "enabled", "next_fire", "last_fire", "last_task", "owner")
     list_filter = ("enabled", "declared_in_code", "queue")
     list_select_related = ("owner",)
     search_fields = ("name", "job_name", "description")
     actions = ("enable_schedules", "disable_schedules", "run_schedules_now")
     raw_id_fields = ("owner",)
     fieldsets = (
-        (None, {"fields": ("name", "job_name", "expression", "timezone", "enabled", "upcoming")}),
-        ("Task", {"fields": ("args", "kwargs", "queue", "priority", "description")}),
-        ("Record", {"fields": ("owner", "declared_in_code", "last_run", "next_run", "metadata", "created_at",
-                               "updated_at")}),
+        (None, {"fields": ("name", "job_name", ("expression", "timezone"), "enabled", "upcoming")}),
+        ("Task", {"fields": (("args", "kwargs"), ("queue", "priority"), "description")}),
+        ("Record", {"fields": ("owner", "declared_in_code", ("last_run", "next_run"), ("created_at", "updated_at"))}),
+        ("Metadata", {"classes": ("collapse",), "fields": ("metadata",)}),
     )
 
     class Media:
@@ -101,10 +104,26 @@ class CronScheduleAdmin(admin.ModelAdmin):
             obj.owner = request.user
         super().save_model(request, obj, form, change)
 
+    def get_list_display(self, request):
+        shown = super().get_list_display(request)
+        return shown if request.user.is_superuser else [name for name in shown if name != "owner"]
+
     # -- columns and fields --------------------------------------------------------------
-    @admin.display(description="time zone", ordering="timezone")
-    def zone(self, schedule):
-        return schedule.timezone or f"{cron.zone('').key} (default)"
+    @admin.display(description="schedule", ordering="expression")
+    def timing(self, schedule):
+        zone = schedule.timezone or f"{cron.zone('').key} (default)"
+        return format_html('<code>{}</code><div class="djj-quiet">{}</div>', schedule.expression, zone)
+
+    @admin.display(description="next run", ordering="next_run")
+    def next_fire(self, schedule):
+        if not schedule.next_run:
+            return "—"
+        return format_html('{} <span class="djj-quiet">in {}</span>', short_time(schedule.next_run),
+                           human_duration(max(schedule.next_run - timezone.now(), timedelta(0))))
+
+    @admin.display(description="last run", ordering="last_run")
+    def last_fire(self, schedule):
+        return short_time(schedule.last_run) or "—"
 
     @admin.display(description="last fired task")
     def last_task(self, schedule):
@@ -123,9 +142,10 @@ class CronScheduleAdmin(admin.ModelAdmin):
             times = cron.upcoming(schedule.expression, schedule.timezone, timezone.now(), UPCOMING)
         except (ValidationError, ValueError) as error:
             return format_html('<span class="errornote">{}</span>', error)
-        zone = cron.zone(schedule.timezone)
-        items = format_html_join("", "<li>{}</li>", ((moment.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z"),)
-                                                       for moment in times))
+        zone, now = cron.zone(schedule.timezone), timezone.now()
+        items = format_html_join("", '<li>{} <span class="djj-quiet">in {}</span></li>', (
+            (moment.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z"), human_duration(moment - now))
+            for moment in times))
         note = "" if schedule.enabled else format_html('<p class="djj-quiet">{}</p>', "Disabled: it will not fire.")
         return format_html('<ol class="djj-fire-times">{}</ol>{}', items, note)
 

@@ -22,8 +22,8 @@ Status = ScheduledTask.Status
 NEXT_FIELD = "_djj_next"  # detail-page buttons send the page to come back to
 
 
-class TaskActionsMixin:
-    """Actions for ``ScheduledTaskAdmin``, each allowed by its own permission."""
+class TaskActionsAdmin(admin.ModelAdmin):
+    """The actions of ``ScheduledTaskAdmin``, each allowed by its own permission."""
 
     actions = ("retry_tasks", "cancel_tasks", "run_tasks_now")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib import admin
@@ -38,15 +39,34 @@ def running_counts() -> dict[str, int]:
     return {row["worker_id"]: row["count"] for row in rows.annotate(count=Count("pk"))}
 
 
-def workers_with_state(now: datetime) -> list[Worker]:
-    """Every registered worker, each with ``state``, ``silence`` and ``running`` set."""
+@dataclass(frozen=True)
+class WorkerState:
+    """A worker as the dashboard shows it."""
+
+    worker_id: str
+    hostname: str
+    pid: int
+    concurrency: int
+    queue_names: str
+    state: str
+    silence: str
+    running: int
+
+
+def workers_with_state(now: datetime) -> list[WorkerState]:
+    """Every registered worker, with its liveness and how many tasks it runs."""
     running = running_counts()
-    workers = list(Worker.objects.order_by("hostname", "worker_id"))
-    for worker in workers:
-        worker.state = liveness(worker.last_heartbeat, now)
-        worker.silence = human_duration(now - worker.last_heartbeat)
-        worker.running = running.get(worker.worker_id, 0)
-    return workers
+    return [
+        WorkerState(worker_id=worker.worker_id, hostname=worker.hostname, pid=worker.pid,
+                    concurrency=worker.concurrency, queue_names=", ".join(q for q in worker.queues.split(",") if q),
+                    state=liveness(worker.last_heartbeat, now), silence=silence_text(now - worker.last_heartbeat),
+                    running=running.get(worker.worker_id, 0))
+        for worker in Worker.objects.order_by("hostname", "worker_id")
+    ]
+
+
+def silence_text(silence: timedelta) -> str:
+    return "just now" if silence.total_seconds() < 1 else f"{human_duration(silence)} ago"
 
 
 def state_badge(state: str) -> str:
@@ -57,7 +77,8 @@ def state_badge(state: str) -> str:
 class WorkerAdmin(admin.ModelAdmin):
     """Read-only: rows are written by the workers themselves."""
 
-    list_display = ("worker_id", "state", "last_heartbeat", "hostname", "pid", "queue_list", "concurrency", "started_at")
+    list_display = ("worker_id", "state", "last_heartbeat", "hostname", "pid", "queue_list", "concurrency",
+                    "started_at")
     search_fields = ("worker_id", "hostname")
     ordering = ("hostname", "worker_id")
 

@@ -1,0 +1,527 @@
+"""The operator admin through Django's test client: lists, actions and their
+permissions, the task page, cron schedules and their owners, and the dashboard."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.contrib.messages import get_messages
+from django.db import connection
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from django_jobs.admin import metrics
+from django_jobs.admin.charts import throughput_chart, y_scale
+from django_jobs.admin.paginator import CappedCountPaginator
+from django_jobs.models import CronSchedule, ScheduledTask, Worker
+from django_jobs.signals import job_cancelled
+from tests.factories import CronScheduleFactory, ScheduledTaskFactory
+
+pytestmark = pytest.mark.django_db
+
+TASKS = reverse("admin:django_jobs_scheduledtask_changelist")
+SCHEDULES = reverse("admin:django_jobs_cronschedule_changelist")
+DASHBOARD = reverse("admin:django_jobs_dashboard")
+
+
+@pytest.fixture
+def admin_client(client):
+    """A logged-in superuser, without a password: hashing one is most of a test's time."""
+    client.force_login(get_user_model().objects.create_superuser("admin", "admin@example.com", None))
+    return client
+
+
+def task_page(task) -> str:
+    return reverse("admin:django_jobs_scheduledtask_change", args=[task.pk])
+
+
+def schedule_page(schedule) -> str:
+    return reverse("admin:django_jobs_cronschedule_change", args=[schedule.pk])
+
+
+def staff(username: str, *codenames: str):
+    user = get_user_model().objects.create_user(username, is_staff=True)  # no password: force_login, no hashing
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="django_jobs", codename__in=codenames))
+    return user
+
+
+def as_user(client, user):
+    client.force_login(user)
+    return client
+
+
+def act(client, action: str, *tasks, url: str = TASKS, **extra):
+    data = {"action": action, "index": 0, "_selected_action": [t.pk for t in tasks], **extra}
+    return client.post(url, data, follow=True)
+
+
+def messages_of(response) -> list[str]:
+    return [str(message) for message in get_messages(response.wsgi_request)]
+
+
+def failed(**fields):
+    return ScheduledTaskFactory(status="failed", retry_count=3, failed_at=timezone.now(),
+                                error_message="ValueError: boom", **fields)
+
+
+# -- the task list ------------------------------------------------------------------------
+
+def test_list_shows_status_badges_attempts_duration_and_worker(admin_client):
+    now = timezone.now()
+    ScheduledTaskFactory(identifier="shop.report", status="completed", retry_count=1, max_retries=3,
+                         started_at=now - timedelta(seconds=2, milliseconds=500), executed_at=now, worker_id="w-1")
+    failed(identifier="shop.charge")
+    response = admin_client.get(TASKS)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert '<span class="djj-badge djj-completed">Completed</span>' in html
+    assert '<span class="djj-badge djj-failed">Failed</span>' in html
+    assert ">1/3</span>" in html and "2.5 s" in html and "w-1" in html
+    assert "ValueError: boom" in html  # the latest error under the job name
+
+
+def test_list_filters_and_search(admin_client):
+    failed(identifier="shop.charge", queue="payments")
+    ScheduledTaskFactory(identifier="shop.mail", description="welcome mail")
+    assert [t.identifier for t in admin_client.get(TASKS, {"status__exact": "failed"}).context["cl"].result_list] == [
+        "shop.charge"]
+    assert admin_client.get(TASKS, {"queue": "payments"}).context["cl"].result_count == 1
+    assert admin_client.get(TASKS, {"identifier": "shop.mail"}).context["cl"].result_count == 1
+    assert admin_client.get(TASKS, {"q": "boom"}).context["cl"].result_count == 1
+    assert admin_client.get(TASKS, {"q": "welcome"}).context["cl"].result_count == 1
+
+
+def test_queue_and_job_filters_offer_code_and_active_tasks_without_scanning_the_table(admin_client):
+    ScheduledTaskFactory(identifier="gone.but_pending", queue="legacy")
+    ScheduledTaskFactory(identifier="gone.long_ago", queue="old", status="completed")
+    with CaptureQueriesContext(connection) as captured:
+        response = admin_client.get(TASKS)
+    choices = {spec.title: {value for value, _ in spec.lookup_choices} for spec in response.context["cl"].filter_specs
+               if hasattr(spec, "lookup_choices")}
+    assert {"tests.add", "tests.noop", "gone.but_pending"} <= choices["job name"]
+    assert "gone.long_ago" not in choices["job name"]
+    assert {"default", "legacy"} <= choices["queue"] and "old" not in choices["queue"]
+    distinct = [q["sql"] for q in captured.captured_queries if "DISTINCT" in q["sql"].upper()]
+    assert distinct and all("pending" in sql for sql in distinct), distinct
+    assert admin_client.get(TASKS, {"identifier": "gone.long_ago"}).context["cl"].result_count == 1
+
+
+def list_queries(client) -> list[str]:
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(TASKS).status_code == 200
+    return [query["sql"] for query in captured.captured_queries]
+
+
+def many_tasks(count: int) -> None:
+    statuses = ["pending", "running", "completed", "failed", "cancelled"]
+    ScheduledTask.objects.bulk_create([
+        ScheduledTask(identifier=f"job.{n % 7}", queue=f"q{n % 3}", status=statuses[n % 5], worker_id=f"w{n % 4}",
+                      started_at=timezone.now() if n % 5 else None, progress={"done": n, "total": 200})
+        for n in range(count)
+    ])
+
+
+def test_list_query_count_does_not_grow_with_rows(admin_client, django_assert_max_num_queries):
+    many_tasks(10)
+    small = len(list_queries(admin_client))
+    many_tasks(190)
+    with django_assert_max_num_queries(small):
+        admin_client.get(TASKS)
+    with django_assert_max_num_queries(small):
+        admin_client.get(TASKS, {"status__exact": "running", "q": "job"})
+
+
+def test_list_never_counts_the_whole_table(admin_client):
+    many_tasks(30)
+    counts = [sql for sql in list_queries(admin_client) if "COUNT(" in sql.upper()]
+    assert counts, "the paginator counts (at most limit + 1 rows)"
+    assert all("LIMIT" in sql.upper() for sql in counts), counts
+
+
+def test_past_the_count_limit_the_list_says_more_than_and_pages_on(admin_client, monkeypatch):
+    monkeypatch.setattr(CappedCountPaginator, "limit", 250)  # at least list_max_show_all (200)
+    many_tasks(330)
+    first = admin_client.get(TASKS)
+    assert "more than 250 scheduled tasks" in first.content.decode()
+    assert "Select all matching scheduled tasks (more than 250)" in first.content.decode()
+    last = admin_client.get(TASKS, {"p": 7})
+    assert last.status_code == 200
+    assert len(last.context["cl"].result_list) == 30  # rows 301-330 of 50 a page, past the limit
+
+
+def test_paginator_counts_exactly_below_its_limit():
+    many_tasks(12)
+    paginator = CappedCountPaginator(ScheduledTask.objects.order_by("pk"), 5)
+    assert (paginator.count, paginator.is_capped, paginator.num_pages) == (12, False, 3)
+    assert len(paginator.page(3).object_list) == 2
+
+
+# -- actions -------------------------------------------------------------------------------
+
+def test_retry_reports_changed_and_skipped_with_reasons(admin_client):
+    dead, cancelled = failed(), ScheduledTaskFactory(status="cancelled")
+    pending, running = ScheduledTaskFactory(), ScheduledTaskFactory(status="running", worker_id="w")
+    response = act(admin_client, "retry_tasks", dead, cancelled, pending, running)
+    assert messages_of(response) == [
+        "2 tasks retried, 2 skipped (1 pending and 1 running: only failed or cancelled tasks can be retried)."]
+    dead.refresh_from_db()
+    assert (dead.status, dead.retry_count, dead.error_message) == ("pending", 0, "")
+    assert dead.scheduled_at <= timezone.now()
+    assert ScheduledTask.objects.get(pk=running.pk).status == "running"
+
+
+def test_cancel_cancels_pending_tasks_and_sends_job_cancelled(admin_client, django_capture_on_commit_callbacks):
+    waiting, done = ScheduledTaskFactory(), ScheduledTaskFactory(status="completed")
+    received = []
+    job_cancelled.connect(lambda sender, task, **kw: received.append(task.pk), weak=False, dispatch_uid="t")
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = act(admin_client, "cancel_tasks", waiting, done)
+    finally:
+        job_cancelled.disconnect(dispatch_uid="t")
+    assert messages_of(response) == ["1 task cancelled, 1 skipped (1 completed: only pending tasks can be cancelled)."]
+    assert ScheduledTask.objects.get(pk=waiting.pk).status == "cancelled"
+    assert received == [waiting.pk]
+
+
+def test_run_now_moves_pending_tasks_to_now(admin_client):
+    later = ScheduledTaskFactory(scheduled_at=timezone.now() + timedelta(days=1))
+    response = act(admin_client, "run_tasks_now", later, failed())
+    assert messages_of(response) == ["1 task moved to now, 1 skipped (1 failed: only pending tasks can be run now)."]
+    assert ScheduledTask.objects.get(pk=later.pk).scheduled_at <= timezone.now()
+
+
+def test_an_action_with_nothing_to_change_warns(admin_client):
+    response = act(admin_client, "cancel_tasks", failed())
+    assert messages_of(response) == ["0 tasks cancelled, 1 skipped (1 failed: only pending tasks can be cancelled)."]
+
+
+def action_names(client) -> set[str]:
+    form = client.get(TASKS).context["action_form"]
+    return set() if form is None else {value for value, _ in form.fields["action"].choices if value}
+
+
+@pytest.mark.parametrize("codenames, allowed", [
+    (("view_scheduledtask",), set()),
+    (("view_scheduledtask", "retry_scheduledtask"), {"retry_tasks"}),
+    (("view_scheduledtask", "cancel_scheduledtask"), {"cancel_tasks"}),
+    (("view_scheduledtask", "change_scheduledtask"), {"run_tasks_now"}),
+    (("view_scheduledtask", "change_scheduledtask", "delete_scheduledtask", "retry_scheduledtask",
+      "cancel_scheduledtask"), {"retry_tasks", "cancel_tasks", "run_tasks_now", "delete_selected"}),
+])
+def test_each_action_needs_its_permission(client, codenames, allowed):
+    assert action_names(as_user(client, staff("ops", *codenames))) == allowed
+
+
+def test_a_user_without_the_retry_permission_cannot_retry_by_posting(client):
+    dead = failed()
+    response = act(as_user(client, staff("viewer", "view_scheduledtask", "change_scheduledtask")), "retry_tasks", dead)
+    assert messages_of(response) == ["No action selected."]
+    assert ScheduledTask.objects.get(pk=dead.pk).status == "failed"
+
+
+def test_task_page_offers_the_buttons_its_status_and_the_user_allow(client):
+    dead, waiting = failed(), ScheduledTaskFactory(scheduled_at=timezone.now() + timedelta(hours=1))
+    operator = as_user(client, staff("op", "view_scheduledtask", "change_scheduledtask", "retry_scheduledtask",
+                                     "cancel_scheduledtask"))
+    assert [label for _, label in operator.get(task_page(dead)).context["djj_buttons"]] == ["Retry now"]
+    assert [label for _, label in operator.get(task_page(waiting)).context["djj_buttons"]] == ["Run now", "Cancel"]
+    viewer = as_user(client, staff("viewer", "view_scheduledtask"))
+    assert viewer.get(task_page(dead)).context["djj_buttons"] == []
+
+
+def test_a_button_on_the_task_page_comes_back_to_it(admin_client):
+    dead = failed()
+    response = act(admin_client, "retry_tasks", dead, _djj_next=task_page(dead))
+    assert response.redirect_chain[-1][0] == task_page(dead)
+    assert messages_of(response) == ["1 task retried."]
+    elsewhere = act(admin_client, "retry_tasks", failed(), _djj_next="https://evil.example/")
+    assert elsewhere.redirect_chain[-1][0] == TASKS
+
+
+# -- the task page ------------------------------------------------------------------------------
+
+def test_task_page_shows_json_error_traceback_progress_and_timeline(admin_client):
+    now = timezone.now()
+    schedule = CronScheduleFactory(name="nightly")
+    task = ScheduledTaskFactory(
+        status="running", worker_id="w-9", args=[1, {"nested": [2, 3]}], kwargs={"user": "ann"},
+        progress={"done": 42, "total": 100}, retry_count=1, started_at=now, failed_at=now - timedelta(seconds=5),
+        error_message="TimeoutError: slow upstream", traceback="Traceback (most recent call last):\n  File \"x.py\"",
+        cron_schedule=schedule,
+    )
+    html = admin_client.get(task_page(task)).content.decode()
+    assert '{\n    &quot;nested&quot;: [\n      2,\n      3\n    ]\n  }' in html
+    assert '&quot;user&quot;: &quot;ann&quot;' in html
+    assert "TimeoutError: slow upstream" in html
+    assert "Traceback (most recent call last):" in html
+    assert 'aria-valuenow="42"' in html and "42 / 100 (42%)" in html
+    assert "Running 42%" in html
+    assert "Attempt 1 failed, retry scheduled" in html and "Started attempt 2" in html
+    assert f'href="{schedule_page(schedule)}"' in html
+    assert "not registered" in html  # worker w-9 has no row: its task will be recovered
+
+
+def test_completed_task_shows_its_result(admin_client):
+    task = ScheduledTaskFactory(status="completed", result={"rows": 1200}, started_at=timezone.now(),
+                                executed_at=timezone.now())
+    html = admin_client.get(task_page(task)).content.decode()
+    assert "&quot;rows&quot;: 1200" in html and "Completed" in html
+
+
+def test_only_a_pending_task_is_editable_and_only_its_queueing_fields(admin_client):
+    waiting, done = ScheduledTaskFactory(), ScheduledTaskFactory(status="completed")
+    assert set(admin_client.get(task_page(waiting)).context["adminform"].form.fields) == {
+        "queue", "priority", "scheduled_at", "description", "max_retries"}
+    response = admin_client.get(task_page(done))
+    assert response.context["adminform"].form.fields == {}
+    assert response.context["show_save"] is False
+    assert admin_client.get(reverse("admin:django_jobs_scheduledtask_add")).status_code == 403
+
+
+def edit(client, task, **changes):
+    when = timezone.localtime(task.scheduled_at)
+    data = {"queue": task.queue, "priority": task.priority, "scheduled_at_0": when.strftime("%Y-%m-%d"),
+            "scheduled_at_1": when.strftime("%H:%M:%S"), "description": task.description,
+            "max_retries": task.max_retries, "_save": "Save", **changes}
+    return client.post(task_page(task), data, follow=True)
+
+
+def test_editing_a_pending_task_writes_only_what_changed(admin_client):
+    waiting = ScheduledTaskFactory(queue="default", priority=0)
+    edit(admin_client, waiting, queue="urgent", priority=50)
+    waiting.refresh_from_db()
+    assert (waiting.queue, waiting.priority, waiting.status) == ("urgent", 50, "pending")
+
+
+@override_settings(DJANGO_JOBS={"QUEUES": ["default", "mail"]})
+def test_editing_validates_queue_and_priority(admin_client):
+    waiting = ScheduledTaskFactory()
+    form = edit(admin_client, waiting, queue="nope", priority=500).context["adminform"].form
+    assert "DJANGO_JOBS['QUEUES'] allows" in form.errors["queue"][0]
+    assert "out of range" in form.errors["priority"][0]
+
+
+def test_an_edit_loses_to_a_worker_that_claimed_the_task_meanwhile(admin_client, monkeypatch):
+    from django_jobs.admin.tasks import ScheduledTaskAdmin
+
+    waiting = ScheduledTaskFactory()
+    original = ScheduledTaskAdmin.save_form
+
+    def claimed_meanwhile(self, request, form, change):
+        ScheduledTask.objects.filter(pk=waiting.pk).mark_running("w-1", timezone.now())
+        return original(self, request, form, change)
+
+    monkeypatch.setattr(ScheduledTaskAdmin, "save_form", claimed_meanwhile)
+    response = edit(admin_client, waiting, queue="urgent")
+    assert "Not saved: a worker took the task" in messages_of(response)[0]
+    waiting.refresh_from_db()
+    assert (waiting.status, waiting.queue, waiting.worker_id) == ("running", "default", "w-1")
+
+
+# -- cron schedules ----------------------------------------------------------------------------
+
+SCHEDULE_CODENAMES = ("view_cronschedule", "add_cronschedule", "change_cronschedule", "delete_cronschedule")
+
+
+def new_schedule(client, **fields):
+    data = {"name": "report", "job_name": "tests.noop", "expression": "0 3 * * *", "timezone": "", "enabled": "on",
+            "args": "[]", "kwargs": "{}", "queue": "default", "priority": 0, "description": "", "metadata": "{}",
+            "_save": "Save", **fields}
+    return client.post(reverse("admin:django_jobs_cronschedule_add"), data, follow=True)
+
+
+def test_a_new_schedule_belongs_to_its_creator(client):
+    ann = staff("ann", *SCHEDULE_CODENAMES)
+    new_schedule(as_user(client, ann))
+    assert CronSchedule.objects.get(name="report").owner == ann
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"expression": "61 * * * *"}, "Invalid minute field '61'"),
+    ({"expression": "@reboot"}, "@reboot"),
+    ({"timezone": "Mars/Olympus"}, "Unknown time zone 'Mars/Olympus'"),
+    ({"job_name": "nobody.knows"}, "No job named 'nobody.knows' is registered"),
+    ({"job_name": "tests.add", "args": "[1]"}, "Arguments do not fit job 'tests.add'"),
+])
+def test_schedule_form_explains_what_is_wrong(admin_client, fields, message):
+    response = new_schedule(admin_client, **fields)
+    assert message in response.content.decode().replace("&#x27;", "'")
+    assert not CronSchedule.objects.exists()
+
+
+def test_non_superusers_see_and_edit_only_their_own_schedules(client):
+    ann, bob = staff("ann", *SCHEDULE_CODENAMES), staff("bob", *SCHEDULE_CODENAMES)
+    mine = CronScheduleFactory(name="ann's", owner=ann)
+    theirs = CronScheduleFactory(name="bob's", owner=bob)
+    CronScheduleFactory(name="nobody's")
+    as_user(client, ann)
+    assert [s.name for s in client.get(SCHEDULES).context["cl"].result_list] == ["ann's"]
+    assert client.get(schedule_page(mine)).status_code == 200
+    assert client.get(schedule_page(theirs), follow=True).redirect_chain  # "doesn't exist", back to the index
+    client.post(schedule_page(theirs), {"name": "hijacked"})
+    assert CronSchedule.objects.get(pk=theirs.pk).name == "bob's"
+    act(client, "disable_schedules", theirs, url=SCHEDULES)
+    assert CronSchedule.objects.get(pk=theirs.pk).enabled is True
+    assert "owner" not in client.get(schedule_page(mine)).context["adminform"].form.fields
+
+
+def test_superusers_see_every_schedule(admin_client):
+    CronScheduleFactory(name="a", owner=staff("ann")), CronScheduleFactory(name="b")
+    assert admin_client.get(SCHEDULES).context["cl"].result_count == 2
+
+
+def test_schedule_page_lists_the_next_five_fire_times_in_its_zone(admin_client):
+    schedule = CronScheduleFactory(expression="30 2 * * *", timezone="Europe/Berlin")
+    html = admin_client.get(schedule_page(schedule)).content.decode()
+    fire_times = re.findall(r"<li>(\w{3} \d{4}-\d\d-\d\d \d\d:\d\d \w+) ", html)
+    assert len(fire_times) == 5
+    assert all(" 02:30 CE" in moment for moment in fire_times), fire_times
+
+
+def test_enable_disable_and_run_now(admin_client):
+    on, off = CronScheduleFactory(name="on"), CronScheduleFactory(name="off", enabled=False)
+    assert messages_of(act(admin_client, "disable_schedules", on, off, url=SCHEDULES)) == [
+        "1 schedule disabled, 1 skipped (already disabled)."]
+    assert messages_of(act(admin_client, "enable_schedules", on, off, url=SCHEDULES)) == ["2 schedules enabled."]
+    assert CronSchedule.objects.filter(enabled=True, next_run__isnull=False).count() == 2
+    response = act(admin_client, "run_schedules_now", on, url=SCHEDULES)
+    task = ScheduledTask.objects.get(cron_schedule=on)
+    assert messages_of(response) == [f'1 task enqueued: <a href="{task_page(task)}">#{task.pk}</a>.']
+    assert task.status == "pending" and task.cron_fire_time is None
+
+
+def test_a_schedule_declared_in_code_can_only_be_switched_on_and_off(admin_client):
+    declared = CronScheduleFactory(declared_in_code=True)
+    fields = admin_client.get(schedule_page(declared)).context["adminform"].form.fields
+    assert "enabled" in fields and "expression" not in fields and "job_name" not in fields
+
+
+def test_schedule_list_shows_the_last_fired_task_without_a_query_per_row(admin_client, django_assert_max_num_queries):
+    for n in range(3):
+        schedule = CronScheduleFactory()
+        ScheduledTaskFactory(cron_schedule=schedule, cron_fire_time=timezone.now() - timedelta(minutes=n),
+                             status="failed")
+    with CaptureQueriesContext(connection) as few:
+        admin_client.get(SCHEDULES)
+    CronScheduleFactory.create_batch(20)
+    with django_assert_max_num_queries(len(few)):
+        html = admin_client.get(SCHEDULES).content.decode()
+    assert html.count("djj-badge djj-failed") == 3
+
+
+# -- dashboard ------------------------------------------------------------------------------------
+
+def busy_day(now):
+    for minutes_ago, status in [(1, "completed"), (1, "completed"), (2, "failed"), (30, "completed")]:
+        end = now - timedelta(minutes=minutes_ago)
+        ScheduledTaskFactory(identifier="shop.receipt" if status == "completed" else "shop.charge", status=status,
+                             started_at=end - timedelta(seconds=3), executed_at=end if status == "completed" else None,
+                             failed_at=end if status == "failed" else None,
+                             error_message="PaymentDeclined" if status == "failed" else "")
+    ScheduledTaskFactory(queue="mail", scheduled_at=now - timedelta(minutes=5))
+    ScheduledTaskFactory(queue="mail", scheduled_at=now + timedelta(hours=1))
+    ScheduledTaskFactory(queue="mail", status="running", worker_id="web-1", started_at=now)
+    Worker.objects.create(worker_id="web-1", hostname="web", pid=1, last_heartbeat=now)
+    Worker.objects.create(worker_id="web-2", hostname="web", pid=2, last_heartbeat=now - timedelta(minutes=10))
+
+
+def test_dashboard_draws_counts_queues_chart_jobs_and_workers(admin_client, django_assert_max_num_queries):
+    busy_day(timezone.now())
+    with django_assert_max_num_queries(20):
+        response = admin_client.get(DASHBOARD)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert re.search(r'<svg class="djj-chart"[^>]*role="img"', html)
+    assert html.count('<rect class="bar djj-bar-completed"') == 2  # minutes 1 and 30
+    assert html.count('<rect class="bar djj-bar-failed"') == 1
+    assert "completed <strong>3</strong>" in html and "failed attempts <strong>1</strong>" in html
+    tiles = {tile["status"]: tile["count"] for tile in response.context["status_tiles"]}
+    assert tiles == {"pending": 2, "running": 1, "completed": 3, "failed": 1, "cancelled": 0}
+    [mail] = response.context["queues"]
+    assert (mail["queue"], mail["due"], mail["later"], mail["running"]) == ("mail", 1, 1, 1)
+    assert mail["waiting_text"].startswith("5 min")
+    assert [job["identifier"] for job in response.context["slowest"]] == ["shop.receipt"]
+    assert response.context["slowest"][0]["average_text"] == "3.0 s"
+    assert [(job["identifier"], job["failures"], job["error"]) for job in response.context["failing"]] == [
+        ("shop.charge", 1, "PaymentDeclined")]
+    assert {w.worker_id: (w.state, w.running) for w in response.context["workers"]} == {
+        "web-1": ("live", 1), "web-2": ("stale", 0)}
+    assert "Pausing and resuming queues is not available yet." in html
+    running_on_web_1 = admin_client.get(TASKS, {"status__exact": "running", "worker_id": "web-1"})
+    assert running_on_web_1.context["cl"].result_count == 1  # the worker's link in the dashboard
+
+
+def test_dashboard_counts_stop_early_on_a_big_status(admin_client, monkeypatch):
+    monkeypatch.setattr(metrics, "STATUS_COUNT_CAP", 3)
+    ScheduledTaskFactory.create_batch(5, status="completed")
+    ScheduledTaskFactory.create_batch(2, status="failed")
+    tiles = {tile["status"]: tile["shown"] for tile in admin_client.get(DASHBOARD).context["status_tiles"]}
+    assert (tiles["completed"], tiles["failed"]) == ("3+", "2")
+
+
+def test_dashboard_window_and_refresh_choices(admin_client):
+    html = admin_client.get(DASHBOARD, {"hours": 24, "refresh": 30}).content.decode()
+    assert "per 10 minutes, last 24 h" in html and '<meta http-equiv="refresh" content="30">' in html
+    assert "No task finished or failed in the last 24 h" in html
+    assert admin_client.get(DASHBOARD, {"hours": "7", "refresh": "x"}).context["hours"] == metrics.DEFAULT_WINDOW
+
+
+def test_dashboard_needs_the_view_permission_and_is_linked_from_the_app_index(client):
+    assert as_user(client, staff("nobody")).get(DASHBOARD).status_code == 403
+    viewer = as_user(client, staff("viewer", "view_scheduledtask"))
+    assert viewer.get(DASHBOARD).status_code == 200
+    assert f'href="{DASHBOARD}"' in viewer.get(reverse("admin:app_list", args=["django_jobs"])).content.decode()
+    assert f'href="{DASHBOARD}"' in viewer.get(TASKS).content.decode()
+
+
+def test_throughput_buckets_are_counted_in_the_database_on_every_backend():
+    now = timezone.now().replace(second=30, microsecond=0)
+    window = metrics.Window.ending_at(now, 1)
+    for minutes_ago in (0, 0, 0, 10, 59):
+        ScheduledTaskFactory(status="completed", executed_at=now - timedelta(minutes=minutes_ago))
+    ScheduledTaskFactory(status="pending", retry_count=1, failed_at=now - timedelta(minutes=10))
+    ScheduledTaskFactory(status="completed", executed_at=now - timedelta(hours=2))  # outside the window
+    buckets = metrics.throughput(window)
+    assert len(buckets) == 60 and window.bucket == timedelta(minutes=1)
+    by_start = {bucket.start: (bucket.completed, bucket.failed) for bucket in buckets}
+    minute = now.replace(second=0)
+    assert by_start[minute] == (3, 0)
+    assert by_start[minute - timedelta(minutes=10)] == (1, 1)
+    assert by_start[minute - timedelta(minutes=59)] == (1, 0)
+    assert sum(b.completed for b in buckets) == 5
+
+
+def test_windows_align_to_whole_buckets():
+    now = timezone.now().replace(hour=10, minute=7, second=42)
+    window = metrics.Window.ending_at(now, 24)
+    assert window.end == now.replace(minute=10, second=0, microsecond=0)
+    assert window.start == window.end - timedelta(hours=24)
+    assert len(window.bucket_starts()) == 144
+
+
+def test_chart_scale_and_geometry():
+    assert y_scale(0) == (1, [0, 1])
+    assert y_scale(5) == (6, [0, 2, 4, 6])
+    assert y_scale(73) == (80, [0, 20, 40, 60, 80])
+    start = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
+    chart = throughput_chart([metrics.Bucket(start + timedelta(minutes=n), n, 1) for n in range(60)],
+                             timedelta(minutes=1))
+    assert len(chart.bars) == 60 and chart.peak == 60
+    assert [value for _, value in chart.y_ticks] == [0, 20, 40, 60]
+    tallest, middle = chart.bars[-1], chart.bars[29]  # 59 + 1, and 29 + 1 = half the scale
+    assert tallest.failed_y == chart.top
+    assert middle.failed_y == pytest.approx((chart.top + chart.baseline) / 2, abs=0.1)
+    assert [label for _, label in chart.x_ticks] == ["12:00", "12:10", "12:20", "12:30", "12:40", "12:50"]
+
+
+def test_worker_admin_marks_stale_workers(admin_client):
+    Worker.objects.create(worker_id="old", hostname="h", pid=1, last_heartbeat=timezone.now() - timedelta(hours=1))
+    html = admin_client.get(reverse("admin:django_jobs_worker_changelist")).content.decode()
+    assert '<span class="djj-badge djj-worker-stale">stale</span>' in html
