@@ -19,8 +19,6 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.staticfiles.handlers import StaticFilesHandler
-from django.test import override_settings
 from django.utils import timezone
 
 from django_jobs.models import CronSchedule, ScheduledTask, Worker
@@ -50,25 +48,6 @@ MISSING = missing_browser()
 # CI sets DJANGO_JOBS_REQUIRE_BROWSER=1 so that a missing browser fails instead of skipping.
 REQUIRED = os.environ.get("DJANGO_JOBS_REQUIRE_BROWSER") == "1"
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(MISSING) and not REQUIRED, reason=MISSING or "")]
-
-
-@pytest.fixture(scope="module")
-def live_server():
-    """pytest-django's live server, serving the apps' static files (admin CSS, ours).
-
-    The suite's settings have no STATIC_URL and no staticfiles app, with which
-    pytest-django's own server cannot even answer (its static handler needs a
-    STATIC_URL when it starts); start it here with both a STATIC_URL and the
-    staticfiles handler, which finds files in the apps without collectstatic.
-    """
-    from pytest_django.live_server_helper import LiveServer
-
-    with override_settings(STATIC_URL="/static/"):
-        server = LiveServer(os.environ.get("DJANGO_LIVE_TEST_SERVER_ADDRESS", "localhost"), start=False)
-        server.thread.static_handler = StaticFilesHandler
-        server.start()
-        yield server
-        server.stop()
 
 
 @pytest.fixture(scope="module")

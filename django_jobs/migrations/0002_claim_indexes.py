@@ -1,4 +1,4 @@
-"""Indexes for the claim and for recovery, written per database.
+"""Indexes for the claim, recovery and the dashboard, written per database.
 
 PostgreSQL and SQLite get partial indexes over pending (or running) rows only: they
 stay as small as the backlog however many finished rows pile up, so the claim costs
@@ -18,11 +18,16 @@ PARTIAL = {
     "django_jobs_queue_claim_idx": "(queue, priority DESC, scheduled_at, id) WHERE status = 'pending'",
     # Recovery finds running rows and their workers.
     "django_jobs_running_idx": "(worker_id, started_at) WHERE status = 'running'",
+    # The admin dashboard's throughput and failure chart reads recent outcomes.
+    "django_jobs_executed_idx": "(executed_at) WHERE executed_at IS NOT NULL",
+    "django_jobs_failed_idx": "(failed_at) WHERE failed_at IS NOT NULL",
 }
 FULL = {
     "django_jobs_claim_idx": "(status, priority DESC, scheduled_at, id)",
     "django_jobs_queue_claim_idx": "(status, queue, priority DESC, scheduled_at, id)",
     "django_jobs_running_idx": "(status, worker_id, started_at)",
+    "django_jobs_executed_idx": "(executed_at)",
+    "django_jobs_failed_idx": "(failed_at)",
 }
 
 
