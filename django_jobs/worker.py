@@ -39,8 +39,8 @@ logger = logging.getLogger(__name__)
 
 # Outcomes written per statement at most (a busy queue writes many at once).
 RECORD_BATCH = 500
-# Seconds claimed tasks may wait while every job thread is busy before they are
-# given back to the queue for other workers.
+# Seconds every job thread must have been on its current job before the tasks
+# waiting in the buffer are given back to the queue for other workers.
 PREFETCH_HOLD = 1.0
 # Seconds the recorder gets at shutdown to write the last outcomes.
 RECORDER_GRACE = 60.0
@@ -87,7 +87,7 @@ class JobWorker:
         self.unrecorded: set[int] = set()    # ran, but the outcome could not be written
         self.held_lock = threading.Lock()
         self.buffer = TaskBuffer()
-        self.busy = 0                        # job threads running a job now
+        self.job_started: dict[str, float] = {}  # job thread -> when its current job began
         self.gave_back = False               # released waiting tasks; claim after a thread frees
         self.outcomes: queue_module.Queue[tuple[ScheduledTask, Outcome] | None] = queue_module.Queue()
         self.claimed_count = 0
@@ -172,8 +172,13 @@ class JobWorker:
     def shut_down(self) -> None:
         """Finish or give back every held task, then leave the table clean."""
         if self.stopping.is_set():
-            # Stopped by a signal: tasks that have not started go back at once.
-            self.release(self.buffer.take_all())
+            # Stopped by a signal: tasks that have not started go back at once
+            # (or, if the database is away, with the rest of the held tasks below).
+            waiting = self.buffer.take_all()
+            try:
+                self.release(waiting)
+            except DatabaseError as error:
+                logger.warning("Could not give back waiting tasks yet (%s)", error)
         self.buffer.close()
         finished_in_time = self.wait_for_running_jobs(jobs_settings.SHUTDOWN_GRACE)
         if not finished_in_time:
@@ -181,7 +186,12 @@ class JobWorker:
         self.outcomes.put(None)
         if self.recorder is not None:
             self.recorder.join(RECORDER_GRACE)
-        released = self.release_held()
+        try:
+            released = self.release_held()
+        except DatabaseError as error:
+            # Left ``running`` under this worker: recovered by others once it stops beating.
+            released = 0
+            logger.warning("Could not give back held tasks (%s); other workers will recover them", error)
         if not finished_in_time:
             logger.warning("Shutdown grace ran out; %d task(s) returned to the queue", released)
         self.finished.set()
@@ -221,9 +231,9 @@ class JobWorker:
 
     def claim_free_slots(self) -> int:
         """Top the buffer up to ``batch_size`` waiting tasks, in one claim."""
-        if self.busy >= self.options.concurrency:
+        if self.all_threads_stuck():
             if len(self.buffer):
-                self.release_stale_buffer()
+                self.give_back_waiting()
             if self.gave_back:
                 return 0  # claiming again would take back what we just gave away
         self.gave_back = False
@@ -241,12 +251,26 @@ class JobWorker:
         self.buffer.put(tasks)
         return len(tasks)
 
-    def release_stale_buffer(self) -> None:
-        # Every thread is on a job and tasks have waited long: let other workers have them.
-        if self.buffer.waited_longest() >= PREFETCH_HOLD:
-            released = self.release(self.buffer.take_all())
-            self.gave_back = True
-            logger.info("All job threads busy; %d waiting task(s) returned to the queue", released)
+    def all_threads_stuck(self) -> bool:
+        """Every job thread has been on its current job for PREFETCH_HOLD or longer."""
+        starts = list(self.job_started.values())
+        if len(starts) < self.options.concurrency:
+            return False
+        return time.monotonic() - max(starts) >= PREFETCH_HOLD
+
+    def give_back_waiting(self) -> None:
+        # Tasks would wait behind slow jobs: let other workers have them.
+        tasks = self.buffer.take_all()
+        try:
+            released = self.release(tasks)
+        except DatabaseError:
+            # They are out of the buffer and no thread will run them: the heartbeat
+            # thread gives them back once the database answers again.
+            with self.held_lock:
+                self.unrecorded.update(task.pk for task in tasks)
+            raise
+        self.gave_back = True
+        logger.info("Every job thread is on a slow job; %d waiting task(s) returned to the queue", released)
 
     def release(self, tasks: list[ScheduledTask]) -> int:
         if not tasks:
@@ -272,11 +296,12 @@ class JobWorker:
     # -- job threads ----------------------------------------------------------------
     def job_thread(self) -> None:
         while (task := self.buffer.take()) is not None:
-            self.busy += 1  # a racy count is fine: it only steers prefetching
+            name = threading.current_thread().name
+            self.job_started[name] = time.monotonic()
             try:
                 outcome = attempt(task, self.worker_id, enforce_timeout=True)
             finally:
-                self.busy -= 1
+                del self.job_started[name]
             self.outcomes.put((task, outcome))
         connections.close_all()
 
@@ -327,6 +352,7 @@ class JobWorker:
         ScheduledTask.objects.filter(pk__in=unrecorded).release(self.worker_id, timezone.now())
         with self.held_lock:
             self.unrecorded.difference_update(unrecorded)
+            self.held.difference_update(unrecorded)
 
     # -- cron -------------------------------------------------------------------------------
     def cron_thread(self) -> None:

@@ -366,14 +366,6 @@ CUT_ROUNDS = 8
 INTERRUPTED_SLACK = 0.5
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="worker.py JobWorker.release_stale_buffer takes every waiting task out of the prefetch "
-           "buffer (buffer.take_all()) before release() writes them back to pending; when that UPDATE "
-           "fails (connection terminated) loop() logs 'Database error while claiming' and goes on, and "
-           "the taken tasks stay 'running' under a worker that still beats: never run, never recovered, "
-           "until that worker stops",
-)
 def test_workers_survive_their_database_connections_being_terminated(workers, terminator):
     # Fixed 1 s retries: an attempt cut off by the fault is retried, never left for long.
     job = jobs.record.using(max_retries=10, retry_delay=timedelta(seconds=1), backoff="fixed")
