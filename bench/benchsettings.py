@@ -1,0 +1,72 @@
+"""Settings of the benchmark processes (harness and workers alike).
+
+``BENCH_DB`` picks the database: ``postgres``, ``mariadb`` or ``sqlite``; ``BENCH_DB_NAME``
+its name (a file path for SQLite). ``BENCH_PEER=1`` installs django-tasks-db instead of
+nothing extra, for the side-by-side run of the peer. The harness sets all three.
+"""
+
+import os
+
+ENGINE = os.environ.get("BENCH_DB", "postgres")
+NAME = os.environ.get("BENCH_DB_NAME", "djjobs_bench")
+PEER = os.environ.get("BENCH_PEER") == "1"
+
+if ENGINE == "postgres":
+    DATABASES = {"default": {
+        "ENGINE": "django.db.backends.postgresql", "NAME": NAME,
+        "USER": os.environ.get("PGUSER", "postgres"), "PASSWORD": os.environ.get("PGPASSWORD", ""),
+        "HOST": os.environ.get("PGHOST", "127.0.0.1"), "PORT": os.environ.get("PGPORT", "5432"),
+    }}
+elif ENGINE == "mariadb":
+    DATABASES = {"default": {
+        "ENGINE": "django.db.backends.mysql", "NAME": NAME,
+        "USER": os.environ.get("MYSQL_USER", "root"), "PASSWORD": os.environ.get("MYSQL_PASSWORD", ""),
+        "HOST": os.environ.get("MYSQL_HOST", "127.0.0.1"), "PORT": os.environ.get("MYSQL_PORT", "3306"),
+        "OPTIONS": {"charset": "utf8mb4"},
+    }}
+elif ENGINE == "sqlite":
+    DATABASES = {"default": {
+        "ENGINE": "django.db.backends.sqlite3", "NAME": NAME,
+        # WAL lets readers and one writer work at once: what anyone running workers on SQLite uses.
+        "OPTIONS": {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL;"},
+    }}
+else:
+    raise RuntimeError(f"BENCH_DB must be postgres, mariadb or sqlite, not {ENGINE!r}")
+
+# Persistent connections: django_jobs keeps its connection whatever this says, but
+# the peer's worker calls close_old_connections() around every task, and at Django's
+# default of 0 it would reconnect per task (several times slower). Be fair to it.
+DATABASES["default"]["CONN_MAX_AGE"] = None
+
+SECRET_KEY = "bench-only-not-secret"
+DEBUG = False          # DEBUG keeps every query in memory: it would skew time and RSS
+USE_TZ = True
+TIME_ZONE = "UTC"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django_jobs",
+    "bench.benchapp",
+]
+if PEER:
+    INSTALLED_APPS.append("django_tasks_db")
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+
+DJANGO_JOBS = {
+    # A stopped benchmark worker should not linger.
+    "SHUTDOWN_GRACE": 5,
+}
+
+# Warnings only: a worker writing two INFO lines per job to a log file would measure
+# logging, not the queue. Both queues log through their own loggers at this level.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {
+        "django_jobs": {"handlers": ["console"], "level": "WARNING"},
+        "django_tasks_db": {"handlers": ["console"], "level": "WARNING"},
+        "django.tasks": {"handlers": ["console"], "level": "WARNING"},
+    },
+}

@@ -1,0 +1,75 @@
+"""What a run does: the scenarios, their counts (full and --quick), and the targets of
+issue 8 (on PostgreSQL; MariaDB and SQLite are measured without targets).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DATABASES = ("postgres", "mariadb", "sqlite")
+SCENARIOS = ("enqueue", "drain", "pickup", "flat", "memory", "peer")
+
+DRAIN_CONFIGS = [
+    {"concurrency": 1, "batch_size": 100},
+    {"concurrency": 4, "batch_size": 100},
+    {"concurrency": 8, "batch_size": 100},
+]
+# Flat cost and memory use the best drain configuration of the run on that database,
+# or this one when the drain scenario did not run.
+DEFAULT_CONFIG = {"concurrency": 4, "batch_size": 100}
+
+FULL = {
+    "processes": 2,
+    "drain_jobs": 20_000,
+    "pickup_jobs": 200,
+    "pickup_spacing": 0.02,
+    "pickup_interval": 1.0,
+    "enqueue_many_jobs": 100_000,
+    "enqueue_single_seconds": 5.0,
+    "flat_finished": 1_000_000,
+    "flat_future": 100_000,
+    "flat_jobs": 10_000,
+    "memory_jobs": 200_000,
+    "memory_start_after": 1_000,
+    # The worker runs until every job is done or this time is up, whichever comes first;
+    # the growth is then measured over the jobs it got through (the table says so).
+    "memory_max_seconds": 120,
+}
+QUICK = {
+    **FULL,
+    "drain_jobs": 2_000,
+    "pickup_jobs": 30,
+    "enqueue_many_jobs": 10_000,
+    "enqueue_single_seconds": 2.0,
+    "flat_finished": 100_000,
+    "flat_future": 10_000,
+    "flat_jobs": 2_000,
+    "memory_jobs": 10_000,
+    "memory_max_seconds": 30,
+}
+
+
+def params_for(quick: bool, database: str) -> dict[str, Any]:
+    params = dict(QUICK if quick else FULL, db=database, drain_configs=DRAIN_CONFIGS, worker_config=DEFAULT_CONFIG)
+    # Safety nets, not budgets: a scenario past these is killed and reported as an error.
+    params["drain_timeout"] = 60 + params["drain_jobs"] / 50
+    params["peer_drain_timeout"] = 60 + params["drain_jobs"] / 50
+    params["memory_timeout"] = 120 + params["memory_max_seconds"]
+    return params
+
+
+def child_timeout(scenario: str, params: dict[str, Any]) -> float:
+    """Upper bound on one scenario child's run time, before the orchestrator kills it."""
+    drains = {"drain": len(params["drain_configs"]), "flat": 2, "peer_drain": 1}.get(scenario, 0)
+    return 300 + drains * params["drain_timeout"] + (params["memory_timeout"] if scenario == "memory" else 0)
+
+
+# -- targets (issue 8), on PostgreSQL ------------------------------------------------------------
+DRAIN_MIN_RATE = 7_000
+DRAIN_MIN_VS_PEER = 10
+PICKUP_MAX_P50_MS = 5
+PICKUP_MAX_P95_MS = 15
+ENQUEUE_MANY_JOBS, ENQUEUE_MANY_MAX_SECONDS = 100_000, 3.0
+ENQUEUE_SINGLE_MIN_RATE = 2_000
+FLAT_MAX_RATIO = 1.5
+RSS_MAX_GROWTH_PCT = 10

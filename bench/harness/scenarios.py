@@ -1,0 +1,235 @@
+"""The django_jobs scenarios. Each runs in a child process with Django set up on one
+database, starts real ``run_jobworker`` processes, and returns table rows (dicts).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.db import connection, transaction
+
+from bench.benchapp.jobs import mark, noop
+from django_jobs.models import ScheduledTask
+
+from . import processes, tables
+from .measure import latency_summary, rate, steady_window, wait_until
+
+Row = dict[str, Any]
+
+
+def worker_args(config: dict[str, int]) -> list[str]:
+    return ["--concurrency", str(config["concurrency"]), "--batch-size", str(config["batch_size"])]
+
+
+def config_label(config: dict[str, int], processes_count: int) -> str:
+    return f"{processes_count} proc x c{config['concurrency']} b{config['batch_size']}"
+
+
+def run_burst_workers(config: dict[str, int], processes_count: int, timeout: float, label: str) -> tuple[float, float]:
+    """Start burst workers, wait until all exit. Returns (spawn time, last exit time)."""
+    started = time.time()
+    workers = [processes.django_command("run_jobworker", "--burst", *worker_args(config), log_name=f"{label}-{number}")
+               for number in range(processes_count)]
+    try:
+        exits = processes.wait_all(workers, timeout)
+    finally:
+        processes.stop(workers)
+    return started, max(exits)
+
+
+def drain_once(jobs: int, config: dict[str, int], params: dict[str, Any], label: str, since_id: int = 0) -> Row:
+    """Drain the due no-op tasks in the table (``jobs`` of them, ids above ``since_id``).
+
+    The rate comes from the rows' own times, over the window in which every worker ran
+    (measure.steady_window); N / wall time (spawn to exit, start-up included) is noted.
+    """
+    processes_count = params["processes"]
+    spawned, exited = run_burst_workers(config, processes_count, params["drain_timeout"], f"{params['db']}-{label}")
+    finished = tables.finished_rows(since_id)
+    if not finished:
+        raise RuntimeError(f"no task completed; see bench/results/logs/{params['db']}-{label}-*.log")
+    counted, first, last = steady_window(finished)
+    wall = exited - spawned
+    row = {
+        "config": config_label(config, processes_count), "jobs": jobs, "seconds": last - first,
+        "jobs_per_s": rate(counted, last - first), "wall_s": wall,
+        "notes": f"window {counted:,} jobs; N/wall {jobs / wall:,.0f}/s (wall {wall:.1f} s, start-up incl.)",
+        "metrics": {"worker_config": config, "processes": processes_count, "jobs_in_window": counted,
+                    "completed": len(finished)},
+    }
+    if len(finished) < jobs:
+        row["error"] = f"only {len(finished)} of {jobs} completed; counts by status: {tables.status_counts()}"
+    return row
+
+
+# -- 1. drain ---------------------------------------------------------------------------
+def drain(params: dict[str, Any]) -> list[Row]:
+    rows = []
+    jobs = params["drain_jobs"]
+    for config in params["drain_configs"]:
+        tables.truncate()
+        tables.enqueue_noops(jobs)
+        label = f"drain-c{config['concurrency']}-b{config['batch_size']}"
+        row = drain_once(jobs, config, params, label)
+        rows.append({"scenario": "drain", **row})
+    tables.truncate()
+    return rows
+
+
+# -- 2. pickup latency --------------------------------------------------------------------
+def pickup(params: dict[str, Any]) -> list[Row]:
+    tables.truncate()
+    worker = processes.django_command("run_jobworker", "--interval", str(params["pickup_interval"]),
+                                      log_name=f"{params['db']}-pickup")
+    try:
+        warm_up(worker)
+        commits = enqueue_spaced(params["pickup_jobs"], params["pickup_spacing"])
+        wait_until(lambda: ScheduledTask.objects.filter(pk__in=commits, status="completed").count() == len(commits),
+                   timeout=60 + 3 * params["pickup_interval"], what="the pickup tasks to complete", every=0.1)
+    finally:
+        processes.stop([worker])
+    entered = dict(ScheduledTask.objects.filter(pk__in=commits).values_list("pk", "result"))
+    latencies = [(entered[pk] - committed) * 1000 for pk, committed in commits.items()]
+    tables.truncate()
+    how = "LISTEN/NOTIFY" if connection.vendor == "postgresql" else "polling"
+    return [{
+        "scenario": "pickup", "config": f"1 idle worker, --interval {params['pickup_interval']:g} ({how})",
+        "jobs": len(latencies), **latency_summary(latencies),
+        "notes": f"spaced {params['pickup_spacing'] * 1000:.0f} ms",
+        "metrics": {"latencies_ms": latencies},
+    }]
+
+
+def warm_up(worker) -> None:
+    """One task through the idle worker, so that it (and its LISTEN) is surely up."""
+    task = mark.enqueue()
+    done = ScheduledTask.objects.filter(pk=task.pk, status="completed")
+    wait_until(lambda: worker.poll() is not None or done.exists(),
+               timeout=60, what="the worker to run a warm-up task", every=0.02)
+    if worker.poll() is not None:
+        raise RuntimeError("the pickup worker exited; see bench/results/logs/")
+    time.sleep(0.5)
+
+
+def enqueue_spaced(count: int, spacing: float) -> dict[int, float]:
+    """Enqueue one task at a time; return pk -> time its transaction committed."""
+    commits = {}
+    for _ in range(count):
+        with transaction.atomic():
+            task = mark.enqueue()
+        commits[task.pk] = time.time()
+        time.sleep(spacing)
+    return commits
+
+
+# -- 3. enqueue ---------------------------------------------------------------------------
+def enqueue(params: dict[str, Any]) -> list[Row]:
+    tables.truncate()
+    jobs = params["enqueue_many_jobs"]
+    calls = [((), {})] * jobs
+    started = time.perf_counter()
+    noop.enqueue_many(calls)
+    many_seconds = time.perf_counter() - started
+    written = ScheduledTask.objects.count()
+    tables.truncate()
+
+    count, started = 0, time.perf_counter()
+    deadline = started + params["enqueue_single_seconds"]
+    while time.perf_counter() < deadline:
+        noop.enqueue()
+        count += 1
+    single_seconds = time.perf_counter() - started
+    tables.truncate()
+    rows = [
+        {"scenario": "enqueue_many", "config": "1 call, 1 process", "jobs": jobs, "seconds": many_seconds,
+         "jobs_per_s": rate(jobs, many_seconds)},
+        {"scenario": "enqueue", "config": "single calls, 1 process", "jobs": count, "seconds": single_seconds,
+         "jobs_per_s": rate(count, single_seconds)},
+    ]
+    if written != jobs:
+        rows[0]["error"] = f"enqueue_many wrote {written} rows, not {jobs}"
+    return rows
+
+
+# -- 4. flat cost ---------------------------------------------------------------------------
+def flat(params: dict[str, Any]) -> list[Row]:
+    jobs, config = params["flat_jobs"], params["worker_config"]
+    tables.truncate()
+    tables.enqueue_noops(jobs)
+    empty = drain_once(jobs, config, params, "flat-empty")
+
+    tables.truncate()
+    finished, future = params["flat_finished"], params["flat_future"]
+    started = time.perf_counter()
+    tables.fill(completed=finished - finished // 10, failed=finished // 10, future=future)
+    fill_seconds = time.perf_counter() - started
+    filler_top = tables.max_id()
+    tables.enqueue_noops(jobs)
+    try:
+        plan = tables.claim_plan()
+    except Exception as error:  # noqa: BLE001 -- the worker's API moved: say so, measure the rest
+        plan = f"EXPLAIN failed: {type(error).__name__}: {error}"
+    full_scan, sorts = tables.full_scan(plan), tables.sorts_due_rows(plan)
+    filled = drain_once(jobs, config, params, "flat-filled", since_id=filler_top)
+    left_future = ScheduledTask.objects.filter(status="pending").count()
+    tables.truncate()
+
+    ratio = empty["jobs_per_s"] / filled["jobs_per_s"] if empty.get("jobs_per_s") and filled.get("jobs_per_s") else None
+    scan_note = {"postgresql": "Seq Scan", "mysql": "full scan (type ALL)", "sqlite": "full SCAN"}[connection.vendor]
+    filled_label = f"{finished:,} done + {future:,} future rows"
+    empty.update(scenario="flat (empty table)")
+    filled.update(
+        scenario="flat (filled table)", config=f"{filled['config']}; {filled_label}",
+        notes=(f"empty/filled {ratio:.2f}x; " if ratio else "") +
+              f"claim plan: {'HAS ' + scan_note if full_scan else 'no ' + scan_note}" +
+              ("; sorts every due row (index not walked in claim order)" if sorts else ""),
+    )
+    filled["metrics"].update(ratio=ratio, full_scan=full_scan, sorts_due_rows=sorts, plan=plan,
+                             fill_seconds=fill_seconds, future_rows_left_pending=left_future)
+    if left_future != future:
+        filled["error"] = f"{future - left_future} future-scheduled rows were run or lost"
+    return [empty, filled]
+
+
+# -- 5. memory ----------------------------------------------------------------------------
+def memory(params: dict[str, Any]) -> list[Row]:
+    jobs, config = params["memory_jobs"], params["worker_config"]
+    tables.truncate()
+    tables.enqueue_noops_fast(jobs)
+    started = time.time()
+    worker = processes.django_command("run_jobworker", "--interval", "1.0", *worker_args(config),
+                                      log_name=f"{params['db']}-memory")
+    samples: list[tuple[float, int, int]] = []   # (seconds, jobs done, RSS KiB)
+    limit = time.monotonic() + params["memory_max_seconds"]
+    try:
+        while True:
+            if worker.poll() is not None:
+                raise RuntimeError("the memory worker exited early; see bench/results/logs/")
+            left = tables.unfinished()
+            rss, peak = processes.rss_kib(worker.pid)
+            samples.append((time.time() - started, jobs - left, rss))
+            if left == 0 or time.monotonic() > limit:
+                break
+            # Sample often until the start point; then once a second (counting costs the database too).
+            time.sleep(0.1 if samples[-1][1] < params["memory_start_after"] else 1.0)
+    finally:
+        processes.stop([worker])
+    counted, first, last = steady_window(tables.finished_rows())
+    tables.truncate()
+    start = next((s for s in samples if s[1] >= params["memory_start_after"]), samples[0])
+    end = samples[-1]
+    growth = (end[2] - start[2]) / start[2] * 100
+    cut = f"; time limit {params['memory_max_seconds']:.0f} s reached at {end[1]:,} jobs" if end[1] < jobs else ""
+    return [{
+        "scenario": "memory", "config": f"1 proc x c{config['concurrency']} b{config['batch_size']}",
+        "jobs": end[1], "seconds": last - first, "jobs_per_s": rate(counted, last - first),
+        "notes": f"RSS {start[2] / 1024:.1f} MiB at {start[1]:,} jobs -> {end[2] / 1024:.1f} MiB at {end[1]:,} "
+                 f"({growth:+.1f}%){cut}",
+        "metrics": {"rss_start_kib": start[2], "rss_end_kib": end[2], "rss_peak_kib": peak,
+                    "rss_growth_pct": growth, "start_after_jobs": start[1], "jobs_enqueued": jobs,
+                    "jobs_done": end[1], "samples": samples},
+    }]
+
+
+SCENARIOS = {"drain": drain, "pickup": pickup, "enqueue": enqueue, "flat": flat, "memory": memory}
