@@ -52,10 +52,27 @@ def supports_skip_locked(alias: str) -> bool:
 def claim_with_row_locks(alias: str, worker_id: str, queues: list[str] | None, limit: int, now: datetime) -> list[ScheduledTask]:
     rows = ScheduledTask.objects.using(alias)
     with transaction.atomic(using=alias):
+        walk_the_claim_index(alias)
         tasks = list(rows.due(now, queues).select_for_update(skip_locked=True)[:limit])
         if tasks:
             rows.filter(pk__in=[task.pk for task in tasks]).mark_running(worker_id, now)
     return [held(task, worker_id, now) for task in tasks]
+
+
+def walk_the_claim_index(alias: str) -> None:
+    """Keep PostgreSQL on the claim index whatever its statistics say.
+
+    After a burst of inserts the planner's statistics are stale: it expects a few due
+    rows, reads all of them through a bitmap scan and sorts them, on every claim (a
+    peer falls from ~600 to ~200 jobs/s this way). Walking the partial index in claim
+    order and stopping at LIMIT is right at any backlog size, so the claim
+    transaction rules the alternatives out, for itself only (``is_local``).
+    """
+    connection = connections[alias]
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)")
 
 
 def claim_with_conditional_update(alias: str, worker_id: str, queues: list[str] | None, limit: int, now: datetime) -> list[ScheduledTask]:

@@ -91,7 +91,6 @@ class ScheduledTask(models.Model):
         # so migration 0002 creates them in SQL; these serve the admin and statistics.
         indexes = [
             models.Index(fields=["identifier", "status"], name="django_jobs_identifier_idx"),
-            models.Index(fields=["status", "scheduled_at"], name="django_jobs_status_time_idx"),
         ]
         constraints = [
             models.UniqueConstraint(fields=["active_unique_key"], name="django_jobs_one_active_task_per_key"),

@@ -110,10 +110,6 @@ class Migration(migrations.Migration):
             model_name='scheduledtask',
             index=models.Index(fields=['identifier', 'status'], name='django_jobs_identifier_idx'),
         ),
-        migrations.AddIndex(
-            model_name='scheduledtask',
-            index=models.Index(fields=['status', 'scheduled_at'], name='django_jobs_status_time_idx'),
-        ),
         migrations.AddConstraint(
             model_name='scheduledtask',
             constraint=models.UniqueConstraint(fields=('active_unique_key',), name='django_jobs_one_active_task_per_key'),
