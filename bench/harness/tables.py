@@ -111,8 +111,14 @@ def copy_row(pk: int, copies: int) -> None:
 
 
 def claim_plan() -> str:
-    """EXPLAIN of the claim query as the worker builds it (inside a transaction: FOR UPDATE)."""
+    """EXPLAIN of the claim query as the worker runs it: inside its transaction, after
+    the same planner settings the claim sets for itself (claiming.walk_the_claim_index)."""
+    from django_jobs import claiming
+
     with transaction.atomic():
+        walk = getattr(claiming, "walk_the_claim_index", None)
+        if walk is not None:
+            walk("default")
         query = ScheduledTask.objects.due(timezone.now(), None).select_for_update(skip_locked=True)[:100]
         return query.explain()
 
