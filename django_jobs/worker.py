@@ -88,7 +88,6 @@ class JobWorker:
         self.held_lock = threading.Lock()
         self.buffer = TaskBuffer()
         self.job_started: dict[str, float] = {}  # job thread -> when its current job began
-        self.gave_back = False               # released waiting tasks; claim after a thread frees
         self.outcomes: queue_module.Queue[tuple[ScheduledTask, Outcome] | None] = queue_module.Queue()
         self.claimed_count = 0
         self.job_threads: list[threading.Thread] = []
@@ -232,11 +231,10 @@ class JobWorker:
     def claim_free_slots(self) -> int:
         """Top the buffer up to ``batch_size`` waiting tasks, in one claim."""
         if self.all_threads_stuck():
+            # Nobody could start more now; what waits goes to other workers.
             if len(self.buffer):
                 self.give_back_waiting()
-            if self.gave_back:
-                return 0  # claiming again would take back what we just gave away
-        self.gave_back = False
+            return 0
         if len(self.buffer) > self.options.concurrency:
             return 0  # enough waiting; claim when the threads have caught up
         limit = self.options.batch_size - len(self.buffer)
@@ -269,7 +267,6 @@ class JobWorker:
             with self.held_lock:
                 self.unrecorded.update(task.pk for task in tasks)
             raise
-        self.gave_back = True
         logger.info("Every job thread is on a slow job; %d waiting task(s) returned to the queue", released)
 
     def release(self, tasks: list[ScheduledTask]) -> int:
