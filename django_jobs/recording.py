@@ -49,13 +49,10 @@ def record_plain_successes(tasks: list[ScheduledTask], worker_id: str) -> None:
         mine = set(rows.filter(status=ScheduledTask.Status.COMPLETED, worker_id=worker_id, executed_at=now)
                    .values_list("pk", flat=True))
     for task in tasks:
-        log = TaskLog(task)
         if changed == len(tasks) or task.pk in mine:
-            mirror(task, status=ScheduledTask.Status.COMPLETED, executed_at=now, result=None)
-            log.info("completed")
-            send_after_commit(job_completed, task=task, result=None)
+            announce_completed(task, None, now, TaskLog(task))
         else:
-            log.warning(LOST)
+            TaskLog(task).warning(LOST)
 
 
 LOST = "finished but no longer held by this worker (recovered elsewhere); outcome not recorded"
@@ -96,10 +93,15 @@ def record(task: ScheduledTask, outcome: Outcome, worker_id: str, log: TaskLog) 
 def record_success(task: ScheduledTask, outcome: Outcome, worker_id: str, log: TaskLog, now: datetime) -> bool:
     if not ScheduledTask.objects.filter(pk=task.pk).complete(worker_id, outcome.result, now):
         return False
-    mirror(task, status=ScheduledTask.Status.COMPLETED, executed_at=now, result=outcome.result)
-    log.info("completed")
-    send_after_commit(job_completed, task=task, result=outcome.result)
+    announce_completed(task, outcome.result, now, log)
     return True
+
+
+def announce_completed(task: ScheduledTask, result: Any, now: datetime, log: TaskLog) -> None:
+    """After a committed completion: mirror it on the row, log it, signal it."""
+    mirror(task, status=ScheduledTask.Status.COMPLETED, executed_at=now, result=result)
+    log.info("completed")
+    send_after_commit(job_completed, task=task, result=result)
 
 
 def record_failure(task: ScheduledTask, outcome: Outcome, worker_id: str, log: TaskLog, now: datetime) -> bool:
@@ -125,5 +127,3 @@ def mirror(task: ScheduledTask, **fields: Any) -> None:
     """Copy a committed UPDATE onto the in-memory row, so signal receivers see the new state."""
     for name, value in fields.items():
         setattr(task, name, value)
-
-

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from . import cron, validation
 from .conf import jobs_settings
-from .enqueueing import after_insert
+from .enqueueing import after_insert, build_task
 from .exceptions import DjangoJobsError
 from .models import CronSchedule, ScheduledTask
 from .registry import registry
@@ -94,18 +94,15 @@ def build_schedule_task(schedule: CronSchedule, fire_time: datetime | None) -> S
         job = registry.get(schedule.job_name).using(
             queue=schedule.queue or jobs_settings.DEFAULT_QUEUE, priority=schedule.priority
         )
-        job.check_arguments(schedule.args, schedule.kwargs)
-        args, kwargs = validation.json_arguments(schedule.args, schedule.kwargs)
+        task = build_task(job, schedule.args, schedule.kwargs, run_at=common["scheduled_at"])
     except DjangoJobsError as error:
         logger.error("Cron schedule %r cannot enqueue its job: %s", schedule.name, error)
         return ScheduledTask(identifier=schedule.job_name, queue=schedule.queue, args=[], kwargs={},
                              status=ScheduledTask.Status.FAILED, error_message=f"Cron schedule {schedule.name!r}: {error}",
                              failed_at=timezone.now(), max_retries=0, **common)
-    return ScheduledTask(
-        identifier=job.name, args=args, kwargs=kwargs, queue=job.resolved_queue, priority=job.priority,
-        max_retries=job.resolved_max_retries, retry_delay=job.resolved_retry_delay, backoff=job.backoff_kind,
-        timeout=job.timeout, **common,
-    )
+    for name, value in common.items():
+        setattr(task, name, value)
+    return task
 
 
 # -- schedules declared in code ----------------------------------------------------------

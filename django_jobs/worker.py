@@ -173,7 +173,7 @@ class JobWorker:
         if self.stopping.is_set():
             # Stopped by a signal: tasks that have not started go back at once
             # (or, if the database is away, with the rest of the held tasks below).
-            waiting = self.buffer.take_all()
+            waiting = [task.pk for task in self.buffer.take_all()]
             try:
                 self.release(waiting)
             except DatabaseError as error:
@@ -258,24 +258,25 @@ class JobWorker:
 
     def give_back_waiting(self) -> None:
         # Tasks would wait behind slow jobs: let other workers have them.
-        tasks = self.buffer.take_all()
+        ids = [task.pk for task in self.buffer.take_all()]
         try:
-            released = self.release(tasks)
+            released = self.release(ids)
         except DatabaseError:
             # They are out of the buffer and no thread will run them: the heartbeat
             # thread gives them back once the database answers again.
             with self.held_lock:
-                self.unrecorded.update(task.pk for task in tasks)
+                self.unrecorded.update(ids)
             raise
         logger.info("Every job thread is on a slow job; %d waiting task(s) returned to the queue", released)
 
-    def release(self, tasks: list[ScheduledTask]) -> int:
-        if not tasks:
+    def release(self, ids: list[int]) -> int:
+        """Give held tasks back to ``pending`` and stop holding them; their attempt does not count."""
+        if not ids:
             return 0
-        ids = [task.pk for task in tasks]
         released = ScheduledTask.objects.filter(pk__in=ids).release(self.worker_id, timezone.now())
         with self.held_lock:
             self.held.difference_update(ids)
+            self.unrecorded.difference_update(ids)
         return released
 
     def wait_time(self, started: float) -> float:
@@ -333,23 +334,13 @@ class JobWorker:
         """Return claimed tasks we will not finish to ``pending`` (at-least-once)."""
         with self.held_lock:
             held = list(self.held | self.unrecorded)
-        if not held:
-            return 0
-        released = ScheduledTask.objects.filter(pk__in=held).release(self.worker_id, timezone.now())
-        with self.held_lock:
-            self.unrecorded.difference_update(held)
-        return released
+        return self.release(held)
 
     def release_unrecorded(self) -> None:
         # Otherwise such a task would stay ``running`` under a worker that still beats.
         with self.held_lock:
             unrecorded = list(self.unrecorded)
-        if not unrecorded:
-            return
-        ScheduledTask.objects.filter(pk__in=unrecorded).release(self.worker_id, timezone.now())
-        with self.held_lock:
-            self.unrecorded.difference_update(unrecorded)
-            self.held.difference_update(unrecorded)
+        self.release(unrecorded)
 
     # -- cron -------------------------------------------------------------------------------
     def cron_thread(self) -> None:
