@@ -7,18 +7,21 @@ with it; ``job_enqueued`` and the PostgreSQL NOTIFY take effect only on commit.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connections, router, transaction
+from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 
-from . import validation
+from . import bulk_insert, validation
 from .conf import jobs_settings
 from .exceptions import InvalidJobOption, JobArgumentsError
 from .models import ScheduledTask
-from .signals import job_enqueued, send_after_commit
+from .signals import job_enqueued, send_each_after_commit
 
 if TYPE_CHECKING:
     from .registry import Job
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
 NOTIFY_CHANNEL = "django_jobs"
 # A key raced by another enqueue whose task finished in between: insert again.
 UNIQUE_INSERT_ATTEMPTS = 5
+# What validation.json_arguments does per value, for a whole call at once (C speed).
+JSON_ENCODER = DjangoJSONEncoder(allow_nan=False)
 
 
 def build_task(job: Job[Any, Any], args: Iterable[Any], kwargs: dict[str, Any], run_at: datetime | None) -> ScheduledTask:
@@ -34,20 +39,23 @@ def build_task(job: Job[Any, Any], args: Iterable[Any], kwargs: dict[str, Any], 
     args = list(args)
     job.check_arguments(args, kwargs)
     stored_args, stored_kwargs = validation.json_arguments(args, kwargs)
-    return ScheduledTask(
-        identifier=job.name,
-        args=stored_args,
-        kwargs=stored_kwargs,
-        queue=validation.queue(job.resolved_queue),
-        priority=job.priority,
-        scheduled_at=run_at or timezone.now(),
-        description=job.description,
-        max_retries=job.resolved_max_retries,
-        retry_delay=job.resolved_retry_delay,
-        backoff=job.backoff_kind,
-        timeout=job.timeout,
-        unique_key=job.unique_key,
-    )
+    return ScheduledTask(args=stored_args, kwargs=stored_kwargs, **task_options(job, run_at))
+
+
+def task_options(job: Job[Any, Any], run_at: datetime | None) -> dict[str, Any]:
+    """The columns of a new task that come from the job and its options."""
+    return {
+        "identifier": job.name,
+        "queue": validation.queue(job.resolved_queue),
+        "priority": job.priority,
+        "scheduled_at": run_at or timezone.now(),
+        "description": job.description,
+        "max_retries": job.resolved_max_retries,
+        "retry_delay": job.resolved_retry_delay,
+        "backoff": job.backoff_kind,
+        "timeout": job.timeout,
+        "unique_key": job.unique_key,
+    }
 
 
 def enqueue_one(job: Job[Any, Any], args: Iterable[Any], kwargs: dict[str, Any], run_at: datetime | None) -> ScheduledTask:
@@ -57,21 +65,43 @@ def enqueue_one(job: Job[Any, Any], args: Iterable[Any], kwargs: dict[str, Any],
         if not created:
             return task
     else:
-        task.save(force_insert=True)
-    after_insert([task])
+        insert(task, router.db_for_write(ScheduledTask))
+    announce([task])
     return task
 
 
 def enqueue_many(job: Job[Any, Any], calls: Iterable[tuple[Iterable[Any], dict[str, Any]]]) -> list[ScheduledTask]:
     if job.unique_key is not None:
         raise InvalidJobOption("unique_key cannot be used with enqueue_many: every task would share one key.")
-    tasks = [build_task(job, *unpack_call(call, index), run_at=None) for index, call in enumerate(calls)]
-    if not tasks:
+    ensure_registered(job)
+    template = ScheduledTask(args=[], kwargs={}, **task_options(job, None))
+    fitting: set[tuple[int, frozenset[str]]] = set()
+    stored = [stored_call(job, call, index, fitting) for index, call in enumerate(calls)]
+    if not stored:
         return []
-    with transaction.atomic(using=router.db_for_write(ScheduledTask)):
-        ScheduledTask.objects.bulk_create(tasks, batch_size=5000)
-        after_insert(tasks)
+    alias = router.db_for_write(ScheduledTask)
+    with transaction.atomic(using=alias):
+        tasks = insert_many(template, stored, alias)
+        announce(tasks)
     return tasks
+
+
+def stored_call(job: Job[Any, Any], call: Any, index: int, fitting: set[tuple[int, frozenset[str]]]) -> str:
+    """One call of ``enqueue_many`` as stored: the JSON text ``[args, kwargs]``.
+
+    Binding to the signature depends only on how many positional arguments there are
+    and which keywords, so a shape already seen to fit is not bound again.
+    """
+    args, kwargs = unpack_call(call, index)
+    shape = (len(args), frozenset(kwargs))
+    if shape not in fitting:
+        job.check_arguments(args, kwargs)
+        fitting.add(shape)
+    try:
+        return JSON_ENCODER.encode([args, kwargs])
+    except (TypeError, ValueError):
+        validation.json_arguments(args, kwargs)  # raises the error that names the argument
+        raise
 
 
 def unpack_call(call: Any, index: int) -> tuple[list[Any], dict[str, Any]]:
@@ -80,6 +110,39 @@ def unpack_call(call: Any, index: int) -> tuple[list[Any], dict[str, Any]]:
     except (TypeError, ValueError):
         raise JobArgumentsError(f"enqueue_many item {index} must be an (args, kwargs) pair, not {call!r}") from None
     return list(args), dict(kwargs)
+
+
+def insert(task: ScheduledTask, alias: str) -> None:
+    """One INSERT, with the NOTIFY in the same statement where the database allows."""
+    connection = connections[alias]
+    fast = bulk_insert.available(connection) and not orm_save_needed()
+    if not (fast and bulk_insert.insert_task(task, connection, wake_for(task.queue, connection))):
+        task.save(force_insert=True, using=alias)
+        notify_workers({task.queue}, alias)
+
+
+def insert_many(template: ScheduledTask, stored: list[str], alias: str) -> list[ScheduledTask]:
+    connection = connections[alias]
+    if bulk_insert.available(connection):
+        tasks = bulk_insert.insert_tasks(template, stored, connection, wake_for(template.queue, connection))
+        if tasks is not None:
+            return tasks
+    options = {name: value for name, value in template.__dict__.items() if name not in ("_state", "args", "kwargs")}
+    tasks = [ScheduledTask(args=args, kwargs=kwargs, **options) for args, kwargs in json.loads(f"[{','.join(stored)}]")]
+    ScheduledTask.objects.using(alias).bulk_create(tasks, batch_size=5000)
+    notify_workers({template.queue}, alias)
+    return tasks
+
+
+def orm_save_needed() -> bool:
+    """Whether a single enqueue must go through ``save()``: someone listens to its model signals."""
+    return pre_save.has_listeners(ScheduledTask) or post_save.has_listeners(ScheduledTask)
+
+
+def wake_for(queue: str, connection: Any) -> tuple[str, str] | None:
+    if connection.vendor != "postgresql" or not jobs_settings.NOTIFY:
+        return None
+    return (NOTIFY_CHANNEL, queue)
 
 
 def insert_unique(task: ScheduledTask) -> tuple[ScheduledTask, bool]:
@@ -92,7 +155,7 @@ def insert_unique(task: ScheduledTask) -> tuple[ScheduledTask, bool]:
     for _ in range(UNIQUE_INSERT_ATTEMPTS):
         try:
             with transaction.atomic(using=alias):
-                task.save(force_insert=True, using=alias)
+                insert(task, alias)
             return task, True
         except IntegrityError:
             task.pk = None
@@ -103,9 +166,14 @@ def insert_unique(task: ScheduledTask) -> tuple[ScheduledTask, bool]:
 
 
 def after_insert(tasks: list[ScheduledTask]) -> None:
+    """Wake the workers, then ``announce``: for rows saved through the ORM (cron tasks)."""
     notify_workers({task.queue for task in tasks})
-    for task in tasks:
-        send_after_commit(job_enqueued, task=task)
+    announce(tasks)
+
+
+def announce(tasks: list[ScheduledTask]) -> None:
+    """``job_enqueued`` for each task once committed; IMMEDIATE mode runs them now."""
+    send_each_after_commit(job_enqueued, tasks)
     if jobs_settings.IMMEDIATE:
         from .executor import run_inline
 
@@ -113,10 +181,9 @@ def after_insert(tasks: list[ScheduledTask]) -> None:
             run_inline(task)
 
 
-def notify_workers(queues: set[str]) -> None:
+def notify_workers(queues: set[str], alias: str | None = None) -> None:
     """Wake idle PostgreSQL workers. NOTIFY is transactional: delivered on commit only."""
-    alias = router.db_for_write(ScheduledTask)
-    connection = connections[alias]
+    connection = connections[alias or router.db_for_write(ScheduledTask)]
     if connection.vendor != "postgresql" or not jobs_settings.NOTIFY:
         return
     with connection.cursor() as cursor:

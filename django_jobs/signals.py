@@ -38,6 +38,21 @@ def send_after_commit(signal: Signal, **kwargs) -> None:
     transaction.on_commit(lambda: _send_robust(signal, kwargs))
 
 
+def send_each_after_commit(signal: Signal, tasks: list) -> None:
+    """``send_after_commit(signal, task=task)`` for each task, with one commit hook for all."""
+    from django.db import transaction
+
+    transaction.on_commit(lambda: _send_each(signal, tasks))
+
+
+def _send_each(signal: Signal, tasks: list) -> None:
+    from .models import ScheduledTask
+
+    if signal.has_listeners(ScheduledTask):  # asked at commit: a receiver connected meanwhile counts
+        for task in tasks:
+            _send_robust(signal, {"task": task})
+
+
 def _send_robust(signal: Signal, kwargs: dict) -> None:
     from .models import ScheduledTask
 

@@ -1,15 +1,18 @@
 import datetime as dt
+import re
 import uuid
 from decimal import Decimal
 
 import pytest
 from django.db import connection, transaction
+from django.db.models.signals import post_init, post_save
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 import django_jobs
-from django_jobs import InvalidJobOption, JobArgumentsError, UnknownJob
+from django_jobs import InvalidJobOption, JobArgumentsError, UnknownJob, bulk_insert
+from django_jobs.enqueueing import build_task
 from django_jobs.models import ScheduledTask
 from django_jobs.signals import job_enqueued
 from tests.testapp import jobs
@@ -59,7 +62,7 @@ def test_enqueue_many_is_one_bulk_insert():
     calls = [((index, index), {}) for index in range(30)]
     with CaptureQueriesContext(connection) as queries:
         tasks = jobs.add.enqueue_many(calls)
-    inserts = [query for query in queries.captured_queries if query["sql"].lstrip().upper().startswith("INSERT")]
+    inserts = [query for query in queries.captured_queries if "INSERT INTO" in query["sql"].upper()]
     assert len(inserts) == 1
     assert len(tasks) == 30
     assert ScheduledTask.objects.filter(identifier="tests.add").count() == 30
@@ -178,3 +181,203 @@ def test_unique_key_inside_an_outer_transaction_keeps_it_usable():
 def test_unique_key_is_refused_in_enqueue_many():
     with pytest.raises(InvalidJobOption, match="unique_key"):
         jobs.add.using(unique_key="k").enqueue_many([((1, 2), {})])
+
+
+# -- the fast insert path (django_jobs/bulk_insert.py) and the ORM path it replaces -------------
+CALLS = [
+    ((1, 2.5, "é😀 \"quoted\" \\ back\nslash", None, True, 10**20, 0.1 + 0.2, 1.5e-7), {}),
+    ((dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.timezone.utc), dt.date(2026, 1, 2), Decimal("1.50"),
+      uuid.UUID(int=7)), {"nested": {"a": [1, {"b": []}], "": "an empty key"}, "list": [[], {}]}),
+    ((), {}),
+    (("x" * 5000,), {"ünïcode": "ø"}),
+]
+TIMES = ("scheduled_at", "created_at", "updated_at")  # the time of the insert: differs between two inserts
+
+
+def column_names() -> list[str]:
+    """Every column of the model, whatever fields it gains, but the id and insert times."""
+    return [field.attname for field in ScheduledTask._meta.concrete_fields if field.attname not in ("id", *TIMES)]
+
+
+def stored(tasks) -> list[dict]:
+    return list(ScheduledTask.objects.filter(pk__in=[task.pk for task in tasks]).order_by("id").values(*column_names()))
+
+
+def in_memory(task) -> dict:
+    return {field.attname: getattr(task, field.attname) for field in ScheduledTask._meta.concrete_fields}
+
+
+@pytest.fixture
+def orm_only(monkeypatch):
+    """Force the ORM path (save / bulk_create), as on a database without the fast path."""
+    monkeypatch.setattr(bulk_insert, "available", lambda connection: False)
+
+
+def orm_tasks(job, calls):
+    """What enqueue_many wrote before the fast path: build_task + bulk_create."""
+    return ScheduledTask.objects.bulk_create([build_task(job, args, kwargs, None) for args, kwargs in calls])
+
+
+OPTIONS = {"queue": "mail", "priority": "high", "description": "d", "max_retries": 7, "retry_delay": 12,
+           "backoff": "fixed", "timeout": 30}
+
+
+def test_fast_path_is_available_on_the_test_database():
+    # Otherwise every comparison below would compare the ORM with itself.
+    assert bulk_insert.available(connection)
+
+
+def test_enqueue_many_stores_every_column_as_the_orm_does():
+    job = jobs.noop.using(**OPTIONS)
+    fast = job.enqueue_many(CALLS)
+    assert stored(fast) == stored(orm_tasks(job, CALLS))
+    assert stored(fast)[0]["args"][2] == "é😀 \"quoted\" \\ back\nslash"
+
+
+def test_enqueue_many_through_the_orm_stores_the_same_rows(orm_only):
+    job = jobs.noop.using(**OPTIONS)
+    assert stored(job.enqueue_many(CALLS)) == stored(orm_tasks(job, CALLS))
+
+
+def test_enqueue_stores_every_column_as_the_orm_does():
+    job = jobs.noop.using(**OPTIONS)
+    fast = [job.enqueue(*args, **kwargs) for args, kwargs in CALLS]
+    slow = [build_task(job, args, kwargs, None) for args, kwargs in CALLS]
+    for task in slow:
+        task.save()
+    assert stored(fast) == stored(slow)
+
+
+@pytest.mark.parametrize("enqueue", ["one", "many"])
+def test_returned_tasks_equal_their_stored_rows(enqueue):
+    job = jobs.noop.using(**OPTIONS)
+    if enqueue == "one":
+        tasks = [job.enqueue(*args, **kwargs) for args, kwargs in CALLS]
+    else:
+        tasks = job.enqueue_many(CALLS)
+    for task in tasks:
+        assert task._state.adding is False
+        assert in_memory(task) == in_memory(ScheduledTask.objects.get(pk=task.pk))
+
+
+def test_enqueue_many_returns_the_tasks_in_call_order_over_several_statements(monkeypatch):
+    monkeypatch.setattr(bulk_insert, "CHUNK_ROWS", 7)
+    calls = [((index, -index), {}) for index in range(50)]
+    with CaptureQueriesContext(connection) as queries:
+        tasks = jobs.add.enqueue_many(calls)
+    statements = [query["sql"] for query in queries.captured_queries]
+    assert len([sql for sql in statements if "INSERT INTO" in sql.upper()]) == 8
+    assert [task.args for task in tasks] == [[index, -index] for index in range(50)]
+    assert [task.pk for task in tasks] == sorted({task.pk for task in tasks})
+    assert dict(ScheduledTask.objects.values_list("pk", "args")) == {task.pk: task.args for task in tasks}
+    if connection.vendor == "postgresql":
+        assert len([sql for sql in statements if "pg_notify" in sql]) == 1
+
+
+def test_each_task_gets_its_own_mutable_values():
+    first, second = jobs.add.enqueue_many([((1, 2), {}), ((3, 4), {})])
+    for name, value in in_memory(first).items():
+        if isinstance(value, (list, dict)):
+            assert value is not getattr(second, name), name
+
+
+@pytest.mark.parametrize("bad_call, message", [
+    (((object(), 1), {}), "positional argument 0"),
+    (((float("nan"), 1), {}), "positional argument 0"),
+    (((1,), {"b": {1, 2}}), "keyword argument 'b'"),
+    (((1, 2, 3), {}), "Arguments do not fit job 'tests.add'"),
+    (((1,), {"c": 2}), "Arguments do not fit job 'tests.add'"),
+    ((1, 2, 3), re.escape("enqueue_many item 2500 must be an (args, kwargs) pair")),
+])
+def test_enqueue_many_validates_every_call_before_writing_anything(bad_call, message):
+    calls = [((index, index), {}) for index in range(2500)] + [bad_call, ((1, 1), {})]
+    with pytest.raises(JobArgumentsError, match=message):
+        jobs.add.enqueue_many(calls)
+    assert ScheduledTask.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", ["fast", "orm"])
+def test_enqueue_many_rolls_back_with_the_caller_and_signals_after_commit(path, request):
+    if path == "orm":
+        request.getfixturevalue("orm_only")
+    received = []
+    job_enqueued.connect(lambda **kw: received.append(kw["task"]), weak=False, dispatch_uid="many-test")
+    try:
+        with pytest.raises(RuntimeError):
+            with transaction.atomic():
+                jobs.add.enqueue_many([((1, 2), {}), ((3, 4), {})])
+                raise RuntimeError("the view failed")
+        assert ScheduledTask.objects.count() == 0
+        assert received == []
+        with transaction.atomic():
+            tasks = jobs.add.enqueue_many([((1, 2), {}), ((3, 4), {})])
+            assert received == []  # not before commit
+        assert received == tasks and all(task.pk for task in received)
+    finally:
+        job_enqueued.disconnect(dispatch_uid="many-test")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_enqueue_is_one_statement():
+    with CaptureQueriesContext(connection) as queries:
+        task = jobs.add.enqueue(1, 2)
+    assert len(queries.captured_queries) == 1, queries.captured_queries
+    assert ScheduledTask.objects.get(pk=task.pk).args == [1, 2]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_notify_goes_with_the_insert_and_is_delivered_on_commit():
+    if connection.vendor != "postgresql":
+        pytest.skip("NOTIFY exists on PostgreSQL only; other databases rely on polling")
+    import psycopg
+
+    settings = connection.settings_dict
+    with psycopg.connect(dbname=settings["NAME"], user=settings["USER"], host=settings["HOST"],
+                         port=settings["PORT"], autocommit=True) as listener:
+        listener.execute("LISTEN django_jobs")
+        with transaction.atomic():
+            jobs.noop.using(queue="mail").enqueue()
+            jobs.noop.using(queue="mail").enqueue_many([((), {})] * 3)
+            assert list(listener.notifies(timeout=0.2, stop_after=1)) == []  # not before commit
+        assert [note.payload for note in listener.notifies(timeout=10, stop_after=1)] == ["mail"]
+        jobs.noop.enqueue()  # autocommit: the one statement commits, and notifies
+        assert [note.payload for note in listener.notifies(timeout=10, stop_after=1)] == ["default"]
+
+
+def test_model_signal_receivers_keep_seeing_single_enqueues():
+    saved = []
+    post_save.connect(lambda instance, created, **kw: saved.append((instance.pk, created)), sender=ScheduledTask,
+                      weak=False, dispatch_uid="post-save-test")
+    try:
+        task = jobs.add.enqueue(1, 2)
+    finally:
+        post_save.disconnect(sender=ScheduledTask, dispatch_uid="post-save-test")
+    assert saved == [(task.pk, True)]
+    assert in_memory(task) == in_memory(ScheduledTask.objects.get(pk=task.pk))
+
+
+def test_init_signal_receivers_see_the_tasks_enqueue_many_returns():
+    initialised = []
+    post_init.connect(lambda instance, **kw: initialised.append(instance), sender=ScheduledTask,
+                      weak=False, dispatch_uid="post-init-test")
+    try:
+        tasks = jobs.add.enqueue_many([((1, 2), {}), ((3, 4), {})])
+    finally:
+        post_init.disconnect(sender=ScheduledTask, dispatch_uid="post-init-test")
+    assert all(any(task is seen for seen in initialised) for task in tasks)
+    for task in tasks:
+        assert in_memory(task) == in_memory(ScheduledTask.objects.get(pk=task.pk))
+
+
+def test_unique_key_is_returned_with_the_new_task():
+    task = jobs.add.using(unique_key="report:7").enqueue(1, 2)
+    assert (task.unique_key, task.active_unique_key) == ("report:7", "report:7")
+    assert in_memory(task) == in_memory(ScheduledTask.objects.get(pk=task.pk))
+
+
+@override_settings(DJANGO_JOBS={"IMMEDIATE": True})
+def test_immediate_mode_runs_every_task_of_enqueue_many():
+    tasks = jobs.add.enqueue_many([((1, 2), {}), ((3, 4), {})])
+    rows = ScheduledTask.objects.filter(pk__in=[task.pk for task in tasks]).order_by("id")
+    assert [(row.status, row.result) for row in rows] == [("completed", 3), ("completed", 7)]
