@@ -58,12 +58,16 @@ def available(connection: BaseDatabaseWrapper) -> bool:
     return connection.vendor == "postgresql" or features.supports_json_field
 
 
-def insert_task(task: ScheduledTask, connection: BaseDatabaseWrapper, wake: Wake) -> bool:
-    """INSERT ``task`` (and NOTIFY ``wake`` in the same statement); False if it needs the ORM."""
+def insert_task(task: ScheduledTask, connection: BaseDatabaseWrapper, wake: Wake, *, relaxed: bool = False) -> bool:
+    """INSERT ``task`` (and NOTIFY ``wake`` in the same statement); False if it needs the ORM.
+
+    ``relaxed`` (PostgreSQL, a statement that is its own transaction): commit it with
+    ``synchronous_commit = off``, for this transaction only.
+    """
     values = prepared_values(task, connection, insert_fields())
     if values is None:
         return False
-    rows = execute(connection, statement("row", connection, wake), [*values, *(wake or ())])
+    rows = execute(connection, statement("row", connection, wake, relaxed), [*values, *(wake or ())])
     apply_returned(task, returned_values(rows, connection)[0], connection.alias)
     return True
 
@@ -123,16 +127,28 @@ def chunk_documents(calls: list[str]) -> Iterator[str]:
 
 
 # -- SQL -------------------------------------------------------------------------------------
-_statements: dict[tuple[str, str, bool], str] = {}
+_statements: dict[tuple[str, str, bool, bool], str] = {}
 
 
-def statement(kind: str, connection: BaseDatabaseWrapper, wake: Wake) -> str:
+def statement(kind: str, connection: BaseDatabaseWrapper, wake: Wake, relaxed: bool = False) -> str:
     """The INSERT of one row (``row``) or of a JSON document's rows (``json``), built once."""
-    key = (kind, connection.vendor, wake is not None)
+    key = (kind, connection.vendor, wake is not None, relaxed)
     if key not in _statements:
-        sql = single_row_sql(connection) if kind == "row" else json_rows_sql(connection)
-        _statements[key] = with_wakeup(sql) if wake is not None else sql
+        effects = side_effects(wake is not None, relaxed)
+        if kind == "row":  # evaluated once per returned row: here, once
+            _statements[key] = single_row_sql(connection) + "".join(f", {query}" for query in effects.values())
+        else:
+            _statements[key] = with_side_effects(json_rows_sql(connection), effects)
     return _statements[key]
+
+
+def side_effects(wake: bool, relaxed: bool) -> dict[str, str]:
+    """PostgreSQL calls that go with the INSERT: the NOTIFY, and a commit that does not wait
+    for the disk (``synchronous_commit`` is read when the transaction commits)."""
+    effects = {"wakeup": "pg_notify(%s, %s)"} if wake else {}
+    if relaxed:
+        effects["durability"] = "set_config('synchronous_commit', 'off', true)"
+    return effects
 
 
 def single_row_sql(connection: BaseDatabaseWrapper) -> str:
@@ -159,10 +175,13 @@ def columns_sql(connection: BaseDatabaseWrapper, fields: list[Any]) -> str:
     return ", ".join(connection.ops.quote_name(field.column) for field in fields)
 
 
-def with_wakeup(sql: str) -> str:
+def with_side_effects(sql: str, effects: dict[str, str]) -> str:
     # A data-modifying CTE always runs to completion, and a CTE that calls a volatile
     # function is evaluated once: one NOTIFY per statement, delivered on commit only.
-    return f"WITH inserted AS ({sql}), wakeup AS (SELECT pg_notify(%s, %s)) SELECT inserted.* FROM inserted, wakeup"
+    if not effects:
+        return sql
+    ctes = "".join(f", {name} AS (SELECT {call})" for name, call in effects.items())
+    return f"WITH inserted AS ({sql}){ctes} SELECT inserted.* FROM inserted, {', '.join(effects)}"
 
 
 def execute(connection: BaseDatabaseWrapper, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:

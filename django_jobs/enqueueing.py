@@ -116,7 +116,8 @@ def insert(task: ScheduledTask, alias: str) -> None:
     """One INSERT, with the NOTIFY in the same statement where the database allows."""
     connection = connections[alias]
     fast = bulk_insert.available(connection) and not orm_save_needed()
-    if not (fast and bulk_insert.insert_task(task, connection, wake_for(task.queue, connection))):
+    if not (fast and bulk_insert.insert_task(task, connection, wake_for(task.queue, connection),
+                                             relaxed=relaxed_commit(connection))):
         task.save(force_insert=True, using=alias)
         notify_workers({task.queue}, alias)
 
@@ -137,6 +138,16 @@ def insert_many(template: ScheduledTask, stored: list[str], alias: str) -> list[
 def orm_save_needed() -> bool:
     """Whether a single enqueue must go through ``save()``: someone listens to its model signals."""
     return pre_save.has_listeners(ScheduledTask) or post_save.has_listeners(ScheduledTask)
+
+
+def relaxed_commit(connection: Any) -> bool:
+    """Whether this INSERT may commit without waiting for the disk (``ENQUEUE_SYNCHRONOUS_COMMIT``).
+
+    Only when the statement is its own transaction: the caller's transactions keep
+    the durability they chose.
+    """
+    return (connection.vendor == "postgresql" and not jobs_settings.ENQUEUE_SYNCHRONOUS_COMMIT
+            and not connection.in_atomic_block)
 
 
 def wake_for(queue: str, connection: Any) -> tuple[str, str] | None:

@@ -381,3 +381,28 @@ def test_immediate_mode_runs_every_task_of_enqueue_many():
     tasks = jobs.add.enqueue_many([((1, 2), {}), ((3, 4), {})])
     rows = ScheduledTask.objects.filter(pk__in=[task.pk for task in tasks]).order_by("id")
     assert [(row.status, row.result) for row in rows] == [("completed", 3), ("completed", 7)]
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(DJANGO_JOBS={"ENQUEUE_SYNCHRONOUS_COMMIT": False})
+def test_relaxed_commit_applies_to_an_enqueue_that_is_its_own_transaction_only():
+    if connection.vendor != "postgresql":
+        pytest.skip("synchronous_commit is a PostgreSQL setting; elsewhere the option changes nothing")
+
+    def enqueue_sql(**options) -> str:
+        with CaptureQueriesContext(connection) as queries:
+            jobs.add.using(**options).enqueue(1, 2)
+        return " ".join(query["sql"] for query in queries.captured_queries)
+
+    def session_setting() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            return cursor.fetchone()[0]
+
+    assert "set_config('synchronous_commit', 'off', true)" in enqueue_sql()
+    assert session_setting() == "on"  # for that one transaction, not the connection
+    with transaction.atomic():
+        assert "synchronous_commit" not in enqueue_sql()  # the caller's transaction keeps its durability
+        assert session_setting() == "on"
+    assert "synchronous_commit" not in enqueue_sql(unique_key="k")
+    assert ScheduledTask.objects.count() == 3

@@ -92,6 +92,11 @@ def judge_enqueue(row, peer_drain, peer_pickup):
     return f">= {plan.ENQUEUE_SINGLE_MIN_RATE:,}/s", yes(row["jobs_per_s"] >= plan.ENQUEUE_SINGLE_MIN_RATE)
 
 
+def judge_enqueue_async(row, peer_drain, peer_pickup):
+    target, met = judge_enqueue(row, peer_drain, peer_pickup)
+    return target + " (opt-in)", met
+
+
 def judge_flat(row, peer_drain, peer_pickup):
     ratio, scan = row["metrics"].get("ratio"), row["metrics"].get("full_scan")
     target = f"empty/filled <= {plan.FLAT_MAX_RATIO}, no Seq Scan"
@@ -104,7 +109,7 @@ def judge_memory(row, peer_drain, peer_pickup):
 
 JUDGES = {
     "drain (best)": judge_drain, "pickup": judge_pickup, "enqueue_many": judge_enqueue_many,
-    "enqueue": judge_enqueue, "flat (filled table)": judge_flat, "memory": judge_memory,
+    "enqueue": judge_enqueue, "enqueue (async commit)": judge_enqueue_async, "flat (filled table)": judge_flat, "memory": judge_memory,
 }
 
 
