@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connections, router, transaction
 from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
@@ -29,8 +28,6 @@ if TYPE_CHECKING:
 NOTIFY_CHANNEL = "django_jobs"
 # A key raced by another enqueue whose task finished in between: insert again.
 UNIQUE_INSERT_ATTEMPTS = 5
-# What validation.json_arguments does per value, for a whole call at once (C speed).
-JSON_ENCODER = DjangoJSONEncoder(allow_nan=False)
 
 
 def build_task(job: Job[Any, Any], args: Iterable[Any], kwargs: dict[str, Any], run_at: datetime | None) -> ScheduledTask:
@@ -98,7 +95,7 @@ def stored_call(job: Job[Any, Any], call: Any, index: int, fitting: set[tuple[in
         job.check_arguments(args, kwargs)
         fitting.add(shape)
     try:
-        return JSON_ENCODER.encode([args, kwargs])
+        return validation.JSON_ENCODER.encode([args, kwargs])  # json_arguments' round trip, for the whole call
     except (TypeError, ValueError):
         validation.json_arguments(args, kwargs)  # raises the error that names the argument
         raise

@@ -35,6 +35,13 @@ def send_after_commit(signal: Signal, **kwargs) -> None:
     """
     from django.db import transaction
 
+    from .models import ScheduledTask
+
+    # Outside a transaction on_commit would send at once; with no receiver there is
+    # nothing to send. Skipping the hook saves ~7 us per signal, twice per job in a worker.
+    connection = transaction.get_connection()
+    if not signal.has_listeners(ScheduledTask) and not connection.in_atomic_block and connection.get_autocommit():
+        return
     transaction.on_commit(lambda: _send_robust(signal, kwargs))
 
 

@@ -21,6 +21,8 @@ PRIORITY_NAMES = {"critical": 100, "high": 50, "normal": 0, "low": -50}
 MIN_PRIORITY, MAX_PRIORITY = -100, 100
 BACKOFF_KINDS = ("exponential", "fixed")
 MAX_QUEUE_LENGTH = 100
+# json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False), without building an encoder per call.
+JSON_ENCODER = DjangoJSONEncoder(allow_nan=False)
 
 
 def priority(value: Any) -> int:
@@ -103,7 +105,7 @@ def json_arguments(args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any]]:
 
 def json_value(value: Any, what: str) -> Any:
     try:
-        return json.loads(json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False))
+        return json.loads(JSON_ENCODER.encode(value))
     except (TypeError, ValueError) as error:
         raise JobArgumentsError(
             f"{what} ({type(value).__name__}) cannot be stored as JSON: {error}. "

@@ -14,7 +14,7 @@ import django_jobs
 from django_jobs import InvalidJobOption, JobArgumentsError, UnknownJob, bulk_insert
 from django_jobs.enqueueing import build_task
 from django_jobs.models import ScheduledTask
-from django_jobs.signals import job_enqueued
+from django_jobs.signals import job_completed, job_enqueued, job_started
 from tests.testapp import jobs
 
 pytestmark = pytest.mark.django_db
@@ -406,3 +406,20 @@ def test_relaxed_commit_applies_to_an_enqueue_that_is_its_own_transaction_only()
         assert session_setting() == "on"
     assert "synchronous_commit" not in enqueue_sql(unique_key="k")
     assert ScheduledTask.objects.count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(DJANGO_JOBS={"IMMEDIATE": True})
+def test_lifecycle_signals_outside_a_transaction_reach_their_receivers():
+    # send_after_commit skips its commit hook when nobody listens: never when someone does.
+    received = []
+    for signal in (job_enqueued, job_started, job_completed):
+        signal.connect(lambda signal, task, **kw: received.append((signal, task.pk)), weak=False,
+                       dispatch_uid=f"outside-{id(signal)}")
+    try:
+        task = jobs.add.enqueue(1, 2)
+    finally:
+        for signal in (job_enqueued, job_started, job_completed):
+            signal.disconnect(dispatch_uid=f"outside-{id(signal)}")
+    assert len(received) == 3
+    assert set(received) == {(job_enqueued, task.pk), (job_started, task.pk), (job_completed, task.pk)}
