@@ -25,6 +25,8 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -85,13 +87,19 @@ def insert_tasks(
     values = prepared_values(template, connection, constant_fields())
     if values is None:
         return None
-    tasks: list[ScheduledTask] = []
     build = TaskBuilder(template, connection.alias)
-    for document in chunk_documents(calls):
-        rows = execute(connection, statement("json", connection, wake), [*values, document, *(wake or ())])
-        tasks.extend(build.tasks(json.loads(document), returned_values(rows, connection)))
-        wake = None
-    return tasks
+    documents = list(chunk_documents(calls))
+    # While the database inserts a chunk, another thread builds the tasks of the one before
+    # (the GIL is free while this thread waits for the database). Model signal receivers
+    # see their instances built on the caller's thread, as usual.
+    with ThreadPoolExecutor(max_workers=1) if build.fast and len(documents) > 1 else nullcontext() as pool:
+        built = []
+        for document in documents:
+            rows = execute(connection, statement("json", connection, wake), [*values, document, *(wake or ())])
+            returned = returned_values(rows, connection)
+            built.append(pool.submit(build.tasks, document, returned) if pool else build.tasks(document, returned))
+            wake = None
+    return [task for chunk in built for task in (chunk.result() if pool else chunk)]
 
 
 # -- columns and values ------------------------------------------------------------------
@@ -263,7 +271,8 @@ class TaskBuilder:
         self.alias = alias
         self.fast = not (pre_init.has_listeners(ScheduledTask) or post_init.has_listeners(ScheduledTask))
 
-    def tasks(self, pairs: list[Sequence[Any]], returned: list[Sequence[Any]]) -> list[ScheduledTask]:
+    def tasks(self, document: str, returned: list[Sequence[Any]]) -> list[ScheduledTask]:
+        pairs = json.loads(document)
         if len(returned) != len(pairs):
             raise RuntimeError(f"Inserted {len(pairs)} tasks but the database returned {len(returned)} rows.")
         make = self.without_init if self.fast else self.with_init
