@@ -56,7 +56,7 @@ def duration_problems(configured: dict[str, Any]) -> list[Any]:
 
 def number_problems(configured: dict[str, Any]) -> list[Any]:
     problems = []
-    for key in ("BATCH_SIZE", "CONCURRENCY", "MAX_TRACEBACK_LENGTH"):
+    for key in ("BATCH_SIZE", "CONCURRENCY", "MAX_TRACEBACK_LENGTH", "API_MAX_BODY_SIZE"):
         value = configured.get(key, 1)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             problems.append(Error(f"DJANGO_JOBS[{key!r}] must be a whole number >= 1, not {value!r}.", id="django_jobs.E004"))

@@ -55,6 +55,7 @@ SETTINGS: dict[str, Setting] = {
     ),
     "NOTIFY": Setting(True, "On PostgreSQL, wake idle workers with NOTIFY when a task is enqueued."),
     "MAX_TRACEBACK_LENGTH": Setting(20_000, "Characters of a traceback kept on a failed task."),
+    "API_MAX_BODY_SIZE": Setting(1_048_576, "Largest request body the JSON API reads, in bytes (larger: 413)."),
 }
 
 

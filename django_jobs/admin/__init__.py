@@ -7,11 +7,13 @@
     display.py       badges, JSON, traceback, progress bar, timeline
     schedules.py     CronSchedule: enable / disable / run now, next fire times, owners
     workers.py       Worker liveness from heartbeats
+    tokens.py        API tokens: list and revoke (created by manage.py jobs_api_token)
     dashboard.py     the dashboard page; metrics.py its queries, charts.py its SVG chart
 """
 
 from .schedules import CronScheduleAdmin
 from .tasks import ScheduledTaskAdmin
+from .tokens import ApiTokenAdmin
 from .workers import WorkerAdmin
 
-__all__ = ["CronScheduleAdmin", "ScheduledTaskAdmin", "WorkerAdmin"]
+__all__ = ["ApiTokenAdmin", "CronScheduleAdmin", "ScheduledTaskAdmin", "WorkerAdmin"]
