@@ -26,7 +26,7 @@ ERRORS = {
     400: "Invalid input: messages by field.",
     401: "Not authenticated.",
     403: "Authenticated without the permission (or a failed CSRF check).",
-    404: "No such object (or a schedule owned by someone else).",
+    404: "No such object (or a schedule owned by someone else), or no such path.",
     413: "The body is larger than DJANGO_JOBS['API_MAX_BODY_SIZE'].",
     415: "The body is not application/json.",
 }
@@ -106,7 +106,7 @@ def error_statuses(operation: Operation) -> list[int]:
         statuses.append(400)
     if not operation.public:
         statuses += [401, 403]
-    if "{id}" in operation.path:
+    if "{" in operation.path:  # an unknown id, or a parameter that makes another path (a/b)
         statuses.append(404)
     if operation.body is not None:
         statuses += [413, 415]
