@@ -67,7 +67,8 @@ def test_every_operation_is_described_completely():
         for method, operation in item.items():
             ids.append(operation["operationId"])
             assert operation["summary"] and operation["responses"], (method, path)
-            documented = {parameter["name"] for parameter in operation.get("parameters", []) if parameter["in"] == "path"}
+            parameters = operation.get("parameters", [])
+            documented = {parameter["name"] for parameter in parameters if parameter["in"] == "path"}
             assert documented == set(re.findall(r"\{(\w+)\}", path)), (method, path)
             for status, answer in operation["responses"].items():
                 assert answer["description"], (method, path, status)

@@ -35,7 +35,8 @@ def test_create_sets_the_owner_and_the_next_run(api, alice):
     body = response.json()
     row = CronSchedule.objects.get(pk=body["id"])
     assert row.owner == alice and body["owner"] == "alice"
-    assert (row.job_name, row.expression, row.timezone, row.args) == ("tests.add", "30 2 * * *", "Europe/Berlin", [1, 2])
+    assert (row.job_name, row.expression, row.timezone) == ("tests.add", "30 2 * * *", "Europe/Berlin")
+    assert row.args == [1, 2]
     assert row.next_run is not None and datetime.fromisoformat(body["next_run"]) == row.next_run
     assert len(body["upcoming"]) == 5 and body["upcoming"][0] == body["next_run"]
     assert body["metadata"] == {"team": "ops"} and body["enabled"] is True
@@ -57,7 +58,7 @@ def test_queue_and_priority_default_to_the_job(api):
     ({"timezone": "Mars/Olympus"}, "timezone", "Unknown time zone"),
     ({"job": "no.such.job"}, "job", "No job named"),
     ({"args": [1, 2, 3]}, "args", "Arguments do not fit"),
-    ({"kwargs": {"c": 1}}, "kwargs", "Arguments do not fit"),
+    ({"kwargs": {"c": 1}}, "kwargs", "Unexpected keyword argument(s) 'c'"),
     ({"name": ""}, "name", "empty"),
     ({"enabled": "yes"}, "enabled", "true or false"),
     ({"owner": "bob"}, "owner", "Unknown field"),

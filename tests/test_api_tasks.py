@@ -106,6 +106,18 @@ def test_bad_input_is_a_400_naming_the_field_and_writes_nothing(api, body, field
     assert not ScheduledTask.objects.exists()
 
 
+def test_a_misspelt_keyword_is_named_rather_than_the_argument_it_misses(api):
+    response = api.post("/tasks", {"job": "tests.add", "kwargs": {"a": 1, "bb": 2}})
+
+    assert errors(response) == {"kwargs": ["Unexpected keyword argument(s) 'bb': job 'tests.add' takes a, b."]}
+
+
+def test_every_error_of_a_request_is_reported_at_once(api):
+    response = api.post("/tasks", {"job": "no.such.job", "priority": 500, "run_at": "2031-01-01T00:00:00"})
+
+    assert set(errors(response)) == {"job", "priority", "run_at"}
+
+
 @override_settings(DJANGO_JOBS={"QUEUES": ["default", "mail"]})
 def test_a_queue_outside_the_allowed_queues_is_refused(api):
     response = api.post("/tasks", {"job": "tests.noop", "queue": "reports"})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from .. import validation
+from ..exceptions import InvalidJobOption, UnknownJob
 from .http import ApiError
 
 MISSING: Any = object()
@@ -38,6 +40,8 @@ class Field:
     required: bool = False
     nullable: bool = False
     default: Any = MISSING
+    # Further checks of a well-typed value (a registered job name ...); raise FieldError.
+    validators: tuple[Callable[[Any], None], ...] = ()
 
     def clean(self, value: Any) -> Any:
         """The value as the operation uses it, or ``FieldError``."""
@@ -45,7 +49,10 @@ class Field:
             if self.nullable:
                 return None
             raise FieldError("Must not be null.")
-        return self.check(value)
+        value = self.check(value)
+        for validator in self.validators:
+            validator(value)
+        return value
 
     def clean_text(self, text: str) -> Any:
         """A query parameter's value (always text) converted, then cleaned."""
@@ -81,7 +88,8 @@ class Text(Field):
         if not isinstance(value, str):
             raise FieldError("Must be a string.")
         if len(value) < self.min_length:
-            raise FieldError("Must not be empty." if self.min_length == 1 else f"At least {self.min_length} characters.")
+            raise FieldError("Must not be empty." if self.min_length == 1
+                             else f"At least {self.min_length} characters.")
         if len(value) > self.max_length:
             raise FieldError(f"At most {self.max_length} characters ({len(value)} given).")
         if self.choices and value not in self.choices:
@@ -243,6 +251,22 @@ class Choices(Field):
 
     def value_schema(self) -> dict[str, Any]:
         return {"type": "string", "description": f"One or more of {', '.join(self.choices)}, separated by commas."}
+
+
+def registered_job(name: str) -> None:
+    """Validator: ``name`` is a registered job."""
+    from ..registry import registry
+
+    if name not in registry:
+        raise FieldError(str(UnknownJob(name)))
+
+
+def allowed_queue(name: str) -> None:
+    """Validator: ``DJANGO_JOBS["QUEUES"]``, when set, allows ``name``."""
+    try:
+        validation.queue(name)
+    except InvalidJobOption as error:
+        raise FieldError(str(error)) from None
 
 
 def clean_fields(spec: dict[str, Field], data: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:

@@ -13,19 +13,19 @@ from django.http import HttpResponse
 from django.utils import timezone
 
 from .. import cron, validation
-from ..exceptions import InvalidJobOption
 from ..models import CronSchedule
 from ..registry import registry
-from .fields import Array, Boolean, Object, Priority, Text
+from .fields import Array, Boolean, Object, Priority, Text, registered_job
 from .http import ApiError, Call, bad_input, json_response, no_content, not_found
 from .paging import MAX_ID, PAGE_QUERY, page
 from .serializers import schedule as serialize
 from .serializers import task_detail
-from .tasks import arguments_field
+from .tasks import argument_errors
 
 SCHEDULE_INPUT = {
     "name": Text(required=True, min_length=1, max_length=200, description="Unique."),
-    "job": Text(required=True, min_length=1, max_length=255, description="Registered name of the job."),
+    "job": Text(required=True, min_length=1, max_length=255, validators=(registered_job,),
+                description="Registered name of the job."),
     "expression": Text(required=True, min_length=1, max_length=100,
                        description="5 fields (minute hour day-of-month month day-of-week) or @hourly, @daily ..."),
     "timezone": Text(max_length=64, default="", description="IANA name; empty means the project's TIME_ZONE."),
@@ -100,10 +100,10 @@ def apply_changes(row: CronSchedule, data: dict[str, Any]) -> None:
         if name in data:
             try:
                 check(row)
-            except (ValidationError, InvalidJobOption, ValueError) as error:
+            except (ValidationError, ValueError) as error:  # InvalidJobOption is a ValueError
                 errors[name] = error.messages if isinstance(error, ValidationError) else [str(error)]
     if not errors and data.keys() & {"job", "args", "kwargs"}:
-        errors.update(argument_errors(row))
+        errors.update(schedule_argument_errors(row))
     if errors:
         raise ApiError(400, errors)
 
@@ -111,11 +111,6 @@ def apply_changes(row: CronSchedule, data: dict[str, Any]) -> None:
 def check_name(row: CronSchedule) -> None:
     if CronSchedule.objects.filter(name=row.name).exclude(pk=row.pk).exists():
         raise ValueError(f"A schedule named {row.name!r} already exists.")
-
-
-def check_known_job(row: CronSchedule) -> None:
-    if row.job_name not in registry:
-        raise ValueError(f"No job named {row.job_name!r} is registered.")
 
 
 def check_timing(row: CronSchedule) -> None:
@@ -130,24 +125,16 @@ def check_timing(row: CronSchedule) -> None:
 
 CHECKS = {
     "name": check_name,
-    "job": check_known_job,
     "expression": check_timing,
     "timezone": lambda row: cron.zone(row.timezone),
     "queue": lambda row: validation.queue(row.queue),
 }
 
 
-def argument_errors(row: CronSchedule) -> dict[str, list[str]]:
+def schedule_argument_errors(row: CronSchedule) -> dict[str, list[str]]:
     if row.job_name not in registry:
-        return {}
-    job = registry.get(row.job_name)
-    try:
-        job.check_arguments(row.args, row.kwargs)
-    except InvalidJobOption as error:
-        return {"args": [str(error)]}
-    except TypeError as error:  # JobArgumentsError
-        return {arguments_field(job, row.args, row.kwargs): [str(error)]}
-    return {}
+        return {}  # reported under job
+    return argument_errors(registry.get(row.job_name), row.args, row.kwargs)
 
 
 def save(row: CronSchedule) -> None:

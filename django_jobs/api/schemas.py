@@ -140,7 +140,7 @@ COMPONENTS: dict[str, Any] = {
     "Job": closed({
         "name": STRING, "queue": STRING, "priority": INTEGER, "max_retries": INTEGER,
         "timeout": nullable(NUMBER), "cron": nullable(STRING),
-        "parameters": {"type": "array", "items": STRING, "description": "As Python writes them: a, b=1, *args."},
+        "parameters": {"type": "array", "items": STRING, "description": "Names as Python writes them: a, b=1, *args."},
     }),
     "Document": {"type": "object", "required": ["openapi", "info", "paths"], "description": "OpenAPI 3.1."},
     "Jobs": closed({"results": {"type": "array", "items": ref("Job")}}),

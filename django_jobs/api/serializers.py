@@ -3,6 +3,7 @@ every answer against it, so the two cannot drift apart unnoticed."""
 
 from __future__ import annotations
 
+import inspect
 from datetime import timedelta
 from typing import Any
 
@@ -115,5 +116,6 @@ def job(name: str, registered: Any) -> dict[str, Any]:
         "max_retries": registered.resolved_max_retries,
         "timeout": seconds(registered.timeout),
         "cron": registered.cron,
-        "parameters": [str(parameter) for parameter in registered.call_signature.parameters.values()],
+        "parameters": [str(parameter.replace(annotation=inspect.Parameter.empty))
+                       for parameter in registered.call_signature.parameters.values()],
     }

@@ -12,7 +12,7 @@ import django_jobs
 from ..exceptions import DjangoJobsError, InvalidJobOption, JobArgumentsError, UnknownJob
 from ..models import ScheduledTask
 from ..registry import Job, registry
-from .fields import Array, Choices, DateTime, Integer, Number, Object, Priority, Text
+from .fields import Array, Choices, DateTime, Integer, Number, Object, Priority, Text, allowed_queue, registered_job
 from .http import ApiError, Call, bad_input, json_response, not_found
 from .paging import MAX_ID, PAGE_QUERY, page
 from .serializers import job as serialize_job
@@ -25,12 +25,13 @@ MAX_RETRIES = 2**31 - 1
 ENQUEUE_OPTIONS = ("queue", "priority", "description", "max_retries", "unique_key")
 
 TASK_INPUT = {
-    "job": Text(required=True, min_length=1, max_length=255, description="Registered name of the job."),
+    "job": Text(required=True, min_length=1, max_length=255, validators=(registered_job,),
+                description="Registered name of the job."),
     "args": Array(default=[], description="Positional arguments."),
     "kwargs": Object(default={}, description="Keyword arguments."),
     "delay": Number(minimum=0, maximum=MAX_DELAY, description="Run no sooner than this many seconds from now."),
     "run_at": DateTime(description="Run no sooner than this time (ISO 8601 with a UTC offset). Not with delay."),
-    "queue": Text(min_length=1, max_length=100, description="Default: the job's queue."),
+    "queue": Text(min_length=1, max_length=100, validators=(allowed_queue,), description="Default: the job's queue."),
     "priority": Priority(description="Default: the job's priority."),
     "description": Text(max_length=500),
     "max_retries": Integer(minimum=0, maximum=MAX_RETRIES, description="Default: the job's."),
@@ -54,7 +55,7 @@ TASK_FILTERS = {"status": "status__in", "queue": "queue", "job": "identifier", "
 def create_task(call: Call) -> HttpResponse:
     """Enqueue a job by name: 201 with the new task, or 200 with the active task holding ``unique_key``."""
     data = call.body
-    job = registered_job(data["job"])
+    job = registry.get(data["job"])  # registered: the field checked it
     check_arguments(job, data["args"], data["kwargs"])
     if "delay" in data and "run_at" in data:
         raise bad_input("delay", "Give delay or run_at, not both.")
@@ -68,19 +69,36 @@ def create_task(call: Call) -> HttpResponse:
     return json_response(task_detail(task), 200 if task.pk == holder else 201)
 
 
-def registered_job(name: str) -> Job[Any, Any]:
-    try:
-        return registry.get(name)
-    except UnknownJob as error:
-        raise bad_input("job", str(error)) from None
-
-
 def check_arguments(job: Job[Any, Any], args: list[Any], kwargs: dict[str, Any]) -> None:
     """400 naming ``args`` or ``kwargs`` when the call does not fit the function."""
+    errors = argument_errors(job, args, kwargs)
+    if errors:
+        raise ApiError(400, errors)
+
+
+def argument_errors(job: Job[Any, Any], args: list[Any], kwargs: dict[str, Any]) -> dict[str, list[str]]:
+    """Why a call does not fit the job's function, under ``args`` or ``kwargs``; {} if it fits."""
+    unexpected = unexpected_keywords(job, kwargs)
+    if unexpected:
+        takes = ", ".join(job.call_signature.parameters) or "no arguments"
+        return {"kwargs": [f"Unexpected keyword argument(s) {', '.join(map(repr, unexpected))}: "
+                           f"job {job.name!r} takes {takes}."]}
     try:
         job.check_arguments(args, kwargs)
     except JobArgumentsError as error:
-        raise bad_input(arguments_field(job, args, kwargs), str(error)) from None
+        return {arguments_field(job, args, kwargs): [str(error)]}
+    return {}
+
+
+def unexpected_keywords(job: Job[Any, Any], kwargs: dict[str, Any]) -> list[str]:
+    # Python reports a missing argument before an unexpected one; a typo ("yaer")
+    # is better named for what it is.
+    parameters = job.call_signature.parameters.values()
+    if any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
+        return []
+    accepted = {parameter.name for parameter in parameters
+                if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)}
+    return sorted(set(kwargs) - accepted)
 
 
 def arguments_field(job: Job[Any, Any], args: list[Any], kwargs: dict[str, Any]) -> str:
@@ -142,7 +160,8 @@ def retry_task(call: Call) -> HttpResponse:
     """Put a failed or cancelled task back to pending, due now; 409 otherwise."""
     task = find_task(call.params["id"])
     if not task.retry():
-        raise ApiError.field(409, "status", f"Only a failed or cancelled task can be retried; this one is {task.status}.")
+        raise ApiError.field(409, "status",
+                             f"Only a failed or cancelled task can be retried; this one is {task.status}.")
     return json_response(task_detail(task))
 
 
