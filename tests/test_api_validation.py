@@ -9,8 +9,10 @@ import json
 import pytest
 from django.test import override_settings
 
+from django_jobs.checks import check_settings
 from django_jobs.models import CronSchedule, ScheduledTask
 from tests.api_support import ApiClient, errors, make_user
+from tests.factories import ScheduledTaskFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -153,6 +155,20 @@ def test_a_wrong_method_is_405_with_allow(api, method, path, allowed):
 def test_get_ignores_a_body_but_not_unknown_query_parameters(api):
     assert api.request("GET", "/statistics", {"whatever": 1}).status_code == 200
     assert list(errors(api.get("/statistics?queue=a&extra=1"))) == ["extra"]
+
+
+@pytest.mark.parametrize("path", ["/tasks/1?fresh=1", "/jobs?x=", "/openapi.json?v=2", "/queues/paused?all=yes"])
+def test_operations_without_query_parameters_refuse_them_too(api, path):
+    ScheduledTaskFactory()
+
+    response = api.get(path)
+
+    assert response.status_code == 400 and len(errors(response)) == 1
+
+
+@override_settings(DJANGO_JOBS={"API_MAX_BODY_SIZE": 0})
+def test_a_body_size_limit_below_one_byte_is_a_system_check_error():
+    assert [error.id for error in check_settings()] == ["django_jobs.E004"]
 
 
 def test_a_nul_in_a_query_parameter_is_a_400(api):

@@ -8,6 +8,7 @@
     fields.py      input fields: each validates a value and describes itself as JSON Schema
     tasks.py, schedules.py, queues.py   the operations (thin shells over the library)
     serializers.py rows -> JSON; schemas.py the JSON Schema of what they return
+    paging.py      keyset pages (?limit=&cursor=) that never count a table
     http.py        JSON responses and ApiError, the one error shape
     openapi.py     the OpenAPI 3.1 document served at openapi.json
 

@@ -101,9 +101,7 @@ def responses(operation: Operation) -> dict[str, Any]:
 
 
 def error_statuses(operation: Operation) -> list[int]:
-    statuses = []
-    if operation.body is not None or operation.query or "{name}" in operation.path:
-        statuses.append(400)
+    statuses = [400]  # every operation refuses query parameters it does not know
     if not operation.public:
         statuses += [401, 403]
     if "{" in operation.path:  # an unknown id, or a parameter that makes another path (a/b)
