@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.http import HttpResponse
-from django.urls import reverse
 
 from . import openapi, queues, schedules, tasks
 from .fields import Field, Integer, Text
@@ -59,7 +58,8 @@ class Operation:
 
 def serve_openapi(call: Call) -> HttpResponse:
     """This document."""
-    base = reverse("django_jobs_api:openapi").removesuffix("openapi.json").rstrip("/")
+    # Where this request found the API: right under any mount point or script prefix.
+    base = call.request.path.removesuffix("/openapi.json")
     return json_response(openapi.document(OPERATIONS, PATH_PARAMETERS, base))
 
 
