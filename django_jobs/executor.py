@@ -18,9 +18,7 @@ from asgiref.sync import async_to_sync
 from django.db import connections
 from django.utils import timezone
 
-from . import validation
 from .conf import jobs_settings
-from .context import JobContext
 from .exceptions import JobArgumentsError
 from .models import ScheduledTask
 from .registry import Job, registry
@@ -87,8 +85,8 @@ def call_and_capture(job: Job[Any, Any], task: ScheduledTask, worker_id: str) ->
     except (Exception, SystemExit) as error:  # SystemExit: a job calling sys.exit() must not stop the worker
         return failure(error)
     try:
-        stored = validation.json_value(result, "return value")
-    except JobArgumentsError as error:
+        stored = job.stored_result(result)
+    except (TypeError, ValueError) as error:  # not storable (JobArgumentsError is a TypeError): a retry cannot fix it
         return failure(error, retryable=False)
     return Outcome(succeeded=True, result=stored)
 
@@ -107,8 +105,7 @@ def call(job: Job[Any, Any], task: ScheduledTask, worker_id: str) -> Any:
     if inspect.iscoroutinefunction(func):
         func = async_to_sync(func)
     if job.takes_context:
-        context = JobContext(task=task, attempt=task.attempt, worker_id=worker_id)
-        return func(context, *task.args, **task.kwargs)
+        return func(job.context_for(task, worker_id), *task.args, **task.kwargs)
     return func(*task.args, **task.kwargs)
 
 

@@ -111,7 +111,7 @@ def record_failure(task: ScheduledTask, outcome: Outcome, worker_id: str, log: T
     entry = attempt_entry(task, now, outcome.error, outcome.exception_class, outcome.traceback)
     attempt_log = [*task.attempt_log, entry]
     if will_retry:
-        job = registry.get(task.identifier) if registry.is_registered(task.identifier) else None
+        job = registry.find(task.identifier)  # its backoff function, if custom
         retry_at = now + backoff.delay_before_retry(task, job, task.attempt)
         if not rows.retry_later(worker_id, retry_at, outcome.error, outcome.traceback, now, attempt_log):
             return False
