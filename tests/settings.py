@@ -9,6 +9,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import django
+
 ENGINE = os.environ.get("DJANGO_JOBS_TEST_DB", "sqlite")
 WORKER_DB_NAME = os.environ.get("DJANGO_JOBS_TEST_DB_NAME")
 SQLITE_DIR = Path(os.environ.get("DJANGO_JOBS_SQLITE_DIR", tempfile.gettempdir()))
@@ -91,6 +93,18 @@ DJANGO_JOBS = {
     "HEARTBEAT_TIMEOUT": 5,
     "SHUTDOWN_GRACE": 20,
 }
+if django.VERSION >= (6, 0):
+    # Django's Tasks framework on django_jobs (tests/test_backend*.py). Django's own
+    # backends are here too, for tasks that must not be ours. max_retries=0: a failing
+    # Django task fails at once, as with Django's backends; tests that retry say so.
+    TASKS = {
+        "default": {
+            "BACKEND": "django_jobs.backend.JobsBackend",
+            "QUEUES": ["default", "queue_1", "mail"],
+            "OPTIONS": {"max_retries": 0},
+        },
+        "immediate": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend", "QUEUES": []},
+    }
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
