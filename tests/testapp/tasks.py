@@ -132,3 +132,8 @@ def on_task_started(sender, task_result, **kwargs):
 @receiver(task_finished, dispatch_uid="tests.testapp.tasks.finished")
 def on_task_finished(sender, task_result, **kwargs):
     record_signal("finished", task_result)
+
+
+def plain_function():
+    """Not a Task: a task made from it elsewhere cannot be found at its module path."""
+    return 1
