@@ -14,6 +14,7 @@ right across retries.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -64,14 +65,18 @@ def task_result(row: ScheduledTask, task: Task, backend_alias: str) -> TaskResul
 
 
 def task_for_row(task: Task, row: ScheduledTask, backend_alias: str) -> Task:
-    """``task`` with the priority, queue and run_after the row was enqueued with.
+    """``task`` with the priority, queue and run_after the row was enqueued with."""
+    return task_with(task, row.priority, row.queue, backend_alias, run_after_of(row))
 
-    Falls back to ``task`` itself when the backend's settings no longer accept those
-    values (a queue removed from QUEUES): reading a result must not fail on that.
-    """
+
+# Signals build a result two or three times per run: a new Task is validated by its
+# backend (tens of microseconds), so the few variants in use are kept.
+@functools.lru_cache(maxsize=512)
+def task_with(task: Task, priority: int, queue_name: str, backend: str, run_after: datetime | None) -> Task:
+    """A copy of ``task`` with these values; ``task`` itself when the backend's settings no
+    longer accept them (a queue removed from QUEUES): reading a result must not fail on that."""
     try:
-        return dataclasses.replace(task, priority=row.priority, queue_name=row.queue,
-                                   backend=backend_alias, run_after=run_after_of(row))
+        return dataclasses.replace(task, priority=priority, queue_name=queue_name, backend=backend, run_after=run_after)
     except (InvalidTask, InvalidTaskBackend):
         return task
 
