@@ -512,6 +512,8 @@ def test_a_worker_process_runs_tasks_and_this_process_reads_the_results(workers)
         "task_id": test_tasks.get_task_id.enqueue(),
         "async": test_tasks.add_async.enqueue(2, 3),
         "retried": test_tasks.fail_until.enqueue(2),
+        # A timeout runs the task in a child process, which must find it and its context too.
+        "in_child": test_tasks.get_task_id.using(timeout=30).enqueue(),
     }
     process = workers.start("--burst", "--concurrency", "2", env={"DJANGO_JOBS_TEST_RECORD_TASK_SIGNALS": "1"})
     code, output = finish(process)
@@ -521,10 +523,11 @@ def test_a_worker_process_runs_tasks_and_this_process_reads_the_results(workers)
 
     assert {name: result.status for name, result in results.items()} == {
         "meaning": "SUCCESSFUL", "failing": "FAILED", "task_id": "SUCCESSFUL", "async": "SUCCESSFUL",
-        "retried": "SUCCESSFUL"}, output
+        "retried": "SUCCESSFUL", "in_child": "SUCCESSFUL"}, output
     assert results["meaning"].return_value == 42
     assert results["task_id"].return_value == results["task_id"].id
     assert results["async"].return_value == 5
+    assert results["in_child"].return_value == results["in_child"].id
     assert results["failing"].errors[0].exception_class is ValueError
     retried = results["retried"]
     assert retried.attempts == 2 and retried.return_value["attempt"] == 2
