@@ -146,18 +146,22 @@ def announce(signal: Signal, row: ScheduledTask) -> None:
 
 
 def on_enqueued(sender: Any, task: ScheduledTask, **kwargs: Any) -> None:
+    """``job_enqueued`` -> ``task_enqueued``."""
     announce(task_enqueued, task)
 
 
 def on_started(sender: Any, task: ScheduledTask, **kwargs: Any) -> None:
+    """``job_started`` (each attempt) -> ``task_started``."""
     announce(task_started, task)
 
 
 def on_completed(sender: Any, task: ScheduledTask, **kwargs: Any) -> None:
+    """``job_completed`` -> ``task_finished`` (SUCCESSFUL)."""
     announce(task_finished, task)
 
 
 def on_failed(sender: Any, task: ScheduledTask, will_retry: bool = False, **kwargs: Any) -> None:
+    """The last ``job_failed`` -> ``task_finished`` (FAILED)."""
     # A failed attempt with a retry ahead leaves the result READY: not finished yet.
     if not will_retry:
         announce(task_finished, task)
