@@ -26,7 +26,7 @@ from django.db import Error as DatabaseError
 from django.db import IntegrityError, connections
 from django.utils import timezone
 
-from . import claiming, isolation, scheduler
+from . import claiming, isolation, retention, scheduler
 from .conf import jobs_settings
 from .exceptions import WorkerLost
 from .buffer import TaskBuffer
@@ -159,6 +159,9 @@ class JobWorker:
         self.spawn(self.heartbeat_thread, "django-jobs-heartbeat")
         if self.options.cron:
             self.spawn(self.cron_thread, "django-jobs-cron")
+        if jobs_settings.RETENTION:
+            # A thread of its own: a long first prune must not delay heartbeats.
+            self.spawn(lambda: retention.run_periodically(self.finished, self.stopping), "django-jobs-retention")
         if NotificationListener.available():
             NotificationListener(self.wakeup, self.options.queues, self.finished).start()
 
