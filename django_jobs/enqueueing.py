@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import IntegrityError, OperationalError, connections, router, transaction
 from django.utils import timezone
 
-from . import validation
+from . import metrics, validation
 from .claiming import is_transient
 from .conf import jobs_settings
 from .exceptions import InvalidJobOption, JobArgumentsError
@@ -116,6 +116,8 @@ def insert_unique(task: ScheduledTask) -> tuple[ScheduledTask, bool]:
 
 def after_insert(tasks: list[ScheduledTask]) -> None:
     notify_workers({task.queue for task in tasks})
+    if metrics.AVAILABLE:
+        transaction.on_commit(lambda: metrics.count_enqueued(tasks), using=router.db_for_write(ScheduledTask))
     for task in tasks:
         send_after_commit(job_enqueued, task=task)
     if jobs_settings.IMMEDIATE:

@@ -326,7 +326,8 @@ class JobWorker:
             recorded = True
         except Exception:
             recorded = False
-            logger.exception("Outcomes of task(s) %s could not be recorded; they will be released", ids)
+            logger.exception("Outcomes of task(s) %s could not be recorded; they will be released", ids,
+                             extra={"task_ids": ids})
         with self.held_lock:
             self.held.difference_update(ids)
             if not recorded:
