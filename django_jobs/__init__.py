@@ -9,6 +9,9 @@ __all__ = [
     "registry",
     "enqueue",
     "get_statistics",
+    "pause_queue",
+    "resume_queue",
+    "paused_queues",
     "Job",
     "JobContext",
     "DjangoJobsError",
@@ -39,3 +42,24 @@ def get_statistics(queue: str | None = None) -> dict[str, Any]:
     from .statistics import get_statistics as compute
 
     return compute(queue)
+
+
+def pause_queue(name: str, *, by: Any = None, reason: str = "") -> bool:
+    """Workers claim nothing from ``name`` until it is resumed. False if already paused."""
+    from .queues import pause_queue as pause
+
+    return pause(name, by=by, reason=reason)
+
+
+def resume_queue(name: str) -> bool:
+    """Let workers claim from ``name`` again. False if it was not paused."""
+    from .queues import resume_queue as resume
+
+    return resume(name)
+
+
+def paused_queues() -> list[str]:
+    """The names of the paused queues."""
+    from .queues import paused_queues as paused
+
+    return paused()

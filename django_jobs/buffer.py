@@ -46,6 +46,14 @@ class TaskBuffer:
             self._waiting.clear()
             return tasks
 
+    def take_queues(self, queues: set[str]) -> list[ScheduledTask]:
+        """Remove the waiting tasks of ``queues`` (paused meanwhile), keeping the order of the rest."""
+        with self._condition:
+            taken = [task for _, task in self._waiting if task.queue in queues]
+            if taken:
+                self._waiting = deque(item for item in self._waiting if item[1].queue not in queues)
+            return taken
+
     def waited_longest(self) -> float:
         """Seconds the oldest waiting task has waited (0 when empty)."""
         with self._condition:

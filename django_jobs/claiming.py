@@ -4,7 +4,8 @@ PostgreSQL and MariaDB/MySQL lock candidate rows with ``FOR UPDATE SKIP LOCKED``
 concurrent workers skip each other's rows instead of queueing behind them. SQLite
 has no row locks; there a conditional ``UPDATE ... WHERE status = 'pending'`` is
 the claim (SQLite runs one write at a time, so two workers can never both match).
-Either way the claim transaction is tiny: select, mark running, commit.
+Either way the claim transaction is tiny: select, mark running, commit. Paused
+queues are read in the same transaction, so a pause holds from the next claim on.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def claim_with_row_locks(alias: str, worker_id: str, queues: list[str] | None, l
     rows = ScheduledTask.objects.using(alias)
     with transaction.atomic(using=alias):
         walk_the_claim_index(alias)
-        tasks = list(rows.due(now, queues).select_for_update(skip_locked=True)[:limit])
+        tasks = list(rows.due_unless_paused(now, queues).select_for_update(skip_locked=True)[:limit])
         if tasks:
             rows.filter(pk__in=[task.pk for task in tasks]).mark_running(worker_id, now)
     return [held(task, worker_id, now) for task in tasks]
@@ -80,7 +81,7 @@ def claim_with_conditional_update(alias: str, worker_id: str, queues: list[str] 
     # Another worker may take every candidate between our read and our update;
     # then read again rather than report "nothing due" while work is waiting.
     for _ in range(CLAIM_ATTEMPTS):
-        candidates = list(rows.due(now, queues).values_list("pk", flat=True)[:limit])
+        candidates = list(rows.due_unless_paused(now, queues).values_list("pk", flat=True)[:limit])
         if not candidates:
             return []
         # Only rows still pending change; a row another worker took meanwhile is skipped.

@@ -40,6 +40,7 @@ class Outcome:
     error: str = ""
     traceback: str = ""
     retryable: bool = True
+    exception_class: str = ""  # dotted path, as Django's TaskError.exception_class_path
     duration: float | None = None  # seconds the attempt ran, for metrics
 
 
@@ -122,7 +123,13 @@ def failure(error: BaseException, *, retryable: bool = True) -> Outcome:
         error=describe(error),
         traceback=format_traceback(error),
         retryable=retryable,
+        exception_class=class_path(error),
     )
+
+
+def class_path(error: BaseException) -> str:
+    kind = type(error)
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def describe(error: BaseException) -> str:

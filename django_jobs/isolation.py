@@ -111,7 +111,8 @@ def child_main(sender: Any, task: ScheduledTask, worker_id: str, names: dict[str
 
 def pack(outcome: Outcome) -> dict[str, Any]:
     packed = {"succeeded": outcome.succeeded, "result": outcome.result, "error": outcome.error,
-              "traceback": outcome.traceback, "retryable": outcome.retryable, "exception": None}
+              "traceback": outcome.traceback, "retryable": outcome.retryable, "exception": None,
+              "exception_class": outcome.exception_class}
     if outcome.exception is not None:
         try:
             packed["exception"] = pickle.dumps(outcome.exception)
@@ -122,10 +123,11 @@ def pack(outcome: Outcome) -> dict[str, Any]:
 
 
 def unpack(packed: dict[str, Any]) -> Outcome:
-    from .executor import Outcome
+    from .executor import Outcome, class_path
 
     exception = pickle.loads(packed["exception"]) if packed["exception"] else None
     if not packed["succeeded"] and exception is None:
         exception = JobFailedInChild(packed["error"])
     return Outcome(succeeded=packed["succeeded"], result=packed["result"], exception=exception,
-                   error=packed["error"], traceback=packed["traceback"], retryable=packed["retryable"])
+                   error=packed["error"], traceback=packed["traceback"], retryable=packed["retryable"],
+                   exception_class=packed["exception_class"] or class_path(exception))

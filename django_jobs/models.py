@@ -16,8 +16,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from . import cron
-from .signals import job_cancelled, send_after_commit
 from .querysets import ScheduledTaskQuerySet, WorkerQuerySet
+from .signals import job_cancelled, send_after_commit
 
 
 class ScheduledTask(models.Model):
@@ -70,6 +70,12 @@ class ScheduledTask(models.Model):
         verbose_name=_("active unique key"),
     )
     progress = models.JSONField(_("progress"), null=True, blank=True, help_text=_("{done, total} reported by the job."))
+    # Written only when an attempt fails (rare), never on the bulk success path: the
+    # latest attempt is always described by started_at/executed_at/worker_id.
+    attempt_log = models.JSONField(
+        _("failed attempts"), default=list, blank=True,
+        help_text=_("One entry per failed attempt: attempt, worker, start, end, error, exception class, traceback."),
+    )
     cron_schedule = models.ForeignKey(
         "CronSchedule", verbose_name=_("cron schedule"), null=True, blank=True,
         on_delete=models.SET_NULL, related_name="tasks",
@@ -208,6 +214,26 @@ class CronSchedule(models.Model):
         from .scheduler import enqueue_for_schedule
 
         return enqueue_for_schedule(self, fire_time=None)
+
+
+class PausedQueue(models.Model):
+    """A queue workers claim nothing from while this row exists (``pause_queue``)."""
+
+    queue = models.CharField(_("queue"), max_length=100, unique=True)
+    paused_at = models.DateTimeField(_("paused at"), default=timezone.now)
+    paused_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("paused by"), null=True, blank=True,
+        on_delete=models.SET_NULL, related_name="+",
+    )
+    reason = models.CharField(_("reason"), max_length=500, blank=True, default="")
+
+    class Meta:
+        verbose_name = _("paused queue")
+        verbose_name_plural = _("paused queues")
+        ordering = ("queue",)
+
+    def __str__(self) -> str:
+        return self.queue
 
 
 class Worker(models.Model):

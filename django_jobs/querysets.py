@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Iterable
 
+from django.apps import apps
 from django.db import models
 from django.db.models import F
 from django.utils import timezone
@@ -20,12 +21,25 @@ CLAIM_ORDER = ("-priority", "scheduled_at", "id")
 
 class ScheduledTaskQuerySet(models.QuerySet):
     # -- reading ---------------------------------------------------------------
-    def due(self, now: datetime, queues: Iterable[str] | None = None) -> ScheduledTaskQuerySet:
-        """Pending tasks whose time has come, in claim order."""
+    def due(self, now: datetime, queues: Iterable[str] | None = None,
+            paused: Iterable[str] = ()) -> ScheduledTaskQuerySet:
+        """Pending tasks whose time has come, in claim order, outside the ``paused`` queues."""
         rows = self.filter(status=PENDING, scheduled_at__lte=now)
         if queues:
             rows = rows.filter(queue__in=list(queues))
+        if paused := list(paused):
+            rows = rows.exclude(queue__in=paused)
         return rows.order_by(*CLAIM_ORDER)
+
+    def due_unless_paused(self, now: datetime, queues: Iterable[str] | None = None) -> ScheduledTaskQuerySet:
+        """``due`` minus the queues paused right now (one small read first).
+
+        The list is read, not joined as a subquery: any extra predicate on the claim
+        costs SQLite its index (it falls back to scanning and sorting the backlog),
+        so with nothing paused, the usual case, the claim statement stays as it is.
+        """
+        paused = apps.get_model("django_jobs", "PausedQueue").objects.using(self.db).values_list("queue", flat=True)
+        return self.due(now, queues, paused=list(paused))
 
     def held_by(self, worker_id: str) -> ScheduledTaskQuerySet:
         return self.filter(status=RUNNING, worker_id=worker_id)
@@ -43,32 +57,47 @@ class ScheduledTaskQuerySet(models.QuerySet):
             status=COMPLETED, executed_at=now, result=result, error_message="", traceback="", updated_at=now,
         )
 
-    def retry_later(self, worker_id: str, at: datetime, error: str, traceback: str, now: datetime) -> int:
-        """Record a failed attempt that has retries left: back to pending at ``at``."""
+    def retry_later(self, worker_id: str, at: datetime, error: str, traceback: str, now: datetime,
+                    attempt_log: list[dict[str, Any]]) -> int:
+        """Record a failed attempt that has retries left: back to pending at ``at``.
+
+        ``attempt_log`` is the task's whole history with this attempt appended: only
+        the holder writes it, so the copy it read at claim time is current.
+        """
         return self.held_by(worker_id).update(
             status=PENDING, scheduled_at=at, retry_count=F("retry_count") + 1,
-            failed_at=now, error_message=error, traceback=traceback, updated_at=now,
+            failed_at=now, error_message=error, traceback=traceback, updated_at=now, attempt_log=attempt_log,
         )
 
-    def fail(self, worker_id: str, error: str, traceback: str, now: datetime) -> int:
+    def fail(self, worker_id: str, error: str, traceback: str, now: datetime, attempt_log: list[dict[str, Any]]) -> int:
         """Record the last failed attempt: the task is now dead-lettered as ``failed``."""
         return self.held_by(worker_id).update(
             status=FAILED, failed_at=now, error_message=error, traceback=traceback, updated_at=now,
+            attempt_log=attempt_log,
         )
 
     def release(self, worker_id: str, now: datetime) -> int:
         """Give back tasks a stopping worker did not finish; their attempt does not count."""
         return self.held_by(worker_id).update(status=PENDING, scheduled_at=now, updated_at=now)
 
-    def recover_lost(self, live_worker_ids: models.QuerySet, started_before: datetime, error: str, now: datetime) -> int:
-        """Running tasks whose worker is not live: retry if attempts remain, else fail."""
-        lost = self.filter(status=RUNNING, started_at__lt=started_before).exclude(worker_id__in=live_worker_ids)
-        retried = lost.filter(retry_count__lt=F("max_retries")).update(
-            status=PENDING, scheduled_at=now, retry_count=F("retry_count") + 1,
-            failed_at=now, error_message=error, traceback="", updated_at=now,
-        )
-        failed = lost.update(status=FAILED, failed_at=now, error_message=error, traceback="", updated_at=now)
-        return retried + failed
+    def lost(self, live_worker_ids: models.QuerySet, started_before: datetime) -> ScheduledTaskQuerySet:
+        """Running tasks whose worker is not live."""
+        return self.filter(status=RUNNING, started_at__lt=started_before).exclude(worker_id__in=live_worker_ids)
+
+    def recover(self, task: Any, error: str, exception_class: str, now: datetime) -> int:
+        """One lost task: retry if attempts remain, else fail; its attempt is logged.
+
+        Row by row (recovery is rare): appending to a JSON list has no portable
+        bulk UPDATE. The filter on worker and start time makes it a no-op if the
+        task moved on since it was read.
+        """
+        entry = attempt_entry(task, now, error, exception_class, traceback="")
+        rows = self.filter(pk=task.pk, status=RUNNING, worker_id=task.worker_id, started_at=task.started_at)
+        common = dict(failed_at=now, error_message=error, traceback="", updated_at=now,
+                      attempt_log=[*task.attempt_log, entry])
+        if task.retry_count < task.max_retries:
+            return rows.update(status=PENDING, scheduled_at=now, retry_count=F("retry_count") + 1, **common)
+        return rows.update(status=FAILED, **common)
 
     # -- operator actions ------------------------------------------------------------
     def cancel_pending(self) -> int:
@@ -89,6 +118,19 @@ class ScheduledTaskQuerySet(models.QuerySet):
 
     def set_progress(self, worker_id: str, progress: dict[str, Any]) -> int:
         return self.held_by(worker_id).update(progress=progress)
+
+
+def attempt_entry(task: Any, now: datetime, error: str, exception_class: str, traceback: str) -> dict[str, Any]:
+    """How a failed attempt is kept in ``attempt_log`` (JSON: times as ISO 8601 strings)."""
+    return {
+        "attempt": task.retry_count + 1,
+        "worker_id": task.worker_id,
+        "started_at": task.started_at.isoformat() if task.started_at else None,
+        "finished_at": now.isoformat(),
+        "error": error,
+        "exception_class": exception_class,
+        "traceback": traceback,
+    }
 
 
 class WorkerQuerySet(models.QuerySet):

@@ -18,6 +18,7 @@ from django.utils import timezone
 from . import backoff, metrics
 from .executor import Outcome, TaskLog
 from .models import ScheduledTask
+from .querysets import attempt_entry
 from .registry import registry
 from .signals import job_completed, job_failed, send_after_commit
 
@@ -113,17 +114,19 @@ def announce_completed(task: ScheduledTask, result: Any, now: datetime, log: Tas
 def record_failure(task: ScheduledTask, outcome: Outcome, worker_id: str, log: TaskLog, now: datetime) -> bool:
     will_retry = outcome.retryable and task.retry_count < task.max_retries
     rows = ScheduledTask.objects.filter(pk=task.pk)
+    entry = attempt_entry(task, now, outcome.error, outcome.exception_class, outcome.traceback)
+    attempt_log = [*task.attempt_log, entry]
     if will_retry:
         job = registry.get(task.identifier) if registry.is_registered(task.identifier) else None
         retry_at = now + backoff.delay_before_retry(task, job, task.attempt)
-        if not rows.retry_later(worker_id, retry_at, outcome.error, outcome.traceback, now):
+        if not rows.retry_later(worker_id, retry_at, outcome.error, outcome.traceback, now, attempt_log):
             return False
         mirror(task, status=ScheduledTask.Status.PENDING, scheduled_at=retry_at, retry_count=task.retry_count + 1)
     else:
-        if not rows.fail(worker_id, outcome.error, outcome.traceback, now):
+        if not rows.fail(worker_id, outcome.error, outcome.traceback, now, attempt_log):
             return False
         mirror(task, status=ScheduledTask.Status.FAILED)
-    mirror(task, failed_at=now, error_message=outcome.error, traceback=outcome.traceback)
+    mirror(task, failed_at=now, error_message=outcome.error, traceback=outcome.traceback, attempt_log=attempt_log)
     log.warning("failed (%s), %s", outcome.error, "will retry" if will_retry else "no retries left")
     send_after_commit(job_failed, task=task, exception=outcome.exception, will_retry=will_retry)
     return True

@@ -7,6 +7,7 @@ from typing import Any
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F
 
 from .models import ScheduledTask
+from .queues import paused_queues
 
 STATUSES = [status.value for status in ScheduledTask.Status]
 
@@ -14,7 +15,8 @@ STATUSES = [status.value for status in ScheduledTask.Status]
 def get_statistics(queue: str | None = None) -> dict[str, Any]:
     """Counts by status, ``success_rate`` (completed / finished, or None),
     ``average_duration_ms`` of completed tasks, and ``by_job`` / ``by_queue``
-    breakdowns of counts by status. ``queue`` limits everything to one queue."""
+    breakdowns of counts by status, and the ``paused_queues``. ``queue`` limits the
+    counts to one queue."""
     rows = ScheduledTask.objects.all()
     if queue is not None:
         rows = rows.filter(queue=queue)
@@ -28,6 +30,7 @@ def get_statistics(queue: str | None = None) -> dict[str, Any]:
         "average_duration_ms": average_duration_ms(rows),
         "by_job": count_by(grouped, key="identifier"),
         "by_queue": count_by(grouped, key="queue"),
+        "paused_queues": paused_queues(),
     }
 
 

@@ -27,12 +27,13 @@ from django.db import IntegrityError, connections
 from django.utils import timezone
 
 from . import claiming, isolation, retention, scheduler
+from .buffer import TaskBuffer
 from .conf import jobs_settings
 from .exceptions import WorkerLost
-from .buffer import TaskBuffer
 from .executor import Outcome, attempt
-from .recording import record_outcomes
 from .models import ScheduledTask, Worker
+from .queues import paused_queues
+from .recording import record_outcomes
 from .wakeup import NotificationListener, Wakeup
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class JobWorker:
         self.job_started: dict[str, float] = {}  # job thread -> when its current job began
         self.outcomes: queue_module.Queue[tuple[ScheduledTask, Outcome] | None] = queue_module.Queue()
         self.claimed_count = 0
+        self.paused_checked_at = 0.0
         self.job_threads: list[threading.Thread] = []
         self.recorder: threading.Thread | None = None
 
@@ -217,6 +219,7 @@ class JobWorker:
             was_busy = bool(self.held)
             try:
                 claimed = self.claim_free_slots()
+                self.give_back_paused()
                 error_pause = 0.0
             except DatabaseError as error:
                 error_pause = min(MAX_ERROR_PAUSE, max(0.5, error_pause * 2))
@@ -271,6 +274,19 @@ class JobWorker:
                 self.unrecorded.update(ids)
             raise
         logger.info("Every job thread is on a slow job; %d waiting task(s) returned to the queue", released)
+
+    def give_back_paused(self) -> None:
+        """Within a poll interval of a pause, release the waiting tasks of paused queues.
+
+        The claim already skips paused queues; this covers tasks claimed just before.
+        """
+        now = time.monotonic()
+        if not len(self.buffer) or now - self.paused_checked_at < self.options.interval:
+            return
+        self.paused_checked_at = now
+        paused = set(paused_queues())
+        if paused and (ids := [task.pk for task in self.buffer.take_queues(paused)]):
+            logger.info("Queue(s) %s paused; %d waiting task(s) returned", ",".join(sorted(paused)), self.release(ids))
 
     def release(self, ids: list[int]) -> int:
         """Give held tasks back to ``pending`` and stop holding them; their attempt does not count."""
@@ -387,7 +403,10 @@ def recover_lost_tasks() -> int:
     cutoff = now - timedelta(seconds=jobs_settings.HEARTBEAT_TIMEOUT)
     live = Worker.objects.live(cutoff).values("worker_id")
     error = f"{WorkerLost.__name__}: the worker running this task stopped sending heartbeats"
-    recovered = ScheduledTask.objects.recover_lost(live, started_before=cutoff, error=error, now=now)
+    exception_class = f"{WorkerLost.__module__}.{WorkerLost.__qualname__}"
+    lost = ScheduledTask.objects.lost(live, started_before=cutoff).only(
+        "pk", "worker_id", "started_at", "retry_count", "max_retries", "attempt_log")
+    recovered = sum(ScheduledTask.objects.recover(task, error, exception_class, now) for task in lost)
     if recovered:
         logger.warning("Recovered %d task(s) from lost workers", recovered)
     Worker.objects.forget_dead(cutoff)

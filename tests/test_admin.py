@@ -19,7 +19,8 @@ from django.utils import timezone
 from django_jobs.admin import metrics
 from django_jobs.admin.charts import throughput_chart, y_scale
 from django_jobs.admin.paginator import CappedCountPaginator
-from django_jobs.models import CronSchedule, ScheduledTask, Worker
+from django_jobs.models import CronSchedule, PausedQueue, ScheduledTask, Worker
+from django_jobs.queues import pause_queue
 from django_jobs.signals import job_cancelled
 from tests.factories import CronScheduleFactory, ScheduledTaskFactory
 
@@ -28,6 +29,8 @@ pytestmark = pytest.mark.django_db
 TASKS = reverse("admin:django_jobs_scheduledtask_changelist")
 SCHEDULES = reverse("admin:django_jobs_cronschedule_changelist")
 DASHBOARD = reverse("admin:django_jobs_dashboard")
+PAUSE = reverse("admin:django_jobs_pause_queue")
+RESUME = reverse("admin:django_jobs_resume_queue")
 
 
 @pytest.fixture
@@ -453,7 +456,7 @@ def test_dashboard_draws_counts_queues_chart_jobs_and_workers(admin_client, djan
         ("shop.charge", 1, "PaymentDeclined")]
     assert {w.worker_id: (w.state, w.running) for w in response.context["workers"]} == {
         "web-1": ("live", 1), "web-2": ("stale", 0)}
-    assert "Pausing and resuming queues is not available yet." in html
+    assert mail["paused"] is None and 'class="djj-small-button djj-pause"' in html
     running_on_web_1 = admin_client.get(TASKS, {"status__exact": "running", "worker_id": "web-1"})
     assert running_on_web_1.context["cl"].result_count == 1  # the worker's link in the dashboard
 
@@ -525,3 +528,71 @@ def test_worker_admin_marks_stale_workers(admin_client):
     Worker.objects.create(worker_id="old", hostname="h", pid=1, last_heartbeat=timezone.now() - timedelta(hours=1))
     html = admin_client.get(reverse("admin:django_jobs_worker_changelist")).content.decode()
     assert '<span class="djj-badge djj-worker-stale">stale</span>' in html
+
+
+# -- pausing queues ----------------------------------------------------------------------
+
+def test_dashboard_pauses_and_resumes_a_queue(admin_client):
+    ScheduledTaskFactory(queue="mail")
+    response = admin_client.post(PAUSE, {"queue": "mail", "reason": "SMTP down"}, follow=True)
+    assert messages_of(response) == ["Queue “mail” paused: workers claim nothing from it until it is resumed."]
+    paused = PausedQueue.objects.get(queue="mail")
+    assert (paused.reason, paused.paused_by.username) == ("SMTP down", "admin")
+    [mail] = response.context["queues"]
+    assert mail["paused"] == paused and response.context["paused_count"] == 1
+    html = response.content.decode()
+    assert 'class="djj-badge djj-queue-paused"' in html and "djj-resume" in html
+
+    response = admin_client.post(RESUME, {"queue": "mail"}, follow=True)
+    assert messages_of(response) == ["Queue “mail” resumed."]
+    assert not PausedQueue.objects.exists()
+    assert messages_of(admin_client.post(RESUME, {"queue": "mail"}, follow=True)) == [
+        "Queue “mail” was already running; nothing changed."]
+
+
+def test_a_paused_queue_without_tasks_is_listed_and_bad_names_are_refused(admin_client):
+    pause_queue("reports")
+    [reports] = admin_client.get(DASHBOARD).context["queues"]
+    assert (reports["queue"], reports["due"], reports["paused"].queue) == ("reports", 0, "reports")
+    response = admin_client.post(PAUSE, {"queue": ""}, follow=True)
+    assert messages_of(response)[0].startswith("Could not pause queue: queue must be a non-empty string")
+    assert admin_client.get(PAUSE).status_code == 405
+
+
+def test_pausing_and_resuming_need_their_own_permissions(client):
+    pauser = as_user(client, staff("pauser", "view_scheduledtask", "add_pausedqueue"))
+    html = pauser.get(DASHBOARD).content.decode()
+    assert "djj-pause" in html
+    assert pauser.post(PAUSE, {"queue": "mail"}).status_code == 302
+    assert "djj-resume" not in pauser.get(DASHBOARD).content.decode()
+    assert pauser.post(RESUME, {"queue": "mail"}).status_code == 403
+    assert PausedQueue.objects.filter(queue="mail").exists()
+    viewer = as_user(client, staff("viewer", "view_scheduledtask"))
+    assert "djj-pause" not in viewer.get(DASHBOARD).content.decode()
+    assert viewer.post(PAUSE, {"queue": "other"}).status_code == 403
+
+
+def test_the_paused_queue_admin_pauses_on_add_and_resumes_on_delete(admin_client):
+    add = reverse("admin:django_jobs_pausedqueue_add")
+    assert admin_client.post(add, {"queue": "mail", "reason": "maintenance"}).status_code == 302
+    paused = PausedQueue.objects.get(queue="mail")
+    assert paused.paused_by.username == "admin"
+    changelist = reverse("admin:django_jobs_pausedqueue_changelist")
+    admin_client.post(changelist, {"action": "delete_selected", "_selected_action": [paused.pk], "post": "yes"})
+    assert not PausedQueue.objects.exists()
+
+
+def test_task_page_timeline_shows_every_failed_attempt(admin_client):
+    start = timezone.now() - timedelta(minutes=10)
+    log = [{"attempt": n, "worker_id": f"w-{n}", "started_at": (start + timedelta(minutes=n)).isoformat(),
+            "finished_at": (start + timedelta(minutes=n, seconds=5)).isoformat(), "error": f"ValueError: try {n}",
+            "exception_class": "builtins.ValueError", "traceback": ""} for n in (1, 2)]
+    task = ScheduledTaskFactory(status="completed", retry_count=2, attempt_log=log, worker_id="w-3",
+                                started_at=start + timedelta(minutes=3), executed_at=start + timedelta(minutes=4))
+    html = admin_client.get(task_page(task)).content.decode()
+    html = html[html.index('<ol class="djj-timeline">'):]
+    order = ["Started attempt 1 on w-1", "Attempt 1 failed: ValueError: try 1", "Started attempt 2 on w-2",
+             "Attempt 2 failed: ValueError: try 2", "Started attempt 3", "Completed"]
+    positions = [html.index(label) for label in order]
+    assert positions == sorted(positions)
+    assert "not shown" not in html

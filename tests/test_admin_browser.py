@@ -21,7 +21,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from django_jobs.models import CronSchedule, ScheduledTask, Worker
+from django_jobs.models import CronSchedule, PausedQueue, ScheduledTask, Worker
 from tests.factories import CronScheduleFactory, ScheduledTaskFactory
 
 try:
@@ -220,3 +220,22 @@ def test_operator_retries_cancels_disables_and_reads_the_dashboard(page, workers
     page.emulate_media(color_scheme="dark")
     expect(page.locator(".djj-tile-failed .djj-tile-count")).to_be_visible()
     shoot(page, "11-dashboard-dark")
+
+    # Pause the mail queue from the dashboard, see it marked, resume it.
+    page.emulate_media(color_scheme="light")
+    ScheduledTaskFactory(identifier="shop.send_receipt", queue="mail")
+    page.goto("/admin/django_jobs/scheduledtask/dashboard/")
+    mail = page.locator("tr[data-queue='mail']")
+    mail.get_by_role("button", name="Pause").click()
+    expect(page.locator(".messagelist li").first).to_contain_text("Queue “mail” paused")
+    expect(page.locator("tr[data-queue='mail'] .djj-queue-paused")).to_have_text("paused")
+    assert PausedQueue.objects.filter(queue="mail").exists()
+    page.fill(".djj-pause-form input[name=queue]", "reports")
+    page.fill(".djj-pause-form input[name=reason]", "month-end freeze")
+    page.locator(".djj-pause-form").get_by_role("button", name="Pause").click()
+    expect(page.locator("tr[data-queue='reports'] .djj-queue-paused")).to_be_visible()
+    shoot(page, "12-dashboard-paused-queues")
+    page.locator("tr[data-queue='mail']").get_by_role("button", name="Resume").click()
+    expect(page.locator(".messagelist li").first).to_have_text("Queue “mail” resumed.")
+    expect(page.locator("tr[data-queue='mail'] .djj-queue-active")).to_be_visible()
+    assert list(PausedQueue.objects.values_list("queue", flat=True)) == ["reports"]

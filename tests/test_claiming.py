@@ -134,3 +134,12 @@ def test_the_claim_walks_its_index_even_with_stale_statistics():
         plan = due.values_list("pk", flat=True)[:100].explain()
     assert "django_jobs_claim_idx" in plan, plan
     assert "Sort" not in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_every_claim_and_dashboard_index_exists_after_all_migrations():
+    """Migration 0002 writes them in SQL; a later table rebuild (SQLite) must not lose them."""
+    with connection.cursor() as cursor:
+        indexes = connection.introspection.get_constraints(cursor, ScheduledTask._meta.db_table)
+    expected = {"django_jobs_claim_idx", "django_jobs_queue_claim_idx", "django_jobs_running_idx",
+                "django_jobs_executed_idx", "django_jobs_failed_idx"}
+    assert expected <= set(indexes), sorted(indexes)

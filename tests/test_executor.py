@@ -187,3 +187,30 @@ def test_malformed_stored_arguments_fail_clearly(args, kwargs):
     task.refresh_from_db()
     assert task.status == ScheduledTask.Status.FAILED
     assert "Stored arguments are malformed" in task.error_message
+
+
+def test_each_failed_attempt_is_kept_in_the_attempt_log():
+    task = jobs.fail_until.enqueue(3)
+    run_pending_jobs()
+    task.refresh_from_db()
+    assert task.status == ScheduledTask.Status.COMPLETED
+    assert [entry["attempt"] for entry in task.attempt_log] == [1, 2]
+    first, second = task.attempt_log
+    assert first["error"] == "RuntimeError: failing on attempt 1"
+    assert second["error"] == "RuntimeError: failing on attempt 2"
+    assert first["exception_class"] == "builtins.RuntimeError"
+    assert "failing on attempt 1" in first["traceback"]
+    assert first["worker_id"].startswith("inline:")
+    started, finished = dt.datetime.fromisoformat(first["started_at"]), dt.datetime.fromisoformat(first["finished_at"])
+    assert started <= finished <= dt.datetime.fromisoformat(second["started_at"])
+
+
+def test_an_operator_retry_keeps_the_history_of_earlier_attempts():
+    task = jobs.always_fails.using(max_retries=0).enqueue()
+    run_inline(task)
+    task.refresh_from_db()
+    assert task.status == ScheduledTask.Status.FAILED and len(task.attempt_log) == 1
+    assert task.retry()
+    run_inline(task)
+    task.refresh_from_db()
+    assert [entry["attempt"] for entry in task.attempt_log] == [1, 1]  # a fresh set of attempts, history kept

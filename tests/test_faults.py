@@ -348,6 +348,10 @@ def test_tasks_claimed_by_a_dead_worker_and_never_started_are_recovered(workers)
     assert "WorkerLost" in last_chance.error_message, last_chance.error_message
     assert "stopped sending heartbeats" in last_chance.error_message, last_chance.error_message
     assert last_chance.failed_at is not None
+    [lost] = last_chance.attempt_log  # the attempt the dead worker held, in the task's history
+    assert (lost["attempt"], lost["worker_id"]) == (1, doomed.name)
+    assert lost["exception_class"] == "django_jobs.exceptions.WorkerLost"
+    assert [entry["worker_id"] for entry in ScheduledTask.objects.get(pk=retried.pk).attempt_log] == [doomed.name]
     assert not Execution.objects.filter(task_id=last_chance.pk).exists()
     assert not Worker.objects.exists()
 

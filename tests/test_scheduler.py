@@ -1,8 +1,7 @@
 """Cron schedules fire exactly once per fire time; time is driven by explicit ``now``."""
 
 import threading
-import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest

@@ -7,11 +7,13 @@
     display.py       badges, JSON, traceback, progress bar, timeline
     schedules.py     CronSchedule: enable / disable / run now, next fire times, owners
     workers.py       Worker liveness from heartbeats
+    queue_controls.py  pause / resume buttons and the paused-queue admin
     dashboard.py     the dashboard page; metrics.py its queries, charts.py its SVG chart
 """
 
+from .queue_controls import PausedQueueAdmin
 from .schedules import CronScheduleAdmin
 from .tasks import ScheduledTaskAdmin
 from .workers import WorkerAdmin
 
-__all__ = ["CronScheduleAdmin", "ScheduledTaskAdmin", "WorkerAdmin"]
+__all__ = ["CronScheduleAdmin", "PausedQueueAdmin", "ScheduledTaskAdmin", "WorkerAdmin"]

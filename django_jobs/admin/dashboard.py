@@ -14,9 +14,10 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from ..conf import jobs_settings
-from ..models import ScheduledTask
+from ..models import PausedQueue, ScheduledTask
 from . import charts, metrics
 from .display import human_duration
+from .queue_controls import can_control
 from .workers import STALE, WorkerState, workers_with_state
 
 REFRESH_CHOICES = (0, 10, 30, 60)  # seconds; 0 = off
@@ -32,6 +33,8 @@ def dashboard_view(model_admin):
             "opts": ScheduledTask._meta,
             **dashboard_context(choice(request, "hours", metrics.WINDOWS, metrics.DEFAULT_WINDOW),
                                 choice(request, "refresh", REFRESH_CHOICES, 0)),
+            "can_pause": can_control(request.user, "pause"),
+            "can_resume": can_control(request.user, "resume"),
         }
         return TemplateResponse(request, "admin/django_jobs/dashboard.html", context)
 
@@ -51,7 +54,7 @@ def dashboard_context(hours: int, refresh: int) -> dict[str, Any]:
     window = metrics.Window.ending_at(now, hours)
     counts = metrics.status_counts()
     workers = workers_with_state(now)
-    queues = with_text(metrics.queue_depth(now), "waiting")
+    queues = with_pauses(with_text(metrics.queue_depth(now), "waiting"))
     chart = charts.throughput_chart(metrics.throughput(window), window.bucket)
     return {
         "now": now,
@@ -63,6 +66,7 @@ def dashboard_context(hours: int, refresh: int) -> dict[str, Any]:
         "status_tiles": status_tiles(counts, queues, workers),
         "total": sum(counts.values()),
         "queues": queues,
+        "paused_count": sum(queue["paused"] is not None for queue in queues),
         "chart": chart,
         "success_rate": success_rate(chart),
         "slowest": with_text(metrics.slowest_jobs(window), "average", "longest"),
@@ -76,6 +80,15 @@ def dashboard_context(hours: int, refresh: int) -> dict[str, Any]:
 def with_text(rows: list[dict[str, Any]], *keys: str) -> list[dict[str, Any]]:
     """Add ``<key>_text``, a readable form of each duration ``key``."""
     return [{**row, **{f"{key}_text": human_duration(row[key]) for key in keys}} for row in rows]
+
+
+def with_pauses(queues: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add ``paused`` (the PausedQueue row or None); a paused queue with no tasks gets a row too."""
+    paused = {row.queue: row for row in PausedQueue.objects.select_related("paused_by")}
+    rows = [{**queue, "paused": paused.get(queue["queue"])} for queue in queues]
+    idle = [{"queue": name, "due": 0, "later": 0, "running": 0, "waiting": None, "waiting_text": "", "paused": row}
+            for name, row in paused.items() if name not in {queue["queue"] for queue in queues}]
+    return sorted(rows + idle, key=lambda queue: queue["queue"])
 
 
 def status_tiles(counts: dict[str, int], queues: list[dict[str, Any]],

@@ -134,22 +134,43 @@ def progress_bar(progress: Any) -> SafeString | str:
 def timeline_events(task: ScheduledTask) -> list[tuple[datetime, str, str]]:
     """(time, label, css) of what the row records, in time order.
 
-    There is no history table: the row keeps the start of the latest attempt, the
-    latest failure and the completion, so earlier attempts appear only as a count.
+    Each failed attempt is in ``attempt_log``; the latest attempt, if it has not
+    failed, is described by the row's own ``started_at`` / ``executed_at``.
     """
-    attempt = f"attempt {task.attempt}"
+    logged = attempt_events(task.attempt_log or [])
+    logged_starts = {when for when, _, css in logged if css == "started"}
     candidates = [
         (task.created_at, "Enqueued", "created"),
         (task.cron_fire_time, "Cron fire time", "cron"),
         (task.scheduled_at, "Due (not before)" if task.status == Status.PENDING else "Was due", "scheduled"),
-        (task.started_at, f"Started {attempt}", "started"),
-        (task.failed_at, failure_label(task), "failed"),
         (task.executed_at, "Completed", "completed"),
     ]
+    if task.started_at not in logged_starts:
+        candidates.append((task.started_at, f"Started attempt {task.attempt}", "started"))
+    if not logged:  # a row from before attempts were logged: only its latest failure is known
+        candidates.append((task.failed_at, failure_label(task), "failed"))
     if task.status == Status.CANCELLED:
         candidates.append((task.updated_at, "Cancelled", "cancelled"))
-    events = [(when, label, css) for when, label, css in candidates if when]
+    events = [(when, label, css) for when, label, css in candidates + logged if when]
     return sorted(events, key=lambda event: event[0])
+
+
+def attempt_events(attempt_log: list[dict]) -> list[tuple[datetime | None, str, str]]:
+    """Two events per failed attempt: its start (with the worker) and its failure."""
+    events = []
+    for entry in attempt_log:
+        number, worker = entry.get("attempt", "?"), entry.get("worker_id") or "?"
+        events.append((parse_time(entry.get("started_at")), f"Started attempt {number} on {worker}", "started"))
+        events.append((parse_time(entry.get("finished_at")), f"Attempt {number} failed: {entry.get('error', '')}",
+                       "failed"))
+    return events
+
+
+def parse_time(value: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except (TypeError, ValueError):
+        return None  # a hand-edited entry: leave it out rather than break the page
 
 
 def failure_label(task: ScheduledTask) -> str:
@@ -168,14 +189,7 @@ def timeline(task: ScheduledTask) -> SafeString:
     items = format_html_join("", EVENT, (
         (css, when.isoformat(), local_time(when), label, offset(when - first)) for when, label, css in events
     ))
-    # failed_at is the latest failure: of a dead task, its last attempt; otherwise the
-    # attempt before the current one.
-    unrecorded = task.retry_count if task.status == Status.FAILED else task.retry_count - 1
-    note = ""
-    if unrecorded > 0:
-        note = format_html('<p class="djj-quiet">{} earlier failed attempt(s) are not shown: '
-                           "a task records only its latest failure.</p>", unrecorded)
-    return format_html('<ol class="djj-timeline">{}</ol>{}', items, note)
+    return format_html('<ol class="djj-timeline">{}</ol>', items)
 
 
 EVENT = ('<li class="djj-event djj-event-{}"><time datetime="{}">{}</time> <strong>{}</strong> '

@@ -17,6 +17,7 @@ from . import display
 from .dashboard import dashboard_view
 from .filters import JobNameFilter, QueueFilter
 from .paginator import CappedCountPaginator
+from .queue_controls import ACTIONS, queue_control_view
 from .task_detail import TaskDetailAdmin
 from .workers import live_worker_ids
 
@@ -56,7 +57,9 @@ class ScheduledTaskAdmin(TaskDetailAdmin):
 
     def get_urls(self):
         dashboard = path("dashboard/", self.admin_site.admin_view(dashboard_view(self)), name="django_jobs_dashboard")
-        return [dashboard, *super().get_urls()]
+        controls = [path(f"dashboard/{action}-queue/", self.admin_site.admin_view(queue_control_view(action)),
+                         name=f"django_jobs_{action}_queue") for action in ACTIONS]
+        return [dashboard, *controls, *super().get_urls()]
 
     def has_add_permission(self, request) -> bool:
         return False  # tasks are enqueued by code, which validates the job and its arguments

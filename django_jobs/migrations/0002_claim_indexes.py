@@ -5,6 +5,10 @@ stay as small as the backlog however many finished rows pile up, so the claim co
 the same with a million completed rows. MySQL/MariaDB have no partial indexes; there
 a leading ``status`` column narrows the scan instead. Declaring them in Meta would
 print system-check warnings on MySQL for every command, hence SQL here.
+
+Django does not know these indexes, and on SQLite it rebuilds the table for most
+schema changes, dropping them: every later migration that alters this table on
+SQLite must end with ``restore_sqlite_indexes`` (see 0003).
 """
 
 from django.db import migrations
@@ -35,6 +39,14 @@ def create_indexes(apps, schema_editor):
     definitions = FULL if schema_editor.connection.vendor == "mysql" else PARTIAL
     for name, columns in definitions.items():
         schema_editor.execute(f"CREATE INDEX {name} ON {TABLE} {columns}")
+
+
+def restore_sqlite_indexes(apps, schema_editor):
+    """Re-create the indexes a SQLite table rebuild dropped (no-op elsewhere)."""
+    if schema_editor.connection.vendor != "sqlite":
+        return
+    for name, columns in PARTIAL.items():
+        schema_editor.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {TABLE} {columns}")
 
 
 def drop_indexes(apps, schema_editor):

@@ -20,7 +20,6 @@ from django.utils import timezone
 import django_jobs
 from django_jobs.models import ScheduledTask
 from django_jobs.worker import JobWorker, WorkerOptions
-
 from example_project.shop import jobs
 from example_project.shop.models import Order
 
