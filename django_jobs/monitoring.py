@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from .conf import jobs_settings
 from .models import ScheduledTask, Worker
+from .queues import paused_queues
 from .statistics import STATUSES
 
 Status = ScheduledTask.Status
@@ -30,6 +31,7 @@ class QueueDepth:
     scheduled: int
     running: int
     oldest_due: datetime | None
+    paused: bool = False
 
     def waiting_seconds(self, now: datetime) -> float:
         """How long the oldest due task has been waiting (0 when none is due)."""
@@ -37,8 +39,9 @@ class QueueDepth:
 
 
 def queue_depth(now: datetime | None = None) -> list[QueueDepth]:
-    """One row per queue that has pending or running tasks, by queue name."""
+    """One row per queue that has pending or running tasks or is paused, by queue name."""
     now = now or timezone.now()
+    paused = set(paused_queues())
     due = Q(status=Status.PENDING, scheduled_at__lte=now)
     rows = (
         ScheduledTask.objects.filter(status__in=ScheduledTask.ACTIVE_STATUSES).order_by().values("queue")
@@ -46,7 +49,10 @@ def queue_depth(now: datetime | None = None) -> list[QueueDepth]:
                   running=Count("pk", filter=Q(status=Status.RUNNING)), oldest_due=Min("scheduled_at", filter=due))
         .order_by("queue")
     )
-    return [QueueDepth(**row) for row in rows]
+    depths = {row["queue"]: QueueDepth(**row, paused=row["queue"] in paused) for row in rows}
+    for name in paused - set(depths):
+        depths[name] = QueueDepth(name, 0, 0, 0, None, paused=True)
+    return [depths[name] for name in sorted(depths)]
 
 
 def status_counts() -> dict[str, int]:

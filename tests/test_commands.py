@@ -11,6 +11,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from django_jobs.models import ScheduledTask, Worker
+from django_jobs.queues import pause_queue
 from django_jobs.signals import job_cancelled
 from tests.factories import ScheduledTaskFactory
 
@@ -154,6 +155,8 @@ def live_queue():
     ScheduledTaskFactory(status="failed", failed_at=now - timedelta(seconds=5))
     Worker.objects.create(worker_id="host:1:abc", hostname="host", pid=1, queues="mail", concurrency=4)
     Worker.objects.create(worker_id="host:2:dead", hostname="host", pid=2, last_heartbeat=now - timedelta(hours=1))
+    pause_queue("reports")
+    pause_queue("idle")
 
 
 def test_watch_prints_successive_frames_when_not_a_terminal(live_queue):
@@ -165,7 +168,11 @@ def test_watch_prints_successive_frames_when_not_a_terminal(live_queue):
     status_line = frame.splitlines()[4].split()
     assert status_line == ["4", "1", "3", "1", "0"]   # pending running completed failed cancelled
     reports = next(line for line in frame.splitlines() if line.startswith("reports"))
-    assert reports.split()[:4] == ["reports", "3", "1", "0"]
+    assert reports.split()[:4] == ["reports", "3", "1", "0"] and reports.endswith("paused")
+    idle = next(line for line in frame.splitlines() if line.startswith("idle"))
+    assert idle.split()[1:4] == ["0", "0", "0"] and idle.endswith("paused")
+    mail = next(line for line in frame.splitlines() if line.startswith("mail"))
+    assert not mail.endswith("paused")
     assert "Last minute: 2 completed, 1 with a failed attempt" in frame
     assert "Workers: 1 live" in frame and "host:1:abc" in frame and "host:2:dead" not in frame
 
@@ -180,8 +187,8 @@ def test_watch_json_is_one_object_per_refresh(live_queue):
     assert len(lines) == 2
     data = json.loads(lines[0])
     assert data["statuses"]["pending"] == 4
-    assert {row["queue"]: (row["due"], row["scheduled"], row["running"]) for row in data["queues"]} == {
-        "mail": (0, 0, 1), "reports": (3, 1, 0)}
+    assert {row["queue"]: (row["due"], row["scheduled"], row["running"], row["paused"]) for row in data["queues"]} == {
+        "idle": (0, 0, 0, True), "mail": (0, 0, 1, False), "reports": (3, 1, 0, True)}
     assert [worker["worker_id"] for worker in data["workers"]] == ["host:1:abc"]
     assert data["last_minute"] == {"completed": 2, "failed": 1}
 

@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from django_jobs import claiming, metrics
 from django_jobs.executor import Outcome
 from django_jobs.models import ScheduledTask
+from django_jobs.queues import pause_queue
 from django_jobs.recording import record_outcomes
 from django_jobs.testing import run_pending_jobs
 from tests.conftest import REPO, wait_until
@@ -107,6 +108,7 @@ def test_view_serves_counters_and_queue_depth(client):
     ScheduledTaskFactory(queue="reports", scheduled_at=now + timedelta(hours=1))
     ScheduledTaskFactory(queue="mail", status="running", worker_id="w", started_at=now)
     ScheduledTaskFactory(queue="mail", status="completed")
+    pause_queue("reports")
     response = client.get("/ops/metrics/")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")
@@ -117,6 +119,8 @@ def test_view_serves_counters_and_queue_depth(client):
     assert value(scraped, "django_jobs_queue_depth", queue="mail", state="running") == 1
     assert value(scraped, "django_jobs_oldest_due_seconds", queue="reports") >= 300
     assert value(scraped, "django_jobs_workers") == 0
+    assert value(scraped, "django_jobs_queue_paused", queue="reports") == 1
+    assert value(scraped, "django_jobs_queue_paused", queue="mail") == 0
     assert any(name == "django_jobs_started_total" for name, _ in scraped)
 
 

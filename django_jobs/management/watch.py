@@ -60,9 +60,9 @@ def frame(snapshot: dict[str, Any], interval: float) -> str:
 def queues_table(queues: list[dict[str, Any]]) -> str:
     if not queues:
         return "Queues: nothing pending or running"
-    rows = [[row["queue"], row["due"], row["scheduled"], row["running"], seconds(row["waiting_seconds"])]
-            for row in queues]
-    return render(["QUEUE", "DUE NOW", "SCHEDULED", "RUNNING", "OLDEST DUE WAITING"], rows)
+    rows = [[row["queue"], row["due"], row["scheduled"], row["running"], seconds(row["waiting_seconds"]),
+             "paused" if row["paused"] else ""] for row in queues]
+    return render(["QUEUE", "DUE NOW", "SCHEDULED", "RUNNING", "OLDEST DUE WAITING", "PAUSED"], rows)
 
 
 def workers_table(workers: list[dict[str, Any]], now: datetime) -> str:

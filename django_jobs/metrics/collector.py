@@ -24,32 +24,34 @@ logger = logging.getLogger(__name__)
 
 class QueueDepthCollector:
     """``django_jobs_queue_depth{queue, state=due|scheduled|running}``,
-    ``django_jobs_oldest_due_seconds{queue}`` and ``django_jobs_workers``."""
+    ``django_jobs_oldest_due_seconds{queue}``, ``django_jobs_queue_paused{queue}``
+    and ``django_jobs_workers``."""
 
     def describe(self) -> list[Any]:
         # Names only: without describe(), registering would run collect() (queries).
         return list(self.families())
 
     def collect(self) -> Iterator[Any]:
-        depth, oldest, workers = self.families()
+        families = self.families()
         try:
-            self.fill(depth, oldest, workers)
+            self.fill(*families)
         except DatabaseError as error:
             logger.warning("Queue depth metrics unavailable: %s", error)
             return
-        yield from (depth, oldest, workers)
+        yield from families
 
     @staticmethod
-    def families() -> tuple[Any, Any, Any]:
+    def families() -> tuple[Any, Any, Any, Any]:
         return (
             GaugeMetricFamily("django_jobs_queue_depth", "Active tasks per queue: due now, scheduled later, running.",
                               labels=["queue", "state"]),
             GaugeMetricFamily("django_jobs_oldest_due_seconds", "How long the oldest due task of the queue has waited.",
                               labels=["queue"]),
+            GaugeMetricFamily("django_jobs_queue_paused", "1 while the queue is paused.", labels=["queue"]),
             GaugeMetricFamily("django_jobs_workers", "Workers with a live heartbeat."),
         )
 
-    def fill(self, depth: Any, oldest: Any, workers: Any) -> None:
+    def fill(self, depth: Any, oldest: Any, paused: Any, workers: Any) -> None:
         connection = connections[router.db_for_read(ScheduledTask)]
         # prometheus_client's HTTP server answers each scrape on a new thread: close
         # the connection such a thread opened, or every scrape would leak one.
@@ -60,6 +62,7 @@ class QueueDepthCollector:
                 for state in ("due", "scheduled", "running"):
                     depth.add_metric([row.queue, state], getattr(row, state))
                 oldest.add_metric([row.queue], row.waiting_seconds(now))
+                paused.add_metric([row.queue], 1 if row.paused else 0)
             workers.add_metric([], len(monitoring.live_workers(now)))
         finally:
             if opened_here and not connection.in_atomic_block:
