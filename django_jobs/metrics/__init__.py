@@ -88,17 +88,22 @@ def count_started(task: ScheduledTask) -> None:
 
 
 def count_recorded(items: list[tuple[ScheduledTask, Outcome]]) -> None:
-    """Count outcomes that were written, by the status they left the task in."""
+    """Count outcomes that were written, by the status they left the task in.
+
+    Counters move once per (job, queue, status) of the batch; each duration is
+    observed (a histogram has no bulk update).
+    """
     if not AVAILABLE or not items:
         return
-    groups = Tally((task.identifier, task.queue, str(task.status)) for task, _ in items)
-    for (job, queue, status), count in groups.items():
-        counter = OUTCOME_COUNTERS.get(status)
-        if counter is not None:
-            counter.inc(job, queue, count)
+    groups: Tally[tuple[str, str, str]] = Tally()
     for task, outcome in items:
+        groups[task.identifier, task.queue, task.status] += 1
         if outcome.duration is not None:
             DURATION.observe(task.identifier, task.queue, outcome.duration)
+    for (job, queue, status), count in groups.items():
+        counter = OUTCOME_COUNTERS.get(status)  # a Status member hashes as its value
+        if counter is not None:
+            counter.inc(job, queue, count)
 
 
 # -- exposure -------------------------------------------------------------------------
