@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -281,3 +282,27 @@ def test_metrics_hooks_do_nothing_when_unavailable(monkeypatch):
     metrics.count_recorded([(task, Outcome(succeeded=True, duration=1.0))])
     metrics.count_enqueued([task])
     assert sample("django_jobs_completed_total", job="tests.noop", queue="q") == before
+
+
+class JsonFormatter(logging.Formatter):
+    """The README's example formatter, word for word."""
+
+    FIELDS = ("task_id", "job", "queue", "attempt")
+
+    def format(self, record):
+        data = {"time": self.formatTime(record), "level": record.levelname,
+                "logger": record.name, "message": record.getMessage()}
+        data.update({key: getattr(record, key) for key in self.FIELDS if hasattr(record, key)})
+        return json.dumps(data)
+
+
+@pytest.mark.django_db
+def test_the_readme_json_formatter_emits_the_task_fields(caplog):
+    caplog.set_level(logging.INFO, logger="django_jobs")
+    task = jobs.add.using(queue="mail").enqueue(1, 2)
+    run_pending_jobs()
+    [completed] = [record for record in caplog.records if record.getMessage().endswith(" completed")]
+    line = json.loads(JsonFormatter().format(completed))
+    assert line["message"] == f"task={task.pk} job=tests.add queue=mail attempt=1 completed"
+    assert (line["task_id"], line["job"], line["queue"], line["attempt"]) == (task.pk, "tests.add", "mail", 1)
+    assert line["logger"] == "django_jobs.executor" and line["level"] == "INFO"
