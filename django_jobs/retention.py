@@ -178,6 +178,10 @@ def prune_once(should_stop: Callable[[], bool]) -> dict[str, int]:
     """One automatic pruning run; database errors are logged and left for the next run."""
     try:
         policy = configured_policy()
+    except (TypeError, ValueError) as error:  # only if system checks were skipped (E007)
+        logger.error("DJANGO_JOBS['RETENTION'] is invalid, nothing pruned: %s", error)
+        return {}
+    try:
         return prune(policy, should_stop=should_stop) if policy else {}
     except DatabaseError as error:
         logger.warning("Automatic pruning failed (%s); will try again", error)

@@ -76,6 +76,7 @@ def test_show_prints_every_field_json_sections_and_traceback(tasks):
     for field in ScheduledTask._meta.concrete_fields:
         assert field.attname in out
     assert "traceback:\n  Traceback (most recent call last):" in out
+    assert "attempt_log:\n  []" in out
     assert "error_message:\n  ValueError: this job always fails\n  second line" in out
     done = run("jobs", "show", str(tasks["done"].pk))
     assert "args:\n  [\n    1,\n    2\n  ]" in done and "result:\n  3" in done

@@ -262,6 +262,14 @@ def test_retention_setting_is_checked(policy, problem):
         assert [message.id for message in check_settings()] == ([problem] if problem else [])
 
 
+@override_settings(DJANGO_JOBS={"RETENTION": {"completed": "soon"}})
+def test_an_invalid_policy_prunes_nothing_and_says_why(caplog):
+    finished("completed", 30 * DAY)
+    assert retention.prune_once(lambda: False) == {}
+    assert "DJANGO_JOBS['RETENTION'] is invalid, nothing pruned" in caplog.text
+    assert ScheduledTask.objects.count() == 1
+
+
 def test_retention_off_by_default():
     assert retention.configured_policy() is None
     assert retention.prune_once(lambda: False) == {}

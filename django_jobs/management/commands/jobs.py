@@ -21,7 +21,7 @@ from django_jobs.models import ScheduledTask
 
 STATUSES = [status.value for status in ScheduledTask.Status]
 # Shown last, in sections of their own, by ``show``.
-LONG_FIELDS = ("args", "kwargs", "result", "progress", "error_message", "traceback")
+LONG_FIELDS = ("args", "kwargs", "result", "progress", "attempt_log", "error_message", "traceback")
 LIST_COLUMNS = ("ID", "JOB", "QUEUE", "STATUS", "PRIORITY", "RETRIES", "NOT BEFORE", "UPDATED", "ERROR")
 
 
