@@ -5,6 +5,7 @@ Worker processes started by tests get ``DJANGO_JOBS_TEST_DB_NAME``, the name of 
 test database pytest-django created, so they work on the same rows.
 """
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -105,6 +106,8 @@ if django.VERSION >= (6, 0):
         },
         "immediate": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend", "QUEUES": []},
     }
+# Worker processes started by a test may get extra settings as JSON.
+DJANGO_JOBS.update(json.loads(os.environ.get("DJANGO_JOBS_TEST_OVERRIDES", "{}")))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
