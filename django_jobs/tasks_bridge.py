@@ -20,6 +20,8 @@ import logging
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from django.apps import apps
+from django.conf import settings
 from django.tasks import Task, TaskContext, task_backends
 from django.tasks.exceptions import InvalidTask
 from django.tasks.signals import task_enqueued, task_finished, task_started
@@ -69,6 +71,8 @@ def job_for(task: Task, backend: JobsBackend) -> TaskJob:
 def import_task(name: str) -> Task | None:
     """The ``Task`` at module path ``name``; None if there is none (not importable, or
     not a Task); ``InvalidTask`` if its module exists but importing it raised."""
+    if not in_project_code(name):
+        return None
     try:
         found = import_string(name)
     except ImportError as error:
@@ -80,6 +84,20 @@ def import_task(name: str) -> Task | None:
     except Exception as error:
         raise InvalidTask(f"Importing {name!r} as a Django Task failed: {error!r}") from error
     return found if isinstance(found, Task) else None
+
+
+def in_project_code(name: str) -> bool:
+    """Whether ``name`` lies in an installed app or the settings' package.
+
+    Names reach the registry from rows and from callers such as the JSON API; importing
+    whatever module a caller names could run any installed module's import-time code,
+    so only the project's own packages are ever imported to find a task.
+    """
+    module = name.rpartition(".")[0]
+    roots = {config.name for config in apps.get_app_configs()}
+    if settings.SETTINGS_MODULE:
+        roots.add(settings.SETTINGS_MODULE.partition(".")[0])
+    return any(module == root or module.startswith(f"{root}.") for root in roots)
 
 
 def jobs_backend_of(task: Task) -> JobsBackend:

@@ -6,6 +6,7 @@ history in results, cancellation, cron schedules and enqueue-by-name pointing at
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 
 import django
@@ -225,6 +226,15 @@ def test_a_task_not_found_at_its_module_path_is_refused():
     with pytest.raises(InvalidTask, match="not found at its module path"):
         elsewhere.enqueue()
     assert not ScheduledTask.objects.exists()
+
+
+def test_only_modules_of_the_project_are_imported_to_find_a_task(monkeypatch):
+    """A name from a caller (the JSON API, a hand-written row) never imports any module it likes."""
+    monkeypatch.delitem(sys.modules, "this", raising=False)
+    with pytest.raises(UnknownJob):
+        django_jobs.enqueue("this.s")  # the stdlib's easter egg prints at import
+    assert "this" not in sys.modules
+    assert registry.find("tests.testapp.tasks.no_such_task") is None
 
 
 def test_arguments_that_do_not_fit_the_function_are_refused_at_enqueue():
