@@ -1,3 +1,4 @@
+import django
 from django.apps import AppConfig
 from django.utils.module_loading import autodiscover_modules
 
@@ -14,3 +15,9 @@ class DjangoJobsConfig(AppConfig):
         # Import every installed app's jobs.py, as admin does with admin.py, so any
         # process (worker, shell, web) knows every @job without configuration.
         autodiscover_modules("jobs")
+        if django.VERSION >= (6, 0):
+            # Django's @task functions run on the same path: rows name them by module
+            # path, and Django's task signals follow ours.
+            from .tasks_bridge import install
+
+            install()

@@ -21,6 +21,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     ]
     problems += duration_problems(configured)
     problems += number_problems(configured)
+    problems += retention_problems(configured)
     if not problems:
         problems += heartbeat_problems(configured)
         problems += cron_problems()
@@ -56,7 +57,7 @@ def duration_problems(configured: dict[str, Any]) -> list[Any]:
 
 def number_problems(configured: dict[str, Any]) -> list[Any]:
     problems = []
-    for key in ("BATCH_SIZE", "CONCURRENCY", "MAX_TRACEBACK_LENGTH"):
+    for key in ("BATCH_SIZE", "CONCURRENCY", "MAX_TRACEBACK_LENGTH", "API_MAX_BODY_SIZE"):
         value = configured.get(key, 1)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             problems.append(Error(f"DJANGO_JOBS[{key!r}] must be a whole number >= 1, not {value!r}.", id="django_jobs.E004"))
@@ -78,4 +79,18 @@ def heartbeat_problems(configured: dict[str, Any]) -> list[Any]:
             "worker look dead and its tasks run twice.",
             hint="Raise HEARTBEAT_TIMEOUT or lower HEARTBEAT_INTERVAL.", id="django_jobs.W001",
         )]
+    return []
+
+
+def retention_problems(configured: dict[str, Any]) -> list[Any]:
+    from .retention import parse_policy
+
+    policy = configured.get("RETENTION")
+    if policy is None:
+        return []
+    try:
+        parse_policy(policy)
+    except (TypeError, ValueError) as error:
+        return [Error(str(error), hint="Example: DJANGO_JOBS['RETENTION'] = {'completed': '7d', 'failed': '30d'}; "
+                      "None turns automatic pruning off.", id="django_jobs.E007")]
     return []

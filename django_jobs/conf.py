@@ -62,6 +62,13 @@ SETTINGS: dict[str, Setting] = {
         "inside your own transaction.",
     ),
     "MAX_TRACEBACK_LENGTH": Setting(20_000, "Characters of a traceback kept on a failed task."),
+    "RETENTION": Setting(
+        None,
+        "Automatic pruning by workers: {'completed': '7d', 'failed': '30d', 'cancelled': '30d'} "
+        "(ages as 90s, 15m, 12h, 7d, 2w, seconds or a timedelta). None: off.",
+    ),
+    "RETENTION_INTERVAL": Setting(300.0, "Seconds between a worker's automatic pruning runs.", is_duration=True),
+    "API_MAX_BODY_SIZE": Setting(1_048_576, "Largest request body the JSON API reads, in bytes (larger: 413)."),
 }
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
@@ -59,7 +59,16 @@ def expand(expression: str) -> str:
             )
     if not croniter.is_valid(text):
         raise ValidationError(f"Invalid cron expression {text!r}.", code="invalid_cron")
+    check_it_fires(text)
     return text
+
+
+def check_it_fires(text: str) -> None:
+    """Valid fields can still name a day that never comes (``0 0 30 2 *``): refuse it."""
+    try:
+        croniter(text, datetime(2000, 1, 1)).get_next(datetime)
+    except CroniterBadDateError:
+        raise ValidationError(f"Cron expression {text!r} never fires (no such date).", code="invalid_cron") from None
 
 
 def validate_expression(expression: str) -> None:

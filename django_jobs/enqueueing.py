@@ -8,15 +8,17 @@ with it; ``job_enqueued`` and the PostgreSQL NOTIFY take effect only on commit.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.db import IntegrityError, connections, router, transaction
+from django.db import IntegrityError, OperationalError, connections, router, transaction
 from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 
-from . import bulk_insert, validation
+from . import bulk_insert, metrics, validation
+from .claiming import is_transient
 from .conf import jobs_settings
 from .exceptions import InvalidJobOption, JobArgumentsError
 from .models import ScheduledTask
@@ -27,7 +29,8 @@ if TYPE_CHECKING:
 
 NOTIFY_CHANNEL = "django_jobs"
 # A key raced by another enqueue whose task finished in between: insert again.
-UNIQUE_INSERT_ATTEMPTS = 5
+UNIQUE_INSERT_ATTEMPTS = 10
+UNIQUE_RETRY_PAUSE = 0.01
 
 
 def build_task(job: Job[Any, Any], args: Iterable[Any], kwargs: dict[str, Any], run_at: datetime | None) -> ScheduledTask:
@@ -157,10 +160,14 @@ def insert_unique(task: ScheduledTask) -> tuple[ScheduledTask, bool]:
     """Insert, or return the active task holding the same key.
 
     The unique index on ``active_unique_key`` decides; the savepoint keeps an
-    enclosing transaction usable after the IntegrityError.
+    enclosing transaction usable after the IntegrityError. MariaDB/MySQL may answer
+    an insert racing an update of the key's holder with a deadlock; when our atomic
+    block is the whole transaction, that is retried like a lost race. Inside the
+    caller's transaction it cannot be: InnoDB rolled the whole transaction back.
     """
     alias = router.db_for_write(ScheduledTask)
-    for _ in range(UNIQUE_INSERT_ATTEMPTS):
+    owns_transaction = not connections[alias].in_atomic_block
+    for attempt in range(1, UNIQUE_INSERT_ATTEMPTS + 1):
         try:
             with transaction.atomic(using=alias):
                 insert(task, alias)
@@ -170,6 +177,11 @@ def insert_unique(task: ScheduledTask) -> tuple[ScheduledTask, bool]:
             existing = ScheduledTask.objects.using(alias).active_with_key(task.unique_key).first()
             if existing is not None:
                 return existing, False
+        except OperationalError as error:
+            task.pk = None
+            if not (owns_transaction and is_transient(error)) or attempt == UNIQUE_INSERT_ATTEMPTS:
+                raise
+            time.sleep(UNIQUE_RETRY_PAUSE * attempt)
     raise IntegrityError(f"Could not enqueue unique key {task.unique_key!r}: it kept changing hands.")
 
 
@@ -180,7 +192,9 @@ def after_insert(tasks: list[ScheduledTask]) -> None:
 
 
 def announce(tasks: list[ScheduledTask]) -> None:
-    """``job_enqueued`` for each task once committed; IMMEDIATE mode runs them now."""
+    """``job_enqueued`` for each task once committed (and the metrics); IMMEDIATE mode runs them now."""
+    if metrics.AVAILABLE:
+        transaction.on_commit(lambda: metrics.count_enqueued(tasks), using=router.db_for_write(ScheduledTask))
     send_each_after_commit(job_enqueued, tasks)
     if jobs_settings.IMMEDIATE:
         from .executor import run_inline

@@ -12,11 +12,12 @@ class DjangoJobsError(Exception):
 class UnknownJob(DjangoJobsError, LookupError):
     """No job is registered under this name."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, detail: str = "") -> None:
         self.name = name
         super().__init__(
             f"No job named {name!r} is registered. Decorate the function with @job in an "
             f"installed app's jobs.py, or register it with django_jobs.registry.register()."
+            + (f" {detail}" if detail else "")
         )
 
 
@@ -30,6 +31,10 @@ class InvalidJobOption(DjangoJobsError, ValueError):
 
 class JobTimeout(DjangoJobsError):
     """A job ran longer than its ``timeout``."""
+
+
+class TaskCancelled(DjangoJobsError):
+    """Stands for a cancelled task in Django Tasks results, which have no cancelled status."""
 
 
 class WorkerLost(DjangoJobsError):

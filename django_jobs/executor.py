@@ -10,6 +10,7 @@ import inspect
 import logging
 import os
 import socket
+import time
 import traceback as traceback_module
 from dataclasses import dataclass
 from typing import Any
@@ -18,16 +19,14 @@ from asgiref.sync import async_to_sync
 from django.db import connections
 from django.utils import timezone
 
-from . import validation
+from . import metrics
 from .conf import jobs_settings
-from .context import JobContext
 from .exceptions import JobArgumentsError
 from .models import ScheduledTask
 from .registry import Job, registry
 from .signals import job_started, send_after_commit
 
 logger = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -41,6 +40,7 @@ class Outcome:
     traceback: str = ""
     retryable: bool = True
     exception_class: str = ""  # dotted path, as Django's TaskError.exception_class_path
+    duration: float | None = None  # seconds the attempt ran, for metrics
 
 
 def run_claimed(task: ScheduledTask, worker_id: str, *, enforce_timeout: bool = False) -> Outcome:
@@ -58,8 +58,11 @@ def run_claimed(task: ScheduledTask, worker_id: str, *, enforce_timeout: bool = 
 def attempt(task: ScheduledTask, worker_id: str, *, enforce_timeout: bool = False) -> Outcome:
     """Announce and run one attempt of a held task; the outcome is recorded by the caller."""
     TaskLog(task).info("started")
+    metrics.count_started(task)
     send_after_commit(job_started, task=task, attempt=task.attempt)
+    began = time.perf_counter()
     outcome = execute(task, worker_id, enforce_timeout=enforce_timeout)
+    outcome.duration = time.perf_counter() - began
     release_broken_connections()
     return outcome
 
@@ -87,8 +90,8 @@ def call_and_capture(job: Job[Any, Any], task: ScheduledTask, worker_id: str) ->
     except (Exception, SystemExit) as error:  # SystemExit: a job calling sys.exit() must not stop the worker
         return failure(error)
     try:
-        stored = validation.json_value(result, "return value")
-    except JobArgumentsError as error:
+        stored = job.stored_result(result)
+    except (TypeError, ValueError) as error:  # not storable (JobArgumentsError is a TypeError): a retry cannot fix it
         return failure(error, retryable=False)
     return Outcome(succeeded=True, result=stored)
 
@@ -107,8 +110,7 @@ def call(job: Job[Any, Any], task: ScheduledTask, worker_id: str) -> Any:
     if inspect.iscoroutinefunction(func):
         func = async_to_sync(func)
     if job.takes_context:
-        context = JobContext(task=task, attempt=task.attempt, worker_id=worker_id)
-        return func(context, *task.args, **task.kwargs)
+        return func(job.context_for(task, worker_id), *task.args, **task.kwargs)
     return func(*task.args, **task.kwargs)
 
 
@@ -179,18 +181,29 @@ def inline_worker_id() -> str:
 
 
 class TaskLog:
-    """Log lines that always carry task id, job name, queue and attempt."""
+    """Log lines that always carry task id, job name, queue and attempt.
 
-    def __init__(self, task: ScheduledTask) -> None:
+    In the text (``task=12 job=... queue=... attempt=1 ...``) and as record
+    attributes ``task_id``, ``job``, ``queue``, ``attempt`` (``extra``), so that a
+    JSON formatter can emit them as fields.
+    """
+
+    def __init__(self, task: ScheduledTask, to: logging.Logger = logger) -> None:
         self.task = task
         self.attempt = task.attempt  # fixed now: a retry changes the row's count
+        self.logger = to
 
     def info(self, message: str, *args: Any) -> None:
-        if logger.isEnabledFor(logging.INFO):  # skip formatting in the hot path
-            logger.info(f"{self.prefix} {message}", *args)
+        if self.logger.isEnabledFor(logging.INFO):  # skip formatting in the hot path
+            self.logger.info(f"{self.prefix} {message}", *args, extra=self.fields)
 
     def warning(self, message: str, *args: Any) -> None:
-        logger.warning(f"{self.prefix} {message}", *args)
+        self.logger.warning(f"{self.prefix} {message}", *args, extra=self.fields)
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        task = self.task
+        return {"task_id": task.pk, "job": task.identifier, "queue": task.queue, "attempt": self.attempt}
 
     @property
     def prefix(self) -> str:

@@ -1,13 +1,17 @@
 """The database is the broker: these tables are the queue.
 
 ``ScheduledTask`` is one run of a job (with its retries); ``CronSchedule`` fires tasks
-on a cron expression; ``Worker`` is a live worker process and its heartbeat.
+on a cron expression; ``Worker`` is a live worker process and its heartbeat;
+``ApiToken`` authenticates machines calling the JSON API.
 Every state change is a conditional UPDATE in ``querysets.py``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -256,3 +260,76 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return self.worker_id
+
+
+TOKEN_PREFIX = "djj_"
+# How much of a token is kept in clear to tell tokens apart (``djj_`` and 8 characters).
+TOKEN_HINT_LENGTH = 12
+# ``last_used_at`` is written at most this often per token, not on every request.
+TOKEN_USE_RESOLUTION = timedelta(minutes=1)
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 of a token. Tokens carry 256 random bits, so a fast hash is enough:
+    nothing short of the token itself can be found from its hash."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class ApiToken(models.Model):
+    """A bearer token for the JSON API. Only its hash is stored; the token is shown once."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="job_api_tokens",
+        help_text=_("Requests with this token act as this user, with this user's permissions."),
+    )
+    name = models.CharField(_("name"), max_length=100, blank=True, default="", help_text=_("What the token is for."))
+    hint = models.CharField(_("starts with"), max_length=TOKEN_HINT_LENGTH, editable=False,
+                            help_text=_("The first characters of the token, to recognise it."))
+    key_hash = models.CharField(_("hash"), max_length=64, unique=True, editable=False,
+                                help_text=_("SHA-256 of the token; the token itself is never stored."))
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True, editable=False)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True, help_text=_("Empty: never expires."))
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = _("API token")
+        verbose_name_plural = _("API tokens")
+        ordering = ("-id",)
+
+    def __str__(self) -> str:
+        return f"{self.hint}… ({self.name or self.user})"
+
+    @classmethod
+    def issue(cls, user: Any, name: str = "", expires_at: Any = None) -> tuple[ApiToken, str]:
+        """Create a token for ``user``; return the row and the token, which is not kept."""
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        row = cls.objects.create(user=user, name=name, hint=token[:TOKEN_HINT_LENGTH],
+                                 key_hash=hash_token(token), expires_at=expires_at)
+        return row, token
+
+    @classmethod
+    def authenticate(cls, token: str) -> ApiToken | None:
+        """The usable token row for ``token`` (not revoked, not expired, active user), or None."""
+        now = timezone.now()
+        row = (cls.objects.select_related("user")
+               .filter(key_hash=hash_token(token), revoked_at__isnull=True, user__is_active=True)
+               .exclude(expires_at__lte=now).first())
+        if row is not None:
+            row.mark_used(now)
+        return row
+
+    def mark_used(self, now: Any) -> None:
+        stale = models.Q(last_used_at__isnull=True) | models.Q(last_used_at__lt=now - TOKEN_USE_RESOLUTION)
+        ApiToken.objects.filter(stale, pk=self.pk).update(last_used_at=now)
+
+    def revoke(self) -> bool:
+        """Stop the token from working; return False if it was revoked already."""
+        now = timezone.now()
+        revoked = ApiToken.objects.filter(pk=self.pk, revoked_at__isnull=True).update(revoked_at=now) == 1
+        self.refresh_from_db(fields=["revoked_at"])
+        return revoked
+
+    @property
+    def is_usable(self) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())

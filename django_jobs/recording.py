@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from django.db import InterfaceError, OperationalError, connections
 from django.utils import timezone
 
-from . import backoff
+from . import backoff, metrics
 from .executor import Outcome, TaskLog
 from .models import ScheduledTask
 from .querysets import attempt_entry
@@ -32,15 +32,19 @@ def record_outcomes(items: Sequence[tuple[ScheduledTask, Outcome]], worker_id: s
     """Record every outcome, reconnecting through a short database outage."""
     plain = [task for task, outcome in items if outcome.succeeded and outcome.result is None]
     bulk_ids: set[int] = set()
+    recorded: list[tuple[ScheduledTask, Outcome]] = []
     if len(plain) > 1:
-        with_reconnect(lambda: record_plain_successes(plain, worker_id))
+        written = with_reconnect(lambda: record_plain_successes(plain, worker_id))
         bulk_ids = {task.pk for task in plain}
+        recorded = [(task, outcome) for task, outcome in items if task.pk in written]
     for task, outcome in items:
-        if task.pk not in bulk_ids:
-            with_reconnect(lambda: record(task, outcome, worker_id, TaskLog(task)))
+        if task.pk not in bulk_ids and with_reconnect(lambda: record(task, outcome, worker_id, TaskLog(task))):
+            recorded.append((task, outcome))
+    metrics.count_recorded(recorded)
 
 
-def record_plain_successes(tasks: list[ScheduledTask], worker_id: str) -> None:
+def record_plain_successes(tasks: list[ScheduledTask], worker_id: str) -> set[int]:
+    """Complete these tasks in one UPDATE; return the ids this worker still held (and wrote)."""
     now = timezone.now()
     rows = ScheduledTask.objects.filter(pk__in=[task.pk for task in tasks])
     changed = rows.complete(worker_id, None, now)
@@ -49,11 +53,13 @@ def record_plain_successes(tasks: list[ScheduledTask], worker_id: str) -> None:
         # Some were taken from us (recovered elsewhere): find out which we still wrote.
         mine = set(rows.filter(status=ScheduledTask.Status.COMPLETED, worker_id=worker_id, executed_at=now)
                    .values_list("pk", flat=True))
+    written = {task.pk for task in tasks} if changed == len(tasks) else mine
     for task in tasks:
-        if changed == len(tasks) or task.pk in mine:
+        if task.pk in written:
             announce_completed(task, None, now, TaskLog(task))
         else:
             TaskLog(task).warning(LOST)
+    return written
 
 
 LOST = "finished but no longer held by this worker (recovered elsewhere); outcome not recorded"
@@ -111,7 +117,7 @@ def record_failure(task: ScheduledTask, outcome: Outcome, worker_id: str, log: T
     entry = attempt_entry(task, now, outcome.error, outcome.exception_class, outcome.traceback)
     attempt_log = [*task.attempt_log, entry]
     if will_retry:
-        job = registry.get(task.identifier) if registry.is_registered(task.identifier) else None
+        job = registry.find(task.identifier)  # its backoff function, if custom
         retry_at = now + backoff.delay_before_retry(task, job, task.attempt)
         if not rows.retry_later(worker_id, retry_at, outcome.error, outcome.traceback, now, attempt_log):
             return False

@@ -137,6 +137,17 @@ class Job(Generic[P, R]):
         except TypeError as error:
             raise JobArgumentsError(f"Arguments do not fit job {self.name!r}: {error}") from None
 
+    # -- running (hooks the executor calls; a resolved Django Task overrides them) ----------
+    def context_for(self, task: ScheduledTask, worker_id: str) -> Any:
+        """What a ``takes_context`` job receives as its first argument while ``task`` runs."""
+        from .context import JobContext
+
+        return JobContext(task=task, attempt=task.attempt, worker_id=worker_id)
+
+    def stored_result(self, value: Any) -> Any:
+        """The return value as the row stores it; TypeError/ValueError if it cannot be stored."""
+        return validation.json_value(value, "return value")
+
 
 def validated_options(options: dict[str, Any]) -> dict[str, Any]:
     """Normalise job/enqueue options, raising ``InvalidJobOption`` on bad values."""
@@ -153,11 +164,21 @@ def validated_options(options: dict[str, Any]) -> dict[str, Any]:
     return {name: checks[name](value) if name in checks else value for name, value in options.items()}
 
 
+# Finds a job that is not registered (a Django Task, by its module path): returns it,
+# None if the name is not its kind, or raises UnknownJob saying why it cannot run.
+Resolver = Callable[[str], "Job[Any, Any] | None"]
+
+
 class JobRegistry:
-    """Name -> ``Job``. Iterating yields the registered names."""
+    """Name -> ``Job``. Iterating yields the registered names.
+
+    ``get`` also asks the resolvers (``add_resolver``) for names nobody registered,
+    so rows written by other front ends (Django's ``@task``) run on the same path.
+    """
 
     def __init__(self) -> None:
         self._jobs: dict[str, Job[Any, Any]] = {}
+        self._resolvers: list[Resolver] = []
 
     def register(self, name: str, func: Callable[..., Any], **options: Any) -> Job[Any, Any]:
         existing = self._jobs.get(name)
@@ -180,11 +201,28 @@ class JobRegistry:
     def is_registered(self, name: str) -> bool:
         return name in self._jobs
 
+    def add_resolver(self, resolver: Resolver) -> None:
+        """Ask ``resolver`` for names that are not registered (once, however often added)."""
+        if resolver not in self._resolvers:
+            self._resolvers.append(resolver)
+
     def get(self, name: str) -> Job[Any, Any]:
+        """The registered job, else the first resolver's answer; ``UnknownJob`` if none."""
+        found = self._jobs.get(name)
+        for resolver in self._resolvers:
+            if found is not None:
+                break
+            found = resolver(name)
+        if found is None:
+            raise UnknownJob(name)
+        return found
+
+    def find(self, name: str) -> Job[Any, Any] | None:
+        """``get``, or None when the name cannot be resolved."""
         try:
-            return self._jobs[name]
-        except KeyError:
-            raise UnknownJob(name) from None
+            return self.get(name)
+        except UnknownJob:
+            return None
 
     def __iter__(self) -> Iterator[str]:
         return iter(list(self._jobs))

@@ -26,6 +26,7 @@ from . import cron, validation
 from .conf import jobs_settings
 from .enqueueing import after_insert, build_task
 from .exceptions import DjangoJobsError
+from .executor import TaskLog
 from .models import CronSchedule, ScheduledTask
 from .registry import registry
 
@@ -66,7 +67,7 @@ def fire(schedule: CronSchedule, now: datetime) -> ScheduledTask | None:
             return None  # another worker fired it
         task = enqueue_for_schedule(schedule, fire_time)
     if task is not None:
-        logger.info("Cron schedule %r fired for %s: task %s", schedule.name, fire_time.isoformat(), task.pk)
+        TaskLog(task, logger).info("enqueued by cron schedule %r for %s", schedule.name, fire_time.isoformat())
     return task
 
 

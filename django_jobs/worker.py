@@ -26,7 +26,7 @@ from django.db import Error as DatabaseError
 from django.db import IntegrityError, connections
 from django.utils import timezone
 
-from . import claiming, isolation, scheduler
+from . import claiming, isolation, retention, scheduler
 from .buffer import TaskBuffer
 from .conf import jobs_settings
 from .exceptions import WorkerLost
@@ -161,6 +161,9 @@ class JobWorker:
         self.spawn(self.heartbeat_thread, "django-jobs-heartbeat")
         if self.options.cron:
             self.spawn(self.cron_thread, "django-jobs-cron")
+        if jobs_settings.RETENTION:
+            # A thread of its own: a long first prune must not delay heartbeats.
+            self.spawn(lambda: retention.run_periodically(self.finished, self.stopping), "django-jobs-retention")
         if NotificationListener.available():
             NotificationListener(self.wakeup, self.options.queues, self.finished).start()
 
@@ -339,7 +342,8 @@ class JobWorker:
             recorded = True
         except Exception:
             recorded = False
-            logger.exception("Outcomes of task(s) %s could not be recorded; they will be released", ids)
+            logger.exception("Outcomes of task(s) %s could not be recorded; they will be released", ids,
+                             extra={"task_ids": ids})
         with self.held_lock:
             self.held.difference_update(ids)
             if not recorded:

@@ -5,9 +5,12 @@ Worker processes started by tests get ``DJANGO_JOBS_TEST_DB_NAME``, the name of 
 test database pytest-django created, so they work on the same rows.
 """
 
+import json
 import os
 import tempfile
 from pathlib import Path
+
+import django
 
 ENGINE = os.environ.get("DJANGO_JOBS_TEST_DB", "sqlite")
 WORKER_DB_NAME = os.environ.get("DJANGO_JOBS_TEST_DB_NAME")
@@ -91,6 +94,20 @@ DJANGO_JOBS = {
     "HEARTBEAT_TIMEOUT": 5,
     "SHUTDOWN_GRACE": 20,
 }
+if django.VERSION >= (6, 0):
+    # Django's Tasks framework on django_jobs (tests/test_backend*.py). Django's own
+    # backends are here too, for tasks that must not be ours. max_retries=0: a failing
+    # Django task fails at once, as with Django's backends; tests that retry say so.
+    TASKS = {
+        "default": {
+            "BACKEND": "django_jobs.backend.JobsBackend",
+            "QUEUES": ["default", "queue_1", "mail"],
+            "OPTIONS": {"max_retries": 0},
+        },
+        "immediate": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend", "QUEUES": []},
+    }
+# Worker processes started by a test may get extra settings as JSON.
+DJANGO_JOBS.update(json.loads(os.environ.get("DJANGO_JOBS_TEST_OVERRIDES", "{}")))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

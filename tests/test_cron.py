@@ -104,3 +104,13 @@ def test_fall_back_from_inside_the_repeated_hour_does_not_fire_again():
 def test_unknown_time_zone():
     with pytest.raises(ValidationError, match="Unknown time zone 'Mars/Base'"):
         next_fire_after("* * * * *", "Mars/Base", datetime(2026, 1, 1, tzinfo=UTC))
+
+
+@pytest.mark.parametrize("expression", ["0 0 30 2 *", "0 0 31 4 *"])
+def test_an_expression_that_never_fires_is_refused(expression):
+    with pytest.raises(ValidationError, match="never fires"):
+        expand(expression)
+
+
+def test_february_29th_fires_in_leap_years():
+    assert expand("0 0 29 2 *") == "0 0 29 2 *"

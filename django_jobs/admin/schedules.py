@@ -34,7 +34,7 @@ class CronScheduleForm(forms.ModelForm):
 
     def clean_job_name(self):
         name = self.cleaned_data["job_name"]
-        if name not in registry:
+        if registry.find(name) is None:  # registered, or a Django Task found by its module path
             known = ", ".join(sorted(registry)[:20]) or "none"
             raise ValidationError(f"No job named {name!r} is registered. Registered jobs: {known}.")
         return name
@@ -42,9 +42,10 @@ class CronScheduleForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         name = cleaned.get("job_name")
-        if name in registry and "args" in cleaned and "kwargs" in cleaned:
+        job = registry.find(name) if name else None
+        if job is not None and "args" in cleaned and "kwargs" in cleaned:
             try:
-                registry.get(name).check_arguments(cleaned["args"] or [], cleaned["kwargs"] or {})
+                job.check_arguments(cleaned["args"] or [], cleaned["kwargs"] or {})
             except DjangoJobsError as error:
                 raise ValidationError(str(error)) from None
         return cleaned

@@ -1,4 +1,7 @@
-"""``manage.py jobs_stats [--queue Q] [--json]``: what the queue holds and how it went."""
+"""``manage.py jobs_stats [--queue Q] [--json]``: what the queue holds and how it went.
+
+``--watch [--interval 2] [--iterations N]``: a live view, redrawn every interval.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from django_jobs import get_statistics
+from django_jobs.management.watch import watch
 from django_jobs.statistics import STATUSES
 
 
@@ -17,8 +21,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--queue", help="Only this queue.")
         parser.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+        parser.add_argument("--watch", action="store_true",
+                            help="Live view: counts, queues, workers, last minute; redrawn until Ctrl-C.")
+        parser.add_argument("--interval", type=float, default=2.0, help="Seconds between refreshes (default 2).")
+        parser.add_argument("--iterations", type=int, help="Stop after this many refreshes.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["watch"]:
+            watch(self, options)
+            return
         stats = get_statistics(options["queue"])
         if options["json"]:
             self.stdout.write(json.dumps(stats, indent=2, sort_keys=True))

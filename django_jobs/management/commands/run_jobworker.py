@@ -10,6 +10,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
+from django_jobs import metrics
 from django_jobs.worker import JobWorker, WorkerOptions
 
 
@@ -26,10 +27,16 @@ class Command(BaseCommand):
         parser.add_argument("--burst", action="store_true", help="Exit when nothing is due and nothing runs.")
         parser.add_argument("--no-cron", action="store_true", help="Do not fire cron schedules from this worker.")
         parser.add_argument("--worker-id", help="Name of this worker (default: host:pid:random).")
+        parser.add_argument("--metrics-port", type=int,
+                            help="Serve Prometheus metrics on this port (needs the 'metrics' extra).")
+        parser.add_argument("--metrics-address", default="0.0.0.0",
+                            help="Address the metrics server listens on (default 0.0.0.0).")
 
     def handle(self, *args: Any, **options: Any) -> None:
         attach_console_logging(options["verbosity"])
         worker = JobWorker(self.worker_options(options))
+        if options["metrics_port"] is not None:
+            serve_metrics(options["metrics_port"], options["metrics_address"])
         install_signal_handlers(worker)
         try:
             code = worker.run()
@@ -56,6 +63,16 @@ class Command(BaseCommand):
             )
         except ValueError as error:
             raise CommandError(str(error)) from None
+
+
+def serve_metrics(port: int, address: str) -> None:
+    try:
+        metrics.start_http_server(port, address)
+    except ImproperlyConfigured as error:
+        raise CommandError(str(error)) from None
+    except OSError as error:
+        raise CommandError(f"Cannot serve metrics on {address}:{port}: {error}") from None
+    logging.getLogger("django_jobs").info("Prometheus metrics on http://%s:%d/metrics", address, port)
 
 
 def install_signal_handlers(worker: JobWorker) -> None:

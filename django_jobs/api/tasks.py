@@ -1,0 +1,174 @@
+"""Task operations: schedule (now, delayed, at), status, list, cancel, retry,
+statistics, and the registered jobs. Thin shells over ``django_jobs``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpResponse
+
+import django_jobs
+
+from ..exceptions import DjangoJobsError, InvalidJobOption, JobArgumentsError, UnknownJob
+from ..models import ScheduledTask
+from ..registry import Job, registry
+from .fields import Array, Choices, DateTime, Integer, Number, Object, Priority, Text, allowed_queue, registered_job
+from .http import ApiError, Call, bad_input, json_response, not_found
+from .paging import MAX_ID, PAGE_QUERY, page
+from .serializers import job as serialize_job
+from .serializers import task_detail, task_summary
+
+# Far enough for any real delay, near enough that now + delay is a valid date everywhere.
+MAX_DELAY = 100 * 365.25 * 86400
+# The smallest positive integer column among the supported databases.
+MAX_RETRIES = 2**31 - 1
+ENQUEUE_OPTIONS = ("queue", "priority", "description", "max_retries", "unique_key")
+
+TASK_INPUT = {
+    "job": Text(required=True, min_length=1, max_length=255, validators=(registered_job,),
+                description="Registered name of the job."),
+    "args": Array(default=[], description="Positional arguments."),
+    "kwargs": Object(default={}, description="Keyword arguments."),
+    "delay": Number(minimum=0, maximum=MAX_DELAY, description="Run no sooner than this many seconds from now."),
+    "run_at": DateTime(description="Run no sooner than this time (ISO 8601 with a UTC offset). Not with delay."),
+    "queue": Text(min_length=1, max_length=100, validators=(allowed_queue,), description="Default: the job's queue."),
+    "priority": Priority(description="Default: the job's priority."),
+    "description": Text(max_length=500),
+    "max_retries": Integer(minimum=0, maximum=MAX_RETRIES, description="Default: the job's."),
+    "unique_key": Text(min_length=1, max_length=255, nullable=True,
+                       description="While an active task holds the key, that task is returned (200) instead."),
+}
+
+TASK_QUERY = {
+    "status": Choices(choices=tuple(ScheduledTask.Status.values)),
+    "queue": Text(max_length=100),
+    "job": Text(max_length=255),
+    "schedule": Integer(minimum=1, maximum=MAX_ID, description="Tasks fired by this cron schedule."),
+    "unique_key": Text(max_length=255),
+    **PAGE_QUERY,
+}
+STATISTICS_QUERY = {"queue": Text(max_length=100, description="Count only this queue.")}
+TASK_FILTERS = {"status": "status__in", "queue": "queue", "job": "identifier", "schedule": "cron_schedule_id",
+                "unique_key": "unique_key"}
+
+
+def create_task(call: Call) -> HttpResponse:
+    """Enqueue a job by name: 201 with the new task, or 200 with the active task holding ``unique_key``."""
+    data = call.body
+    job = registry.get(data["job"])  # registered: the field checked it
+    check_arguments(job, data["args"], data["kwargs"])
+    if "delay" in data and "run_at" in data:
+        raise bad_input("delay", "Give delay or run_at, not both.")
+    holder = active_holder(data.get("unique_key"))
+    options = {name: data[name] for name in ENQUEUE_OPTIONS if name in data}
+    try:
+        task = django_jobs.enqueue(job.name, data["args"], data["kwargs"], delay=data.get("delay"),
+                                   run_at=data.get("run_at"), **options)
+    except DjangoJobsError as error:
+        raise bad_input(field_of(error), str(error)) from None
+    return json_response(task_detail(task), 200 if task.pk == holder else 201)
+
+
+def check_arguments(job: Job[Any, Any], args: list[Any], kwargs: dict[str, Any]) -> None:
+    """400 naming ``args`` or ``kwargs`` when the call does not fit the function."""
+    errors = argument_errors(job, args, kwargs)
+    if errors:
+        raise ApiError(400, errors)
+
+
+def argument_errors(job: Job[Any, Any], args: list[Any], kwargs: dict[str, Any]) -> dict[str, list[str]]:
+    """Why a call does not fit the job's function, under ``args`` or ``kwargs``; {} if it fits."""
+    unexpected = unexpected_keywords(job, kwargs)
+    if unexpected:
+        takes = ", ".join(job.call_signature.parameters) or "no arguments"
+        return {"kwargs": [f"Unexpected keyword argument(s) {', '.join(map(repr, unexpected))}: "
+                           f"job {job.name!r} takes {takes}."]}
+    try:
+        job.check_arguments(args, kwargs)
+    except JobArgumentsError as error:
+        return {arguments_field(job, args, kwargs): [str(error)]}
+    return {}
+
+
+def unexpected_keywords(job: Job[Any, Any], kwargs: dict[str, Any]) -> list[str]:
+    # Python reports a missing argument before an unexpected one; a typo ("yaer")
+    # is better named for what it is.
+    parameters = job.call_signature.parameters.values()
+    if any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
+        return []
+    accepted = {parameter.name for parameter in parameters
+                if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)}
+    return sorted(set(kwargs) - accepted)
+
+
+def arguments_field(job: Job[Any, Any], args: list[Any], kwargs: dict[str, Any]) -> str:
+    # The positional arguments alone fit: what is wrong is in (or missing from) kwargs.
+    try:
+        job.call_signature.bind_partial(*args)
+    except TypeError:
+        return "args"
+    return "kwargs" if kwargs else "args"
+
+
+def active_holder(key: str | None) -> int | None:
+    if key is None:
+        return None
+    return ScheduledTask.objects.active_with_key(key).values_list("pk", flat=True).first()
+
+
+def field_of(error: DjangoJobsError) -> str:
+    """The input a library error is about (queue rules from settings, mostly)."""
+    if isinstance(error, UnknownJob):
+        return "job"
+    if isinstance(error, JobArgumentsError):
+        return "args"
+    message = str(error)
+    if isinstance(error, InvalidJobOption):
+        for name in ("queue", "priority", "max_retries", "run_at", "delay"):
+            if name in message:
+                return name
+    return "body"
+
+
+def list_tasks(call: Call) -> HttpResponse:
+    """Tasks, newest first, filtered by status, queue, job, schedule or unique key."""
+    rows = ScheduledTask.objects.defer("traceback", "attempt_log")
+    filters = {TASK_FILTERS[name]: value for name, value in call.query.items() if name in TASK_FILTERS}
+    return page(call, rows.filter(**filters), task_summary, newest_first=True)
+
+
+def get_task(call: Call) -> HttpResponse:
+    return json_response(task_detail(find_task(call.params["id"])))
+
+
+def find_task(pk: int) -> ScheduledTask:
+    task = ScheduledTask.objects.filter(pk=pk).first() if 1 <= pk <= MAX_ID else None
+    if task is None:
+        raise not_found("id", f"No task with id {pk}.")
+    return task
+
+
+def cancel_task(call: Call) -> HttpResponse:
+    """Cancel a pending task; 409 for a task in any other state."""
+    task = find_task(call.params["id"])
+    if not task.cancel():
+        raise ApiError.field(409, "status", f"Only a pending task can be cancelled; this one is {task.status}.")
+    return json_response(task_detail(task))
+
+
+def retry_task(call: Call) -> HttpResponse:
+    """Put a failed or cancelled task back to pending, due now; 409 otherwise."""
+    task = find_task(call.params["id"])
+    if not task.retry():
+        raise ApiError.field(409, "status",
+                             f"Only a failed or cancelled task can be retried; this one is {task.status}.")
+    return json_response(task_detail(task))
+
+
+def statistics(call: Call) -> HttpResponse:
+    return json_response(django_jobs.get_statistics(call.query.get("queue")))
+
+
+def list_jobs(call: Call) -> HttpResponse:
+    """The registered jobs, by name: what can be scheduled."""
+    return json_response({"results": [serialize_job(name, registry.get(name)) for name in sorted(registry)]})
