@@ -98,7 +98,7 @@ def stored_call(job: Job[Any, Any], call: Any, index: int, fitting: set[tuple[in
         job.check_arguments(args, kwargs)
         fitting.add(shape)
     try:
-        return validation.JSON_ENCODER.encode([args, kwargs])  # json_arguments' round trip, for the whole call
+        return validation.refuse_nul(validation.JSON_ENCODER.encode([args, kwargs]))  # json_arguments' round trip
     except (TypeError, ValueError):
         validation.json_arguments(args, kwargs)  # raises the error that names the argument
         raise

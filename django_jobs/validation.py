@@ -7,6 +7,7 @@ subclass whose message names the offending input.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +22,10 @@ PRIORITY_NAMES = {"critical": 100, "high": 50, "normal": 0, "low": -50}
 MIN_PRIORITY, MAX_PRIORITY = -100, 100
 BACKOFF_KINDS = ("exponential", "fixed")
 MAX_QUEUE_LENGTH = 100
+# Far beyond any sensible retry policy, far below the column's limit (2**31 - 1).
+MAX_RETRIES = 10_000
+# An escaped NUL (\u0000) in JSON text, not preceded by an escaped backslash.
+ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 # json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False), without building an encoder per call.
 JSON_ENCODER = DjangoJSONEncoder(allow_nan=False)
 
@@ -50,8 +55,8 @@ def queue(value: Any) -> str:
 
 
 def max_retries(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidJobOption(f"max_retries must be a whole number >= 0, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_RETRIES:
+        raise InvalidJobOption(f"max_retries must be a whole number from 0 to {MAX_RETRIES}, not {value!r}")
     return value
 
 
@@ -64,7 +69,10 @@ def duration(value: Any, what: str, *, allow_none: bool = False) -> timedelta | 
         raise InvalidJobOption(str(error)) from None
     if seconds < 0:
         raise InvalidJobOption(f"{what} must not be negative, not {value!r}")
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise InvalidJobOption(f"{what} of {value!r} seconds is too long") from None
 
 
 def backoff(value: Any) -> Any:
@@ -105,9 +113,20 @@ def json_arguments(args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any]]:
 
 def json_value(value: Any, what: str) -> Any:
     try:
-        return json.loads(JSON_ENCODER.encode(value))
+        return json.loads(refuse_nul(JSON_ENCODER.encode(value)))
     except (TypeError, ValueError) as error:
         raise JobArgumentsError(
             f"{what} ({type(value).__name__}) cannot be stored as JSON: {error}. "
             f"Pass plain data (str, int, float, bool, None, list, dict, datetime, date, Decimal, UUID)."
         ) from None
+
+
+def refuse_nul(text: str) -> str:
+    """JSON ``text`` unchanged, or ValueError if a string in it holds a NUL character.
+
+    PostgreSQL's jsonb cannot store one; refusing it on every database keeps a job's
+    arguments portable and stops a result from failing at the recording step.
+    """
+    if "\\u0000" in text and ESCAPED_NUL.search(text):
+        raise ValueError("a string holds a NUL character (\\u0000), which PostgreSQL cannot store")
+    return text

@@ -423,3 +423,25 @@ def test_lifecycle_signals_outside_a_transaction_reach_their_receivers():
             signal.disconnect(dispatch_uid=f"outside-{id(signal)}")
     assert len(received) == 3
     assert set(received) == {(job_enqueued, task.pk), (job_started, task.pk), (job_completed, task.pk)}
+
+
+def test_a_nul_character_in_arguments_is_refused_on_every_database():
+    with pytest.raises(JobArgumentsError, match="keyword argument 'name'.*NUL character"):
+        jobs.noop.enqueue(name="a\x00b")
+    with pytest.raises(JobArgumentsError, match="NUL character"):
+        jobs.noop.enqueue_many([(("ok",), {}), (("a\x00b",), {})])
+    assert not ScheduledTask.objects.exists()
+    task = jobs.noop.enqueue("a backslash then u0000: \\u0000")  # text, not a NUL
+    task.refresh_from_db()
+    assert task.args == ["a backslash then u0000: \\u0000"]
+
+
+@pytest.mark.parametrize("options", [{"max_retries": 10**20}, {"max_retries": 10_001}])
+def test_absurd_retry_counts_are_refused(options):
+    with pytest.raises(InvalidJobOption, match="max_retries must be a whole number from 0 to 10000"):
+        jobs.noop.using(**options).enqueue()
+
+
+def test_a_delay_too_long_to_represent_is_refused():
+    with pytest.raises(InvalidJobOption, match="too long"):
+        django_jobs.enqueue("tests.noop", delay=10**20)

@@ -214,3 +214,11 @@ def test_an_operator_retry_keeps_the_history_of_earlier_attempts():
     run_inline(task)
     task.refresh_from_db()
     assert [entry["attempt"] for entry in task.attempt_log] == [1, 1]  # a fresh set of attempts, history kept
+
+
+def test_a_return_value_the_database_cannot_store_fails_without_retry():
+    task = jobs.returns_nul.enqueue()
+    run_pending_jobs()
+    task.refresh_from_db()
+    assert (task.status, task.retry_count) == ("failed", 0)
+    assert "NUL character" in task.error_message

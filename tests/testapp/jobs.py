@@ -99,3 +99,8 @@ def raises_unpicklable():
 @job(name="tests.exits_hard", timeout=30, max_retries=0)
 def exits_hard():
     os._exit(3)
+
+
+@job(name="tests.returns_nul")
+def returns_nul():
+    return "a\x00b"  # PostgreSQL's jsonb cannot store it
