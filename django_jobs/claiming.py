@@ -18,7 +18,7 @@ from datetime import datetime
 from django.db import OperationalError, connections, router, transaction
 from django.utils import timezone
 
-from .models import ScheduledTask
+from .models import PausedQueue, ScheduledTask
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,8 @@ def supports_skip_locked(alias: str) -> bool:
 
 
 def claim_with_row_locks(alias: str, worker_id: str, queues: list[str] | None, limit: int, now: datetime) -> list[ScheduledTask]:
+    if connections[alias].vendor == "postgresql":
+        return claim_in_one_statement(alias, worker_id, queues, limit, now)
     rows = ScheduledTask.objects.using(alias)
     with transaction.atomic(using=alias):
         walk_the_claim_index(alias)
@@ -58,6 +60,36 @@ def claim_with_row_locks(alias: str, worker_id: str, queues: list[str] | None, l
         if tasks:
             rows.filter(pk__in=[task.pk for task in tasks]).mark_running(worker_id, now)
     return [held(task, worker_id, now) for task in tasks]
+
+
+def claim_in_one_statement(alias: str, worker_id: str, queues: list[str] | None, limit: int,
+                           now: datetime) -> list[ScheduledTask]:
+    """PostgreSQL: lock, mark and return a batch with one ``UPDATE ... RETURNING``.
+
+    The same claim as the ORM's SELECT-then-UPDATE, in one round trip and without
+    compiling two queries: the claim is most of a worker's CPU when jobs are short.
+    """
+    params = [*([queues] if queues else []), now, limit, worker_id, now, now]
+    sql = claim_statement(queues)
+    with transaction.atomic(using=alias):
+        walk_the_claim_index(alias)
+        tasks = list(ScheduledTask.objects.raw(sql, params).using(alias))
+    return sorted(tasks, key=claim_sort_key)
+
+
+def claim_statement(queues: list[str] | None) -> str:
+    """Due rows in claim order, outside paused queues, locked (skipping locked ones) and
+    marked running. Params: [queues], now, limit, worker_id, started_at, updated_at."""
+    task = ScheduledTask._meta.db_table
+    paused = PausedQueue._meta.db_table
+    chosen = "AND c.queue = ANY(%s) " if queues else ""
+    return (
+        f"WITH claimed AS (SELECT c.id FROM {task} c WHERE c.status = 'pending' {chosen}"
+        f"AND c.scheduled_at <= %s AND NOT EXISTS (SELECT 1 FROM {paused} p WHERE p.queue = c.queue) "
+        f"ORDER BY c.priority DESC, c.scheduled_at, c.id LIMIT %s FOR UPDATE SKIP LOCKED) "
+        f"UPDATE {task} t SET status = 'running', worker_id = %s, started_at = %s, updated_at = %s "
+        f"FROM claimed WHERE t.id = claimed.id RETURNING t.*"
+    )
 
 
 def walk_the_claim_index(alias: str) -> None:

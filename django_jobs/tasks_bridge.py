@@ -146,6 +146,17 @@ def resolve(name: str) -> TaskJob | None:
     return job
 
 
+def uses_jobs_backend() -> bool:
+    for options in getattr(settings, "TASKS", {}).values():
+        try:
+            backend = import_string(options.get("BACKEND", ""))
+        except ImportError:
+            continue  # Django's own checks report a backend that cannot be imported
+        if isinstance(backend, type) and issubclass(backend, JobsBackend):
+            return True
+    return False
+
+
 # -- Django's signals, translated from ours ----------------------------------------------
 
 def announce(signal: Signal, row: ScheduledTask) -> None:
@@ -186,7 +197,13 @@ def on_failed(sender: Any, task: ScheduledTask, will_retry: bool = False, **kwar
 
 
 def install() -> None:
-    """Resolve Django Tasks by module path and translate signals (idempotent)."""
+    """Resolve Django Tasks by module path and translate signals (idempotent).
+
+    Only when a ``TASKS`` backend is a JobsBackend: otherwise no row can name a
+    Django Task, and receivers on our signals would cost every job a dispatch.
+    """
+    if not uses_jobs_backend():
+        return
     registry.add_resolver(resolve)
     for signal, receiver in ((job_enqueued, on_enqueued), (job_started, on_started),
                              (job_completed, on_completed), (job_failed, on_failed)):

@@ -257,3 +257,12 @@ def test_check_requires_django_jobs_in_installed_apps():
     with override_settings(INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth"]):
         problems = task_backends["default"].check()
     assert [problem.id for problem in problems] == ["django_jobs.E020"]
+
+
+def test_the_bridge_is_installed_only_when_a_jobs_backend_is_configured():
+    """Without one, no row can name a Django Task: our signals keep no receiver of the bridge."""
+    from django_jobs.tasks_bridge import uses_jobs_backend
+
+    assert uses_jobs_backend()
+    with override_settings(TASKS={"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}):
+        assert not uses_jobs_backend()

@@ -143,3 +143,22 @@ def test_every_claim_and_dashboard_index_exists_after_all_migrations():
     expected = {"django_jobs_claim_idx", "django_jobs_queue_claim_idx", "django_jobs_running_idx",
                 "django_jobs_executed_idx", "django_jobs_failed_idx"}
     assert expected <= set(indexes), sorted(indexes)
+
+
+def test_the_postgresql_claim_statement_walks_the_claim_index_in_order():
+    """The one-statement claim (UPDATE ... RETURNING) must plan like the ORM's SELECT."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement claim is PostgreSQL's")
+    from django_jobs.claiming import claim_statement
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE django_jobs_scheduledtask")  # statistics of an empty table
+    now = timezone.now()
+    ScheduledTask.objects.bulk_create([ScheduledTask(identifier="tests.noop", scheduled_at=now) for _ in range(20_000)],
+                                      batch_size=5000)
+    with transaction.atomic(), connection.cursor() as cursor:
+        walk_the_claim_index("default")
+        cursor.execute("EXPLAIN " + claim_statement(None), [now, 100, "w", now, now])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "django_jobs_claim_idx" in plan, plan
+    assert "Sort" not in plan and "Seq Scan on django_jobs_scheduledtask" not in plan, plan
