@@ -92,6 +92,7 @@ class JobWorker:
         self.outcomes: queue_module.Queue[tuple[ScheduledTask, Outcome] | None] = queue_module.Queue()
         self.claimed_count = 0
         self.paused_checked_at = 0.0
+        self.claim_in_doubt = False  # a claim failed: it may have committed all the same
         self.job_threads: list[threading.Thread] = []
         self.recorder: threading.Thread | None = None
 
@@ -222,6 +223,7 @@ class JobWorker:
                 self.give_back_paused()
                 error_pause = 0.0
             except DatabaseError as error:
+                self.claim_in_doubt = True
                 error_pause = min(MAX_ERROR_PAUSE, max(0.5, error_pause * 2))
                 logger.warning("Database error while claiming (%s); retrying in %.1fs", error, error_pause)
                 connections.close_all()
@@ -236,6 +238,9 @@ class JobWorker:
 
     def claim_free_slots(self) -> int:
         """Top the buffer up to ``batch_size`` waiting tasks, in one claim."""
+        if self.claim_in_doubt:
+            self.release_orphans()
+            self.claim_in_doubt = False
         if self.all_threads_stuck():
             # Nobody could start more now; what waits goes to other workers.
             if len(self.buffer):
@@ -254,6 +259,21 @@ class JobWorker:
         self.claimed_count += len(tasks)
         self.buffer.put(tasks)
         return len(tasks)
+
+    def release_orphans(self) -> None:
+        """Give back rows marked ours by a claim that reported an error.
+
+        A connection lost during COMMIT leaves the claim's outcome unknown: it may have
+        committed. Such rows are ``running`` under this worker, which keeps beating, yet
+        no thread holds them; nothing else would ever run them. Only the main thread
+        claims, and it is here, so every row of ours it does not know is such a row.
+        """
+        with self.held_lock:
+            known = list(self.held | self.unrecorded)
+        orphans = ScheduledTask.objects.held_by(self.worker_id).exclude(pk__in=known)
+        if released := orphans.release(self.worker_id, timezone.now()):
+            logger.warning("%d task(s) claimed by a claim whose commit went unanswered returned to the queue",
+                           released)
 
     def all_threads_stuck(self) -> bool:
         """Every job thread has been on its current job for PREFETCH_HOLD or longer."""

@@ -162,3 +162,18 @@ def test_the_postgresql_claim_statement_walks_the_claim_index_in_order():
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "django_jobs_claim_idx" in plan, plan
     assert "Sort" not in plan and "Seq Scan on django_jobs_scheduledtask" not in plan, plan
+
+
+def test_rows_of_a_claim_whose_commit_went_unanswered_are_given_back_and_claimed_again():
+    """A connection cut during COMMIT: the claim raised, yet its rows are ``running`` under
+    this worker, which keeps beating. The worker's next claim must not leave them there."""
+    from django_jobs.worker import JobWorker, WorkerOptions
+
+    worker = JobWorker(WorkerOptions(worker_id="w-doubt", batch_size=5, cron=False))
+    lost = ScheduledTaskFactory.create_batch(3)
+    ScheduledTask.objects.filter(pk__in=[task.pk for task in lost]).mark_running("w-doubt", timezone.now())
+    worker.claim_in_doubt = True  # what the loop sets when a claim raises
+    assert worker.claim_free_slots() == 3
+    assert worker.held == {task.pk for task in lost}
+    assert worker.claim_in_doubt is False
+    assert set(ScheduledTask.objects.values_list("status", "retry_count")) == {("running", 0)}
