@@ -31,7 +31,7 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.base import ModelState
-from django.db.models.signals import post_init, pre_init
+from django.db.models.signals import post_init, post_save, pre_init, pre_save
 
 from .models import ScheduledTask
 
@@ -100,6 +100,16 @@ def insert_tasks(
             built.append(pool.submit(build.tasks, document, returned) if pool else build.tasks(document, returned))
             wake = None
     return [task for chunk in built for task in (chunk.result() if pool else chunk)]
+
+
+def save_signals_connected() -> bool:
+    """Whether someone listens to ScheduledTask's save signals: a single enqueue must ``save()``."""
+    return listened(pre_save) or listened(post_save)
+
+
+def listened(signal: Any) -> bool:
+    """Whether ``signal`` has a receiver for ScheduledTask (no receiver at all is quicker to see)."""
+    return bool(signal.receivers) and signal.has_listeners(ScheduledTask)
 
 
 # -- columns and values ------------------------------------------------------------------
@@ -269,7 +279,15 @@ class TaskBuilder:
                         if isinstance(value, (list, dict)) and name not in VARYING]
         self.returned = [field.attname for field in ScheduledTask._meta.db_returning_fields]
         self.alias = alias
-        self.fast = not (pre_init.has_listeners(ScheduledTask) or post_init.has_listeners(ScheduledTask))
+
+    @property
+    def fast(self) -> bool:
+        """Asked each time: a builder may outlive the moment a receiver connects."""
+        return not (listened(pre_init) or listened(post_init))
+
+    def make(self, args: Any, kwargs: Any, returned: Sequence[Any]) -> ScheduledTask:
+        """One task with these arguments and the values the INSERT returned."""
+        return (self.without_init if self.fast else self.with_init)(args, kwargs, returned)
 
     def tasks(self, document: str, returned: list[Sequence[Any]]) -> list[ScheduledTask]:
         pairs = json.loads(document)

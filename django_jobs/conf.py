@@ -1,7 +1,8 @@
 """Every setting of django_jobs, with its type, default and meaning.
 
-Users configure one dict, ``settings.DJANGO_JOBS``. It is read on every access
-(never cached at import), so ``override_settings(DJANGO_JOBS=...)`` works in tests.
+Users configure one dict, ``settings.DJANGO_JOBS``. A value is read on first use and
+kept until Django reports that DJANGO_JOBS changed (``override_settings`` and
+pytest-django's ``settings`` fixture say so), so tests can change it at will.
 Durations accept a number of seconds or a ``timedelta``.
 """
 
@@ -12,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.core.signals import setting_changed
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,11 @@ SETTINGS: dict[str, Setting] = {
 
 
 class JobsSettings:
-    """Lazy view over ``settings.DJANGO_JOBS`` with defaults filled in."""
+    """Lazy view over ``settings.DJANGO_JOBS`` with defaults filled in.
+
+    Kept once read (an attribute of the instance, so the next read is a plain lookup):
+    reading Django's settings cost ~1.5 us a time, seven times in every enqueue.
+    """
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -82,8 +88,13 @@ class JobsSettings:
             raise AttributeError(f"django_jobs has no setting {name!r}") from None
         value = user_settings().get(name, spec.default)
         if spec.is_duration:
-            return to_seconds(value, name)
+            value = to_seconds(value, name)
+        self.__dict__[name] = value
         return value
+
+    def forget(self) -> None:
+        """Read every setting afresh on its next use."""
+        self.__dict__.clear()
 
 
 def user_settings() -> dict[str, Any]:
@@ -104,3 +115,11 @@ def to_timedelta(value: Any, what: str) -> timedelta:
 
 
 jobs_settings = JobsSettings()
+
+
+def forget_changed_settings(setting: str, **kwargs: Any) -> None:
+    if setting == "DJANGO_JOBS":
+        jobs_settings.forget()
+
+
+setting_changed.connect(forget_changed_settings, dispatch_uid="django_jobs.conf")

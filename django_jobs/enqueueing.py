@@ -14,15 +14,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, OperationalError, connections, router, transaction
-from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 
-from . import bulk_insert, metrics, validation
+from . import bulk_insert, direct_insert, metrics, validation
 from .claiming import is_transient
 from .conf import jobs_settings
 from .exceptions import InvalidJobOption, JobArgumentsError
 from .models import ScheduledTask
-from .signals import job_enqueued, send_each_after_commit
+from .signals import job_enqueued, send_each, send_each_after_commit
 
 if TYPE_CHECKING:
     from .registry import Job
@@ -42,6 +41,14 @@ def build_task(job: Job[Any, Any], args: Iterable[Any], kwargs: dict[str, Any], 
     return ScheduledTask(args=stored_args, kwargs=stored_kwargs, **task_options(job, run_at))
 
 
+def checked_call(job: Job[Any, Any], args: Iterable[Any], kwargs: dict[str, Any]) -> tuple[str, str, list[Any], dict[str, Any]]:
+    """The call's arguments as stored (JSON text and decoded), or an exception naming what is wrong."""
+    ensure_registered(job)
+    args = list(args)
+    job.check_arguments(args, kwargs)
+    return validation.json_documents(args, kwargs)
+
+
 def task_options(job: Job[Any, Any], run_at: datetime | None) -> dict[str, Any]:
     """The columns of a new task that come from the job and its options."""
     return {
@@ -59,13 +66,24 @@ def task_options(job: Job[Any, Any], run_at: datetime | None) -> dict[str, Any]:
 
 
 def enqueue_one(job: Job[Any, Any], args: Iterable[Any], kwargs: dict[str, Any], run_at: datetime | None) -> ScheduledTask:
-    task = build_task(job, args, kwargs, run_at)
+    args_text, kwargs_text, stored_args, stored_kwargs = checked_call(job, args, kwargs)
+    options = task_options(job, run_at)
+    alias = router.db_for_write(ScheduledTask)
+    connection = connections[alias]
+    if options["unique_key"] is None and direct_insert.usable(connection):
+        created = options["scheduled_at"] if run_at is None else timezone.now()  # "now" is one time
+        task = direct_insert.insert(options, created, (args_text, kwargs_text), (stored_args, stored_kwargs),
+                                    connection, wake_for(options["queue"], connection), relaxed_commit(connection))
+        if task is not None:
+            announce([task], committed=True)
+            return task
+    task = ScheduledTask(args=stored_args, kwargs=stored_kwargs, **options)
     if task.unique_key is not None:
         task, created = insert_unique(task)
         if not created:
             return task
     else:
-        insert(task, router.db_for_write(ScheduledTask))
+        insert(task, alias)
     announce([task])
     return task
 
@@ -115,7 +133,7 @@ def unpack_call(call: Any, index: int) -> tuple[list[Any], dict[str, Any]]:
 def insert(task: ScheduledTask, alias: str) -> None:
     """One INSERT, with the NOTIFY in the same statement where the database allows."""
     connection = connections[alias]
-    fast = bulk_insert.available(connection) and not orm_save_needed()
+    fast = bulk_insert.available(connection) and not bulk_insert.save_signals_connected()
     if not (fast and bulk_insert.insert_task(task, connection, wake_for(task.queue, connection),
                                              relaxed=relaxed_commit(connection))):
         task.save(force_insert=True, using=alias)
@@ -133,11 +151,6 @@ def insert_many(template: ScheduledTask, stored: list[str], alias: str) -> list[
     ScheduledTask.objects.using(alias).bulk_create(tasks, batch_size=5000)
     notify_workers({template.queue}, alias)
     return tasks
-
-
-def orm_save_needed() -> bool:
-    """Whether a single enqueue must go through ``save()``: someone listens to its model signals."""
-    return pre_save.has_listeners(ScheduledTask) or post_save.has_listeners(ScheduledTask)
 
 
 def relaxed_commit(connection: Any) -> bool:
@@ -191,11 +204,21 @@ def after_insert(tasks: list[ScheduledTask]) -> None:
     announce(tasks)
 
 
-def announce(tasks: list[ScheduledTask]) -> None:
-    """``job_enqueued`` for each task once committed (and the metrics); IMMEDIATE mode runs them now."""
+def announce(tasks: list[ScheduledTask], *, committed: bool = False) -> None:
+    """``job_enqueued`` for each task once committed (and the metrics); IMMEDIATE mode runs them now.
+
+    ``committed``: the rows are committed already (an INSERT that was its own
+    transaction), so no commit hook is needed.
+    """
     if metrics.AVAILABLE:
-        transaction.on_commit(lambda: metrics.count_enqueued(tasks), using=router.db_for_write(ScheduledTask))
-    send_each_after_commit(job_enqueued, tasks)
+        if committed:
+            metrics.count_enqueued(tasks)
+        else:
+            transaction.on_commit(lambda: metrics.count_enqueued(tasks), using=router.db_for_write(ScheduledTask))
+    if committed:
+        send_each(job_enqueued, tasks)
+    else:
+        send_each_after_commit(job_enqueued, tasks)
     if jobs_settings.IMMEDIATE:
         from .executor import run_inline
 

@@ -49,10 +49,16 @@ def send_each_after_commit(signal: Signal, tasks: list) -> None:
     """``send_after_commit(signal, task=task)`` for each task, with one commit hook for all."""
     from django.db import transaction
 
-    transaction.on_commit(lambda: _send_each(signal, tasks))
+    from .models import ScheduledTask
+
+    connection = transaction.get_connection()  # as in send_after_commit: nothing to send, nothing to hook
+    if not signal.has_listeners(ScheduledTask) and not connection.in_atomic_block and connection.get_autocommit():
+        return
+    transaction.on_commit(lambda: send_each(signal, tasks))
 
 
-def _send_each(signal: Signal, tasks: list) -> None:
+def send_each(signal: Signal, tasks: list) -> None:
+    """``signal`` for each of ``tasks`` now, robustly: their change is committed."""
     from .models import ScheduledTask
 
     if signal.has_listeners(ScheduledTask):  # asked at commit: a receiver connected meanwhile counts

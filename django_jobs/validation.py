@@ -111,6 +111,32 @@ def json_arguments(args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any]]:
     return stored_args, stored_kwargs
 
 
+def json_documents(args: list[Any], kwargs: dict[str, Any]) -> tuple[str, str, list[Any], dict[str, Any]]:
+    """``json_arguments`` plus the JSON text of each: ``(args_text, kwargs_text, args, kwargs)``.
+
+    One encoding of each instead of one per value; when that fails, ``json_arguments``
+    raises the error that names the value.
+    """
+    if isinstance(args, list) and isinstance(kwargs, dict) and all(isinstance(key, str) for key in kwargs):
+        try:
+            args_text, stored_args = stored_json(args)
+            kwargs_text, stored_kwargs = stored_json(kwargs)
+        except (TypeError, ValueError):
+            pass
+        else:
+            return args_text, kwargs_text, stored_args, stored_kwargs
+    stored_args, stored_kwargs = json_arguments(args, kwargs)  # raises the error that names the value
+    return JSON_ENCODER.encode(stored_args), JSON_ENCODER.encode(stored_kwargs), stored_args, stored_kwargs
+
+
+def stored_json(value: list[Any] | dict[str, Any]) -> tuple[str, Any]:
+    """An args list or kwargs dict as JSON text and as decoded from it (no work when empty)."""
+    if not value:
+        return ("[]", []) if isinstance(value, list) else ("{}", {})
+    text = refuse_nul(JSON_ENCODER.encode(value))
+    return text, json.loads(text)
+
+
 def json_value(value: Any, what: str) -> Any:
     try:
         return json.loads(refuse_nul(JSON_ENCODER.encode(value)))
