@@ -26,14 +26,15 @@ FULL = {
     "pickup_interval": 1.0,
     "enqueue_many_jobs": 100_000,
     "enqueue_single_seconds": 5.0,
+    "enqueue_threads": 2,
     "flat_finished": 1_000_000,
     "flat_future": 100_000,
     "flat_jobs": 10_000,
-    "memory_jobs": 200_000,
+    "memory_jobs": 1_000_000,
     "memory_start_after": 1_000,
     # The worker runs until every job is done or this time is up, whichever comes first;
     # the growth is then measured over the jobs it got through (the table says so).
-    "memory_max_seconds": 120,
+    "memory_max_seconds": 420,
 }
 QUICK = {
     **FULL,

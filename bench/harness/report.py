@@ -92,6 +92,11 @@ def judge_enqueue(row, peer_drain, peer_pickup):
     return f">= {plan.ENQUEUE_SINGLE_MIN_RATE:,}/s", yes(row["jobs_per_s"] >= plan.ENQUEUE_SINGLE_MIN_RATE)
 
 
+def judge_enqueue_threads(row, peer_drain, peer_pickup):
+    target, met = judge_enqueue(row, peer_drain, peer_pickup)
+    return target + " (1 process)", met
+
+
 def judge_enqueue_async(row, peer_drain, peer_pickup):
     target, met = judge_enqueue(row, peer_drain, peer_pickup)
     return target + " (opt-in)", met
@@ -109,7 +114,7 @@ def judge_memory(row, peer_drain, peer_pickup):
 
 JUDGES = {
     "drain (best)": judge_drain, "pickup": judge_pickup, "enqueue_many": judge_enqueue_many,
-    "enqueue": judge_enqueue, "enqueue (async commit)": judge_enqueue_async, "flat (filled table)": judge_flat, "memory": judge_memory,
+    "enqueue": judge_enqueue, "enqueue (threads)": judge_enqueue_threads, "enqueue (async commit)": judge_enqueue_async, "flat (filled table)": judge_flat, "memory": judge_memory,
 }
 
 

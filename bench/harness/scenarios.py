@@ -4,6 +4,7 @@ database, starts real ``run_jobworker`` processes, and returns table rows (dicts
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -12,6 +13,7 @@ from django.db import connection, transaction
 from django.test.utils import override_settings
 
 from bench.benchapp.jobs import mark, noop
+from django_jobs import direct_insert
 from django_jobs.models import ScheduledTask
 
 from . import processes, tables
@@ -140,26 +142,86 @@ def enqueue(params: dict[str, Any]) -> list[Row]:
     rows = [
         {"scenario": "enqueue_many", "config": "1 call, 1 process", "jobs": jobs, "seconds": many_seconds,
          "jobs_per_s": rate(jobs, many_seconds)},
-        {"scenario": "enqueue", "config": "single calls, 1 process", "jobs": count, "seconds": single_seconds,
-         "jobs_per_s": rate(count, single_seconds)},
+        {"scenario": "enqueue", "config": "single calls, 1 thread", "jobs": count, "seconds": single_seconds,
+         "jobs_per_s": rate(count, single_seconds), "notes": "each call its own transaction: waits for its commit"},
     ]
+    threads = params["enqueue_threads"]
+    count, threaded_seconds = enqueue_from_threads(threads, params["enqueue_single_seconds"])
+    rows.append({"scenario": "enqueue (threads)", "config": f"single calls, {threads} threads of 1 process",
+                 "jobs": count, "seconds": threaded_seconds, "jobs_per_s": rate(count, threaded_seconds),
+                 "notes": "each call its own transaction, on its thread's connection (a threaded web process)"})
     if connection.vendor == "postgresql":
         # The opt-in: each enqueue commits without waiting for its WAL flush.
         with override_settings(DJANGO_JOBS={**settings.DJANGO_JOBS, "ENQUEUE_SYNCHRONOUS_COMMIT": False}):
             count, single_seconds = enqueue_for(params["enqueue_single_seconds"])
         rows.append({"scenario": "enqueue (async commit)", "config": "ENQUEUE_SYNCHRONOUS_COMMIT=False",
                      "jobs": count, "seconds": single_seconds, "jobs_per_s": rate(count, single_seconds)})
+        count, bound_seconds = insert_bound(params["enqueue_single_seconds"])
+        bound = rate(count, bound_seconds)
+        rows.append({"scenario": "enqueue bound", "config": "its INSERT alone, raw libpq, 1 thread",
+                     "jobs": count, "seconds": bound_seconds, "jobs_per_s": bound,
+                     "notes": f"the ceiling of one thread: single enqueue reaches {rows[1]['jobs_per_s'] / bound:.0%}"})
     if written != jobs:
         rows[0]["error"] = f"enqueue_many wrote {written} rows, not {jobs}"
     return rows
 
 
-def enqueue_for(seconds: float) -> tuple[int, float]:
+def enqueue_for(seconds: float, truncate: bool = True) -> tuple[int, float]:
     """``noop.enqueue()`` in a loop (each its own transaction) for ``seconds``: (count, time)."""
     count, started = 0, time.perf_counter()
     deadline = started + seconds
     while time.perf_counter() < deadline:
         noop.enqueue()
+        count += 1
+    elapsed = time.perf_counter() - started
+    if truncate:
+        tables.truncate()
+    return count, elapsed
+
+
+def enqueue_from_threads(threads: int, seconds: float) -> tuple[int, float]:
+    """``enqueue_for`` on ``threads`` threads at once: (calls of all, the longest thread's time)."""
+    results: list[tuple[int, float]] = []
+    barrier = threading.Barrier(threads)
+
+    def run() -> None:
+        try:
+            noop.enqueue()  # connect before the clock starts
+            barrier.wait()
+            results.append(enqueue_for(seconds, truncate=False))
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    tables.truncate()
+    if len(results) != threads:
+        raise RuntimeError("an enqueueing thread failed")
+    return sum(count for count, _ in results), max(elapsed for _, elapsed in results)
+
+
+def insert_bound(seconds: float) -> tuple[int, float]:
+    """What one thread gets from PostgreSQL with nothing of Python around it: the INSERT of a
+    single enqueue (its NOTIFY included), prepared, through libpq in a loop: (count, time)."""
+    captured: list[tuple[str, Any]] = []
+
+    def capture(execute, sql, params, many, context):
+        captured.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(capture):  # a wrapper sends the enqueue down the cursor path: its SQL
+        noop.enqueue()
+    sql, values = captured[0]
+    texts = [direct_insert.as_text(value) for value in values]
+    pgconn = connection.connection.pgconn
+    pgconn.prepare(b"bench_insert_bound", direct_insert.numbered(sql).encode())
+    count, started = 0, time.perf_counter()
+    deadline = started + seconds
+    while time.perf_counter() < deadline:
+        pgconn.exec_prepared(b"bench_insert_bound", texts)
         count += 1
     elapsed = time.perf_counter() - started
     tables.truncate()
