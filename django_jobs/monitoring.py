@@ -38,10 +38,13 @@ class QueueDepth:
         return max(0.0, (now - self.oldest_due).total_seconds()) if self.oldest_due else 0.0
 
 
-def queue_depth(now: datetime | None = None) -> list[QueueDepth]:
-    """One row per queue that has pending or running tasks or is paused, by queue name."""
+def queue_depth(now: datetime | None = None, paused: set[str] | None = None) -> list[QueueDepth]:
+    """One row per queue that has pending or running tasks or is paused, by queue name.
+
+    ``paused``: the paused queues' names, when the caller has read them already.
+    """
     now = now or timezone.now()
-    paused = set(paused_queues())
+    paused = set(paused_queues()) if paused is None else paused
     due = Q(status=Status.PENDING, scheduled_at__lte=now)
     rows = (
         ScheduledTask.objects.filter(status__in=ScheduledTask.ACTIVE_STATUSES).order_by().values("queue")

@@ -7,12 +7,14 @@ task list. Anyone who may view tasks may view it.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from .. import monitoring
 from ..conf import jobs_settings
 from ..models import PausedQueue, ScheduledTask
 from . import charts, metrics
@@ -54,7 +56,7 @@ def dashboard_context(hours: int, refresh: int) -> dict[str, Any]:
     window = metrics.Window.ending_at(now, hours)
     counts = metrics.status_counts()
     workers = workers_with_state(now)
-    queues = with_pauses(with_text(metrics.queue_depth(now), "waiting"))
+    queues = with_text(queue_rows(now), "waiting")
     chart = charts.throughput_chart(metrics.throughput(window), window.bucket)
     return {
         "now": now,
@@ -82,13 +84,13 @@ def with_text(rows: list[dict[str, Any]], *keys: str) -> list[dict[str, Any]]:
     return [{**row, **{f"{key}_text": human_duration(row[key]) for key in keys}} for row in rows]
 
 
-def with_pauses(queues: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Add ``paused`` (the PausedQueue row or None); a paused queue with no tasks gets a row too."""
+def queue_rows(now: datetime) -> list[dict[str, Any]]:
+    """``monitoring.queue_depth`` for the table: how long the oldest due task waits, and the
+    PausedQueue row (who, when, why) of a paused queue, else None."""
     paused = {row.queue: row for row in PausedQueue.objects.select_related("paused_by")}
-    rows = [{**queue, "paused": paused.get(queue["queue"])} for queue in queues]
-    idle = [{"queue": name, "due": 0, "later": 0, "running": 0, "waiting": None, "waiting_text": "", "paused": row}
-            for name, row in paused.items() if name not in {queue["queue"] for queue in queues}]
-    return sorted(rows + idle, key=lambda queue: queue["queue"])
+    return [{"queue": depth.queue, "due": depth.due, "later": depth.scheduled, "running": depth.running,
+             "waiting": now - depth.oldest_due if depth.oldest_due else None, "paused": paused.get(depth.queue)}
+            for depth in monitoring.queue_depth(now, paused=set(paused))]
 
 
 def status_tiles(counts: dict[str, int], queues: list[dict[str, Any]],

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Max, Min, Q
+from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Max, Q
 from django.db.models.functions import TruncMinute
 
 from ..models import ScheduledTask
@@ -62,18 +62,6 @@ def status_counts(cap: int | None = None) -> dict[str, int]:
     cap = STATUS_COUNT_CAP if cap is None else cap
     rows = ScheduledTask.objects.order_by().values("pk")
     return {status: rows.filter(status=status)[: cap + 1].count() for status in Status.values}
-
-
-def queue_depth(now: datetime) -> list[dict[str, Any]]:
-    """Per queue: pending due now, pending scheduled later, running, and the oldest due time."""
-    due = Q(status=Status.PENDING, scheduled_at__lte=now)
-    rows = (
-        ScheduledTask.objects.filter(status__in=ScheduledTask.ACTIVE_STATUSES).order_by().values("queue")
-        .annotate(due=Count("pk", filter=due), later=Count("pk", filter=Q(status=Status.PENDING, scheduled_at__gt=now)),
-                  running=Count("pk", filter=Q(status=Status.RUNNING)), oldest_due=Min("scheduled_at", filter=due))
-        .order_by("queue")
-    )
-    return [{**row, "waiting": now - row["oldest_due"] if row["oldest_due"] else None} for row in rows]
 
 
 def throughput(window: Window) -> list[Bucket]:
