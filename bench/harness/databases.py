@@ -66,32 +66,31 @@ def define(label: str) -> Database:
 def create(database: Database) -> None:
     """Drop any leftover of an earlier run, create the database empty, migrate it."""
     drop(database)
-    if database.engine == "postgres":
-        with pg_connect() as connection:
-            connection.execute(f'CREATE DATABASE "{database.name}"')
-    elif database.engine == "mariadb":
-        connection = mysql_connect()
-        try:
-            connection.cursor().execute(f"CREATE DATABASE `{database.name}` CHARACTER SET utf8mb4")
-        finally:
-            connection.close()
+    on_server(database, postgres=f'CREATE DATABASE "{database.name}"',
+              mariadb=f"CREATE DATABASE `{database.name}` CHARACTER SET utf8mb4")
     subprocess.run([sys.executable, "-m", "django", "migrate", "--noinput", "--verbosity", "0"],
                    cwd=ROOT, env=database.env(), check=True, timeout=300)
 
 
 def drop(database: Database) -> None:
+    on_server(database, postgres=f'DROP DATABASE IF EXISTS "{database.name}" WITH (FORCE)',
+              mariadb=f"DROP DATABASE IF EXISTS `{database.name}`")
+    if database.tmpdir:
+        shutil.rmtree(database.tmpdir, ignore_errors=True)
+        os.makedirs(database.tmpdir, exist_ok=True)
+
+
+def on_server(database: Database, *, postgres: str, mariadb: str) -> None:
+    """Run the statement for ``database``'s server (none for SQLite, a file)."""
     if database.engine == "postgres":
         with pg_connect() as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{database.name}" WITH (FORCE)')
+            connection.execute(postgres)
     elif database.engine == "mariadb":
         connection = mysql_connect()
         try:
-            connection.cursor().execute(f"DROP DATABASE IF EXISTS `{database.name}`")
+            connection.cursor().execute(mariadb)
         finally:
             connection.close()
-    elif database.tmpdir:
-        shutil.rmtree(database.tmpdir, ignore_errors=True)
-        os.makedirs(database.tmpdir, exist_ok=True)
 
 
 def discard(database: Database) -> None:
