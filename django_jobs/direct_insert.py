@@ -26,6 +26,7 @@ connection pooler dropped the prepared statement, say).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import re
@@ -93,14 +94,11 @@ def insert(options: dict[str, Any], created: datetime, arguments: tuple[str, str
     params = list(template.params)
     for position, column in template.slots:
         params[position] = per_call[column].encode()
-    if wake:
-        params += [wake[0].encode(), wake[1].encode()]
     name = prepared_statement(connection, pgconn, template.sql)
     if name is None:
         return None
     result = pgconn.exec_prepared(name, params)
-    from psycopg import pq
-
+    pq = libpq()
     if result.status != pq.ExecStatus.TUPLES_OK:
         if result.error_field(pq.DiagnosticField.SQLSTATE) == MISSING_STATEMENT:
             forget_statements(connection)  # dropped by a pooler, say: prepare again next time
@@ -121,19 +119,29 @@ def idle_libpq_connection(connection: BaseDatabaseWrapper) -> Any:
     connection.ensure_connection()
     connection.validate_thread_sharing()
     pgconn = getattr(connection.connection, "pgconn", None)  # None with psycopg2
-    if pgconn is None or not connection.autocommit:
+    pq = libpq()
+    if pgconn is None or pq is None or not connection.autocommit:
         return None
-    from psycopg import pq
-
     if pgconn.status != pq.ConnStatus.OK or pgconn.transaction_status != pq.TransactionStatus.IDLE:
         return None
     return pgconn
 
 
+@functools.cache
+def libpq() -> Any:
+    """psycopg's libpq wrapper, imported on first use (a project on SQLite never needs it)."""
+    try:
+        from psycopg import pq
+    except ImportError:
+        return None
+    return pq
+
+
 # -- the statement and its constant parameters, once per set of options -----------------------
 def template_for(options: dict[str, Any], connection: BaseDatabaseWrapper, wake: bulk_insert.Wake,
                  relaxed: bool) -> Template | None:
-    # task_options builds its dict in one order: its values identify the options.
+    # task_options builds its dict in one order: its values identify the options. The
+    # wake-up's payload is the queue, one of them.
     key = (connection.alias, wake is not None, relaxed,
            *(value for name, value in options.items() if name not in PER_CALL))
     try:
@@ -168,6 +176,7 @@ def build_template(options: dict[str, Any], connection: BaseDatabaseWrapper, wak
         if text is None:
             return None
         params.append(text)
+    params += [part.encode() for part in wake or ()]  # the NOTIFY's channel and payload (the queue) go last
     sql = numbered(bulk_insert.statement("row", connection, wake, relaxed, tuple(omitted)))
     return Template(sql.encode(), tuple(params), tuple(slots), bulk_insert.TaskBuilder(task, connection.alias))
 
@@ -214,10 +223,8 @@ def prepared_statement(connection: BaseDatabaseWrapper, pgconn: Any, sql: bytes)
         connection._django_jobs_statements = state
     names: dict[bytes, bytes] = state[1]
     if sql not in names:
-        from psycopg import pq
-
         name = f"django_jobs_insert_{next(STATEMENT_NUMBERS)}".encode()
-        if pgconn.prepare(name, sql).status != pq.ExecStatus.COMMAND_OK:
+        if pgconn.prepare(name, sql).status != libpq().ExecStatus.COMMAND_OK:
             return None
         names[sql] = name
     return names[sql]
