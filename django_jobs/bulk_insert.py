@@ -31,9 +31,10 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.base import ModelState
-from django.db.models.signals import post_init, post_save, pre_init, pre_save
+from django.db.models.signals import post_save, pre_save
 
 from .models import ScheduledTask
+from .rows import RowReader, init_signals_connected, listened
 
 Wake = tuple[str, str] | None  # (channel, payload) of the NOTIFY to send with the rows
 VARYING = ("args", "kwargs")  # the columns that differ between the rows of one call
@@ -105,11 +106,6 @@ def insert_tasks(
 def save_signals_connected() -> bool:
     """Whether someone listens to ScheduledTask's save signals: a single enqueue must ``save()``."""
     return listened(pre_save) or listened(post_save)
-
-
-def listened(signal: Any) -> bool:
-    """Whether ``signal`` has a receiver for ScheduledTask (no receiver at all is quicker to see)."""
-    return bool(signal.receivers) and signal.has_listeners(ScheduledTask)
 
 
 # -- columns and values ------------------------------------------------------------------
@@ -247,20 +243,8 @@ def execute(connection: BaseDatabaseWrapper, sql: str, params: list[Any]) -> lis
 # -- the returned tasks ------------------------------------------------------------------------
 def returned_values(rows: list[tuple[Any, ...]], connection: BaseDatabaseWrapper) -> list[Sequence[Any]]:
     """RETURNING values as the ORM reads them: through the fields' converters."""
-    steps = []
-    for field in ScheduledTask._meta.db_returning_fields:
-        expression = field.get_col(ScheduledTask._meta.db_table)
-        steps.append((expression, connection.ops.get_db_converters(expression) + field.get_db_converters(connection)))
-    if not any(converters for _, converters in steps):
-        return rows
-    return [[convert(value, expression, converters, connection) for value, (expression, converters) in zip(row, steps)]
-            for row in rows]
-
-
-def convert(value: Any, expression: Any, converters: list[Any], connection: BaseDatabaseWrapper) -> Any:
-    for converter in converters:
-        value = converter(value, expression, connection)
-    return value
+    returning = RowReader(connection, ScheduledTask._meta.db_returning_fields)
+    return [returning.values(row) for row in rows] if returning.steps else rows
 
 
 def apply_returned(task: ScheduledTask, values: Sequence[Any], alias: str) -> None:
@@ -283,7 +267,7 @@ class TaskBuilder:
     @property
     def fast(self) -> bool:
         """Asked each time: a builder may outlive the moment a receiver connects."""
-        return not (listened(pre_init) or listened(post_init))
+        return not init_signals_connected()
 
     def make(self, args: Any, kwargs: Any, returned: Sequence[Any]) -> ScheduledTask:
         """One task with these arguments and the values the INSERT returned."""

@@ -19,6 +19,7 @@ from django.db import OperationalError, connections, router, transaction
 from django.utils import timezone
 
 from .models import PausedQueue, ScheduledTask
+from .rows import column_list, reader
 
 logger = logging.getLogger(__name__)
 
@@ -70,14 +71,16 @@ def claim_in_one_statement(alias: str, worker_id: str, queues: list[str] | None,
     compiling two queries: the claim is most of a worker's CPU when jobs are short.
     """
     params = [*([queues] if queues else []), now, limit, worker_id, now, now]
-    sql = claim_statement(queues)
+    connection = connections[alias]
     with transaction.atomic(using=alias):
         walk_the_claim_index(alias)
-        tasks = list(ScheduledTask.objects.raw(sql, params).using(alias))
-    return sorted(tasks, key=claim_sort_key)
+        with connection.cursor() as cursor:
+            cursor.execute(claim_statement(queues, column_list(connection, "t.")), params)
+            claimed = cursor.fetchall()
+    return sorted(reader(connection).tasks(claimed), key=claim_sort_key)
 
 
-def claim_statement(queues: list[str] | None) -> str:
+def claim_statement(queues: list[str] | None, returning: str = "t.*") -> str:
     """Due rows in claim order, outside paused queues, locked (skipping locked ones) and
     marked running. Params: [queues], now, limit, worker_id, started_at, updated_at."""
     task = ScheduledTask._meta.db_table
@@ -88,7 +91,7 @@ def claim_statement(queues: list[str] | None) -> str:
         f"AND c.scheduled_at <= %s AND NOT EXISTS (SELECT 1 FROM {paused} p WHERE p.queue = c.queue) "
         f"ORDER BY c.priority DESC, c.scheduled_at, c.id LIMIT %s FOR UPDATE SKIP LOCKED) "
         f"UPDATE {task} t SET status = 'running', worker_id = %s, started_at = %s, updated_at = %s "
-        f"FROM claimed WHERE t.id = claimed.id RETURNING t.*"
+        f"FROM claimed WHERE t.id = claimed.id RETURNING {returning}"
     )
 
 

@@ -24,6 +24,39 @@ def test_claim_marks_rows_running_for_the_worker():
     assert claim("w2", None, limit=10) == []
 
 
+def full_row(task) -> dict:
+    return {field.attname: getattr(task, field.attname) for field in ScheduledTask._meta.concrete_fields}
+
+
+def test_claimed_tasks_hold_their_rows_exactly_as_the_orm_reads_them():
+    # PostgreSQL reads the claimed rows in plain SQL (django_jobs/rows.py): every field,
+    # JSON and times included, must come out as the ORM's own read gives it.
+    first = ScheduledTaskFactory(args=[1, "é", {"a": [None, 2.5]}], kwargs={"k": [True]}, progress={"done": 1},
+                                 attempt_log=[{"attempt": 1, "error": "E"}], unique_key="key",
+                                 timeout=dt.timedelta(seconds=90), retry_count=1)
+    second = ScheduledTaskFactory(result=[1, 2])
+    claimed = claim("w1", None, limit=10)
+    assert {task.pk for task in claimed} == {first.pk, second.pk}
+    for task in claimed:
+        assert task._state.adding is False and task._state.db == "default"
+        assert full_row(task) == full_row(ScheduledTask.objects.get(pk=task.pk))
+
+
+def test_init_receivers_see_the_claimed_tasks():
+    from django.db.models.signals import post_init
+
+    task = ScheduledTaskFactory()
+    seen = []
+    post_init.connect(lambda instance, **kw: seen.append(instance.pk), sender=ScheduledTask, weak=False,
+                      dispatch_uid="claim-post-init")
+    try:
+        claimed = claim("w1", None, limit=10)
+    finally:
+        post_init.disconnect(sender=ScheduledTask, dispatch_uid="claim-post-init")
+    assert [t.pk for t in claimed] == [task.pk] and task.pk in seen
+    assert full_row(claimed[0]) == full_row(ScheduledTask.objects.get(pk=task.pk))
+
+
 def test_priority_then_scheduled_time_then_id():
     now = timezone.now()
     low = ScheduledTaskFactory(priority=-50, scheduled_at=now - dt.timedelta(minutes=5))
