@@ -129,6 +129,27 @@ def paused_queue_names(alias: str) -> list[str]:
         return [queue for (queue,) in cursor.fetchall()]
 
 
+def complete_held(ids: list[int], worker_id: str, now: datetime, alias: str) -> int:
+    """``complete`` with no result for many tasks this worker holds: the recorder's bulk write.
+
+    On PostgreSQL the ids go as one array parameter of a plain-SQL UPDATE: the ORM's
+    ``UPDATE ... WHERE id IN (100 parameters)`` was compiled and every id prepared and
+    quoted on each call, ~15 % of a busy worker's Python.
+    """
+    connection = connections[alias]
+    if connection.vendor != "postgresql":
+        model = apps.get_model("django_jobs", "ScheduledTask")
+        return model.objects.using(alias).filter(pk__in=ids).complete(worker_id, None, now)
+    table = connection.ops.quote_name(apps.get_model("django_jobs", "ScheduledTask")._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, executed_at = %s, result = NULL, error_message = '', traceback = '', "
+            f"updated_at = %s WHERE id = ANY(%s) AND status = %s AND worker_id = %s",
+            [COMPLETED, now, now, ids, RUNNING, worker_id],
+        )
+        return cursor.rowcount
+
+
 def attempt_entry(task: Any, now: datetime, error: str, exception_class: str, traceback: str) -> dict[str, Any]:
     """How a failed attempt is kept in ``attempt_log`` (JSON: times as ISO 8601 strings)."""
     return {

@@ -12,13 +12,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from django.db import InterfaceError, OperationalError, connections
+from django.db import InterfaceError, OperationalError, connections, router
 from django.utils import timezone
 
 from . import backoff, metrics
 from .executor import Outcome, TaskLog
 from .models import ScheduledTask
-from .querysets import attempt_entry
+from .querysets import attempt_entry, complete_held
 from .registry import registry
 from .signals import job_completed, job_failed, send_after_commit
 
@@ -46,10 +46,11 @@ def record_outcomes(items: Sequence[tuple[ScheduledTask, Outcome]], worker_id: s
 def record_plain_successes(tasks: list[ScheduledTask], worker_id: str) -> set[int]:
     """Complete these tasks in one UPDATE; return the ids this worker still held (and wrote)."""
     now = timezone.now()
-    rows = ScheduledTask.objects.filter(pk__in=[task.pk for task in tasks])
-    changed = rows.complete(worker_id, None, now)
+    ids = [task.pk for task in tasks]
+    changed = complete_held(ids, worker_id, now, router.db_for_write(ScheduledTask))
     mine: set[int] = set()
     if changed != len(tasks):
+        rows = ScheduledTask.objects.filter(pk__in=ids)
         # Some were taken from us (recovered elsewhere): find out which we still wrote.
         mine = set(rows.filter(status=ScheduledTask.Status.COMPLETED, worker_id=worker_id, executed_at=now)
                    .values_list("pk", flat=True))

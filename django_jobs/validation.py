@@ -138,6 +138,8 @@ def stored_json(value: list[Any] | dict[str, Any]) -> tuple[str, Any]:
 
 
 def json_value(value: Any, what: str) -> Any:
+    if value is None:  # what most jobs return: nothing to check
+        return None
     try:
         return json.loads(refuse_nul(JSON_ENCODER.encode(value)))
     except (TypeError, ValueError) as error:
