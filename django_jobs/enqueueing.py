@@ -21,7 +21,7 @@ from .claiming import is_transient
 from .conf import jobs_settings
 from .exceptions import InvalidJobOption, JobArgumentsError
 from .models import ScheduledTask
-from .signals import job_enqueued, send_each, send_each_after_commit
+from .signals import job_enqueued, send_each_after_commit
 
 if TYPE_CHECKING:
     from .registry import Job
@@ -34,10 +34,7 @@ UNIQUE_RETRY_PAUSE = 0.01
 
 def build_task(job: Job[Any, Any], args: Iterable[Any], kwargs: dict[str, Any], run_at: datetime | None) -> ScheduledTask:
     """An unsaved row for one call, or an exception naming what is wrong."""
-    ensure_registered(job)
-    args = list(args)
-    job.check_arguments(args, kwargs)
-    stored_args, stored_kwargs = validation.json_arguments(args, kwargs)
+    _, _, stored_args, stored_kwargs = checked_call(job, args, kwargs)
     return ScheduledTask(args=stored_args, kwargs=stored_kwargs, **task_options(job, run_at))
 
 
@@ -75,7 +72,7 @@ def enqueue_one(job: Job[Any, Any], args: Iterable[Any], kwargs: dict[str, Any],
         task = direct_insert.insert(options, created, (args_text, kwargs_text), (stored_args, stored_kwargs),
                                     connection, wake_for(options["queue"], connection), relaxed_commit(connection))
         if task is not None:
-            announce([task], committed=True)
+            announce([task])  # committed already: the hooks run at once
             return task
     task = ScheduledTask(args=stored_args, kwargs=stored_kwargs, **options)
     if task.unique_key is not None:
@@ -204,21 +201,11 @@ def after_insert(tasks: list[ScheduledTask]) -> None:
     announce(tasks)
 
 
-def announce(tasks: list[ScheduledTask], *, committed: bool = False) -> None:
-    """``job_enqueued`` for each task once committed (and the metrics); IMMEDIATE mode runs them now.
-
-    ``committed``: the rows are committed already (an INSERT that was its own
-    transaction), so no commit hook is needed.
-    """
+def announce(tasks: list[ScheduledTask]) -> None:
+    """``job_enqueued`` for each task once committed (and the metrics); IMMEDIATE mode runs them now."""
     if metrics.AVAILABLE:
-        if committed:
-            metrics.count_enqueued(tasks)
-        else:
-            transaction.on_commit(lambda: metrics.count_enqueued(tasks), using=router.db_for_write(ScheduledTask))
-    if committed:
-        send_each(job_enqueued, tasks)
-    else:
-        send_each_after_commit(job_enqueued, tasks)
+        transaction.on_commit(lambda: metrics.count_enqueued(tasks), using=router.db_for_write(ScheduledTask))
+    send_each_after_commit(job_enqueued, tasks)
     if jobs_settings.IMMEDIATE:
         from .executor import run_inline
 
