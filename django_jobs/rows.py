@@ -66,14 +66,17 @@ class RowReader:
         """One task per row; ``fields`` must be every concrete field, in order."""
         if init_signals_connected():
             return [ScheduledTask.from_db(self.alias, self.attnames, self.values(row)) for row in rows]
-        tasks = []
-        for row in rows:
-            task = ScheduledTask.__new__(ScheduledTask)
-            task.__dict__.update(zip(self.attnames, self.values(row)))
-            task._state = ModelState()
-            task._state.adding, task._state.db = False, self.alias
-            tasks.append(task)
-        return tasks
+        return [loaded_task(zip(self.attnames, self.values(row)), self.alias) for row in rows]
+
+
+def loaded_task(values: Iterable[tuple[str, Any]] | dict[str, Any], alias: str) -> ScheduledTask:
+    """A saved task from its field values, without ``__init__`` (3x faster): only while no
+    pre_init/post_init receiver is connected, since they would not see it."""
+    task = ScheduledTask.__new__(ScheduledTask)
+    task.__dict__.update(values)
+    task._state = ModelState()
+    task._state.adding, task._state.db = False, alias
+    return task
 
 
 def reader(connection: BaseDatabaseWrapper) -> RowReader:
