@@ -80,9 +80,10 @@ def claim_in_one_statement(alias: str, worker_id: str, queues: list[str] | None,
     return sorted(reader(connection).tasks(claimed), key=claim_sort_key)
 
 
-def claim_statement(queues: list[str] | None, returning: str = "t.*") -> str:
+def claim_statement(queues: list[str] | None, returning: str) -> str:
     """Due rows in claim order, outside paused queues, locked (skipping locked ones) and
-    marked running. Params: [queues], now, limit, worker_id, started_at, updated_at."""
+    marked running, returning the ``returning`` columns. Params: [queues], now, limit,
+    worker_id, started_at, updated_at."""
     task = ScheduledTask._meta.db_table
     paused = PausedQueue._meta.db_table
     chosen = "AND c.queue = ANY(%s) " if queues else ""

@@ -183,6 +183,7 @@ def test_the_postgresql_claim_statement_walks_the_claim_index_in_order():
     if connection.vendor != "postgresql":
         pytest.skip("the one-statement claim is PostgreSQL's")
     from django_jobs.claiming import claim_statement
+    from django_jobs.rows import column_list
 
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE django_jobs_scheduledtask")  # statistics of an empty table
@@ -191,7 +192,7 @@ def test_the_postgresql_claim_statement_walks_the_claim_index_in_order():
                                       batch_size=5000)
     with transaction.atomic(), connection.cursor() as cursor:
         walk_the_claim_index("default")
-        cursor.execute("EXPLAIN " + claim_statement(None), [now, 100, "w", now, now])
+        cursor.execute("EXPLAIN " + claim_statement(None, column_list(connection, "t.")), [now, 100, "w", now, now])
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "django_jobs_claim_idx" in plan, plan
     assert "Sort" not in plan and "Seq Scan on django_jobs_scheduledtask" not in plan, plan

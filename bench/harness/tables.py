@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from bench.benchapp.jobs import noop
 from django_jobs.models import CronSchedule, ScheduledTask, Worker
+from django_jobs.rows import column_list
 
 ENQUEUE_CHUNK = 20_000
 
@@ -123,7 +124,8 @@ def claim_plan() -> str:
             # PostgreSQL claims with one UPDATE ... RETURNING statement: explain that one.
             now = timezone.now()
             with connection.cursor() as cursor:
-                cursor.execute("EXPLAIN " + claiming.claim_statement(None), [now, 100, "bench", now, now])
+                cursor.execute("EXPLAIN " + claiming.claim_statement(None, column_list(connection, "t.")),
+                               [now, 100, "bench", now, now])
                 return "\n".join(row[0] for row in cursor.fetchall())
         query = ScheduledTask.objects.due(timezone.now(), None).select_for_update(skip_locked=True)[:100]
         return query.explain()
