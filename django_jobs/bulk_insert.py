@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from typing import Any
@@ -37,6 +37,8 @@ from .rows import RowReader, init_signals_connected, listened, loaded_task
 
 Wake = tuple[str, str] | None  # (channel, payload) of the NOTIFY to send with the rows
 VARYING = ("args", "kwargs")  # the columns that differ between the rows of one call
+# The rows of one statement (see validation.json_chunks): at most this many and, unless
+# one row is larger, about this many characters of JSON.
 CHUNK_ROWS = 10_000
 CHUNK_CHARS = 4_000_000  # well under MariaDB's default max_allowed_packet (16 MB)
 
@@ -77,18 +79,18 @@ def insert_task(task: ScheduledTask, connection: BaseDatabaseWrapper, wake: Wake
 
 
 def insert_tasks(
-    template: ScheduledTask, calls: list[str], connection: BaseDatabaseWrapper, wake: Wake
+    template: ScheduledTask, documents: list[str], connection: BaseDatabaseWrapper, wake: Wake
 ) -> list[ScheduledTask] | None:
-    """INSERT one row per call: ``template``'s columns and each call's ``"[args, kwargs]"`` JSON.
+    """INSERT one row per ``[args, kwargs]`` of the JSON ``documents``, ``template``'s other
+    columns; one statement per document.
 
-    Returns the new tasks in the order of ``calls``, or None if the ORM must do it
-    (nothing is written then). The NOTIFY goes with the first statement.
+    Returns the new tasks in order, or None if the ORM must do it (nothing is written
+    then). The NOTIFY goes with the first statement.
     """
     values = prepared_values(template, connection, constant_fields())
     if values is None:
         return None
     build = TaskBuilder(template, connection.alias)
-    documents = list(chunk_documents(calls))
     # While the database inserts a chunk, another thread builds the tasks of the one before
     # (the GIL is free while this thread waits for the database). Model signal receivers
     # see their instances built on the caller's thread, as usual.
@@ -158,18 +160,6 @@ def null_by_omission(field: Any, connection: BaseDatabaseWrapper) -> bool:
         _null_by_omission[key] = (field.null and not field.has_db_default()
                                   and field.get_db_prep_save(None, connection) is None)
     return _null_by_omission[key]
-
-
-def chunk_documents(calls: list[str]) -> Iterator[str]:
-    """``[[args, kwargs], ...]`` documents of at most CHUNK_ROWS rows and about CHUNK_CHARS."""
-    start = 0
-    while start < len(calls):
-        end, size = start + 1, len(calls[start])
-        while end < len(calls) and end - start < CHUNK_ROWS and size + len(calls[end]) < CHUNK_CHARS:
-            size += len(calls[end]) + 1
-            end += 1
-        yield "[" + ",".join(calls[start:end]) + "]"
-        start = end
 
 
 # -- SQL -------------------------------------------------------------------------------------

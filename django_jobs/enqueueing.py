@@ -91,40 +91,39 @@ def enqueue_many(job: Job[Any, Any], calls: Iterable[tuple[Iterable[Any], dict[s
     ensure_registered(job)
     template = ScheduledTask(args=[], kwargs={}, **task_options(job, None))
     fitting: set[tuple[int, frozenset[str]]] = set()
-    stored = [stored_call(job, call, index, fitting) for index, call in enumerate(calls)]
-    if not stored:
+    pairs = [checked_pair(job, call, index, fitting) for index, call in enumerate(calls)]
+    if not pairs:
         return []
+    # Encoded now, so a value that cannot be stored is refused before anything is written.
+    documents = validation.json_chunks(pairs, bulk_insert.CHUNK_ROWS, bulk_insert.CHUNK_CHARS)
     alias = router.db_for_write(ScheduledTask)
     with transaction.atomic(using=alias):
-        tasks = insert_many(template, stored, alias)
+        tasks = insert_many(template, documents, alias)
         announce(tasks)
     return tasks
 
 
-def stored_call(job: Job[Any, Any], call: Any, index: int, fitting: set[tuple[int, frozenset[str]]]) -> str:
-    """One call of ``enqueue_many`` as stored: the JSON text ``[args, kwargs]``.
+def checked_pair(job: Job[Any, Any], call: Any, index: int, fitting: set[tuple[int, frozenset[str]]]) -> Any:
+    """One call of ``enqueue_many`` as an ``(args, kwargs)`` pair of a list or tuple and a
+    dict, checked against the job's signature.
 
-    Binding to the signature depends only on how many positional arguments there are
-    and which keywords, so a shape already seen to fit is not bound again.
+    A well-formed call is returned as it is: 100,000 new pairs kept alive would set off
+    several full garbage collections (measured: 0.36 s instead of 0.1 s). Binding to the
+    signature depends only on how many positional arguments there are and which
+    keywords, so a shape already seen to fit is not bound again.
     """
-    args, kwargs = unpack_call(call, index)
-    shape = (len(args), frozenset(kwargs))
-    if shape not in fitting:
-        job.check_arguments(args, kwargs)
-        fitting.add(shape)
-    try:
-        return validation.refuse_nul(validation.JSON_ENCODER.encode([args, kwargs]))  # json_arguments' round trip
-    except (TypeError, ValueError):
-        validation.json_arguments(args, kwargs)  # raises the error that names the argument
-        raise
-
-
-def unpack_call(call: Any, index: int) -> tuple[list[Any], dict[str, Any]]:
     try:
         args, kwargs = call
     except (TypeError, ValueError):
         raise JobArgumentsError(f"enqueue_many item {index} must be an (args, kwargs) pair, not {call!r}") from None
-    return list(args), dict(kwargs)
+    if type(args) not in (list, tuple) or type(kwargs) is not dict or type(call) not in (list, tuple):
+        args, kwargs = list(args), dict(kwargs)
+        call = (args, kwargs)
+    shape = (len(args), frozenset(kwargs))
+    if shape not in fitting:
+        job.check_arguments(args, kwargs)
+        fitting.add(shape)
+    return call
 
 
 def insert(task: ScheduledTask, alias: str) -> None:
@@ -137,14 +136,16 @@ def insert(task: ScheduledTask, alias: str) -> None:
         notify_workers({task.queue}, alias)
 
 
-def insert_many(template: ScheduledTask, stored: list[str], alias: str) -> list[ScheduledTask]:
+def insert_many(template: ScheduledTask, documents: list[str], alias: str) -> list[ScheduledTask]:
+    """The rows of ``documents`` (``[[args, kwargs], ...]`` JSON, see ``validation.json_chunks``)."""
     connection = connections[alias]
     if bulk_insert.available(connection):
-        tasks = bulk_insert.insert_tasks(template, stored, connection, wake_for(template.queue, connection))
+        tasks = bulk_insert.insert_tasks(template, documents, connection, wake_for(template.queue, connection))
         if tasks is not None:
             return tasks
     options = {name: value for name, value in template.__dict__.items() if name not in ("_state", "args", "kwargs")}
-    tasks = [ScheduledTask(args=args, kwargs=kwargs, **options) for args, kwargs in json.loads(f"[{','.join(stored)}]")]
+    tasks = [ScheduledTask(args=args, kwargs=kwargs, **options)
+             for document in documents for args, kwargs in json.loads(document)]
     ScheduledTask.objects.using(alias).bulk_create(tasks, batch_size=5000)
     notify_workers({template.queue}, alias)
     return tasks

@@ -137,6 +137,37 @@ def stored_json(value: list[Any] | dict[str, Any]) -> tuple[str, Any]:
     return text, json.loads(text)
 
 
+def json_chunks(pairs: list[list[Any]], max_rows: int, max_chars: int) -> list[str]:
+    """``[[args, kwargs], ...]`` as JSON documents of at most ``max_rows`` pairs and, unless
+    one pair alone is longer, at most ``max_chars`` characters.
+
+    One encoding per document (100,000 pairs: 0.04 s instead of 0.35 s one by one). When
+    a document cannot be stored, ``json_arguments`` finds the value and names it.
+    """
+    documents, start = [], 0
+    while start < len(pairs):
+        rows = min(max_rows, len(pairs) - start)
+        while True:
+            document = stored_document(pairs[start:start + rows])
+            if len(document) <= max_chars or rows == 1:
+                break
+            # In proportion to the length, but at least halving: one long pair must not
+            # leave every later document nearly empty.
+            rows = max(1, min(rows - 1, max(rows * max_chars // len(document), rows // 2)))
+        documents.append(document)
+        start += rows
+    return documents
+
+
+def stored_document(pairs: list[list[Any]]) -> str:
+    try:
+        return refuse_nul(JSON_ENCODER.encode(pairs))
+    except (TypeError, ValueError):
+        for args, kwargs in pairs:
+            json_arguments(args, kwargs)  # raises the error that names the value
+        raise
+
+
 def json_value(value: Any, what: str) -> Any:
     if value is None:  # what most jobs return: nothing to check
         return None

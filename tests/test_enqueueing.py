@@ -1,4 +1,5 @@
 import datetime as dt
+import json
 import re
 import uuid
 from decimal import Decimal
@@ -11,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 import django_jobs
-from django_jobs import InvalidJobOption, JobArgumentsError, UnknownJob, bulk_insert, direct_insert
+from django_jobs import InvalidJobOption, JobArgumentsError, UnknownJob, bulk_insert, direct_insert, validation
 from django_jobs.enqueueing import build_task
 from django_jobs.models import ScheduledTask
 from django_jobs.signals import job_completed, job_enqueued, job_started
@@ -274,6 +275,30 @@ def test_enqueue_many_returns_the_tasks_in_call_order_over_several_statements(mo
         assert len([sql for sql in statements if "pg_notify" in sql]) == 1
 
 
+def test_enqueue_many_splits_long_arguments_over_statements_in_order(monkeypatch):
+    monkeypatch.setattr(bulk_insert, "CHUNK_CHARS", 2_000)
+    calls = [(("x" * 300, index), {}) for index in range(20)] + [(("y" * 5_000, 20), {})] + [((1, 21), {})]
+    with CaptureQueriesContext(connection) as queries:
+        tasks = jobs.add.enqueue_many(calls)
+    inserts = [query["sql"] for query in queries.captured_queries if "INSERT INTO" in query["sql"].upper()]
+    # About six 300-character rows fit in 2,000 characters; the 5,000-character row goes alone.
+    assert 5 <= len(inserts) <= 8
+    assert [task.args[1] for task in tasks] == list(range(22))
+    assert [task.pk for task in tasks] == sorted(task.pk for task in tasks)
+    assert ScheduledTask.objects.get(pk=tasks[20].pk).args == ["y" * 5_000, 20]
+
+
+def test_json_chunks_keep_each_document_within_its_limits():
+    pairs = [[["a" * (index % 7) * 40], {"n": index}] for index in range(500)]
+    documents = validation.json_chunks(pairs, 60, 1_500)
+    decoded = [json.loads(document) for document in documents]
+    assert [pair for document in decoded for pair in document] == pairs
+    assert all(len(document) <= 60 for document in decoded)
+    assert all(len(document) <= 1_500 for document in documents)
+    alone = validation.json_chunks([[["z" * 3_000], {}], [[1], {}]], 60, 1_500)
+    assert [json.loads(document) for document in alone] == [[[["z" * 3_000], {}]], [[[1], {}]]]
+
+
 def test_each_task_gets_its_own_mutable_values():
     first, second = jobs.add.enqueue_many([((1, 2), {}), ((3, 4), {})])
     for name, value in in_memory(first).items():
@@ -285,6 +310,7 @@ def test_each_task_gets_its_own_mutable_values():
     (((object(), 1), {}), "positional argument 0"),
     (((float("nan"), 1), {}), "positional argument 0"),
     (((1,), {"b": {1, 2}}), "keyword argument 'b'"),
+    ((("nul\x00",), {"b": 1}), "positional argument 0"),
     (((1, 2, 3), {}), "Arguments do not fit job 'tests.add'"),
     (((1,), {"c": 2}), "Arguments do not fit job 'tests.add'"),
     ((1, 2, 3), re.escape("enqueue_many item 2500 must be an (args, kwargs) pair")),
