@@ -211,3 +211,23 @@ def test_rows_of_a_claim_whose_commit_went_unanswered_are_given_back_and_claimed
     assert worker.held == {task.pk for task in lost}
     assert worker.claim_in_doubt is False
     assert set(ScheduledTask.objects.values_list("status", "retry_count")) == {("running", 0)}
+
+
+def test_unique_indexes_hold_only_the_rows_they_constrain():
+    """Migration 0005: a task without unique key or schedule writes no entry in those
+    indexes (PostgreSQL: partial unique indexes), and ``cron_schedule`` has no index of its
+    own anywhere; the unique (schedule, fire time) index serves lookups by schedule."""
+    table = ScheduledTask._meta.db_table
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, table)
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", [table])
+            definitions = dict(cursor.fetchall())
+    indexed_columns = [info["columns"] for info in constraints.values() if info["index"] or info["unique"]]
+    assert ["cron_schedule_id"] not in indexed_columns or connection.vendor == "mysql"  # InnoDB's own FK index
+    assert ["cron_schedule_id", "cron_fire_time"] in indexed_columns
+    assert ["active_unique_key"] in indexed_columns
+    if connection.vendor == "postgresql":
+        assert definitions["django_jobs_one_active_task_per_key"].endswith("WHERE (active_unique_key IS NOT NULL)")
+        assert definitions["django_jobs_one_task_per_fire_time"].endswith("WHERE (cron_schedule_id IS NOT NULL)")
+        assert "UNIQUE" in definitions["django_jobs_one_active_task_per_key"]
