@@ -14,6 +14,27 @@ from django.db import connection
 
 REPO = Path(__file__).resolve().parent.parent
 
+# The fault, restart and fuzz suites take minutes and test the database and the worker,
+# not Django: CI runs them once per database (in the Django 5.2 cells, see tox.ini), not
+# in every Django x database cell. Elsewhere they are deselected, and the summary says so.
+ONCE_PER_DATABASE = os.environ.get("DJANGO_JOBS_ONCE_PER_DATABASE", "1") != "0"
+
+
+def pytest_collection_modifyitems(config, items):
+    if ONCE_PER_DATABASE:
+        return
+    kept = [item for item in items if item.get_closest_marker("once_per_database") is None]
+    deselected = [item for item in items if item.get_closest_marker("once_per_database") is not None]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+
+
+def pytest_report_header(config):
+    if not ONCE_PER_DATABASE:
+        return "once_per_database suites deselected here (DJANGO_JOBS_ONCE_PER_DATABASE=0): another cell runs them"
+    return None
+
 
 class WorkerProcesses:
     """Starts ``manage.py run_jobworker`` processes against the test database."""

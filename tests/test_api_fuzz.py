@@ -29,7 +29,7 @@ from django_jobs.api.routes import OPERATIONS
 from tests.api_support import ApiClient, make_user, validate
 from tests.factories import CronScheduleFactory, ScheduledTaskFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.once_per_database]
 
 SEED = int(os.environ.get("DJANGO_JOBS_API_FUZZ_SEED", "20261123"))
 CASES = int(os.environ.get("DJANGO_JOBS_API_FUZZ_CASES", "120"))

@@ -33,7 +33,7 @@ from tests.conftest import wait_until
 from tests.testapp import jobs
 from tests.testapp.models import Execution
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [pytest.mark.once_per_database, pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 PENDING = ScheduledTask.Status.PENDING
 COMPLETED = ScheduledTask.Status.COMPLETED

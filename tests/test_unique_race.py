@@ -20,7 +20,7 @@ from django.db import OperationalError, connection
 from django_jobs.models import ScheduledTask
 from tests.conftest import REPO
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [pytest.mark.once_per_database, pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 CONTENDERS = 6
 ENQUEUES_EACH = 30
