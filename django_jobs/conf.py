@@ -55,6 +55,12 @@ SETTINGS: dict[str, Setting] = {
         "Seconds a stopping worker waits for running jobs after the first SIGTERM/SIGINT.",
         is_duration=True,
     ),
+    "STALLED_AFTER": Setting(
+        600.0,
+        "Seconds a live worker may hold tasks without writing any outcome before admin and jobs_stats show "
+        "it as not progressing (a hung job without a timeout, or a bug). Only shown; nothing is stopped.",
+        is_duration=True,
+    ),
     "NOTIFY": Setting(True, "On PostgreSQL, wake idle workers with NOTIFY when a task is enqueued."),
     "ENQUEUE_SYNCHRONOUS_COMMIT": Setting(
         True,

@@ -10,6 +10,7 @@ import inspect
 import logging
 import os
 import socket
+import threading
 import time
 import traceback as traceback_module
 from dataclasses import dataclass
@@ -52,6 +53,10 @@ def run_claimed(task: ScheduledTask, worker_id: str, *, enforce_timeout: bool = 
 
     outcome = attempt(task, worker_id, enforce_timeout=enforce_timeout)
     record_outcomes([(task, outcome)], worker_id)
+    if isinstance(outcome.exception, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+        # Run in-process (IMMEDIATE, run_pending_jobs): the failure is recorded, and a
+        # Ctrl-C still stops the program, as with Django's ImmediateBackend.
+        raise outcome.exception
     return outcome
 
 
@@ -79,7 +84,10 @@ def execute(task: ScheduledTask, worker_id: str, *, enforce_timeout: bool = Fals
     if enforce_timeout and task.timeout:
         from .isolation import execute_in_child
 
-        return execute_in_child(task, worker_id, task.timeout.total_seconds())
+        try:
+            return execute_in_child(task, worker_id, task.timeout.total_seconds())
+        except Exception as error:  # the child could not be started (fork failed, out of memory): retry later
+            return failure(error)
     return call_and_capture(job, task, worker_id)
 
 
@@ -87,7 +95,11 @@ def call_and_capture(job: Job[Any, Any], task: ScheduledTask, worker_id: str) ->
     """Call the job and turn whatever happens into an Outcome; never raises."""
     try:
         result = call(job, task, worker_id)
-    except (Exception, SystemExit) as error:  # SystemExit: a job calling sys.exit() must not stop the worker
+    except BaseException as error:
+        # Whatever a job raises is its attempt's failure, BaseException included: a job's
+        # SystemExit, KeyboardInterrupt or GeneratorExit must not stop its job thread
+        # (the worker would keep beating for a task nobody runs). Signals never reach
+        # job threads, so a KeyboardInterrupt here was raised by the job itself.
         return failure(error)
     try:
         stored = job.stored_result(result)

@@ -252,6 +252,13 @@ class Worker(models.Model):
     concurrency = models.PositiveIntegerField(_("concurrency"), default=1)
     started_at = models.DateTimeField(_("started at"), default=timezone.now)
     last_heartbeat = models.DateTimeField(_("last heartbeat"), default=timezone.now)
+    holding = models.PositiveIntegerField(
+        _("holding"), default=0,
+        help_text=_("Tasks the worker holds (running, or claimed and waiting for a thread), at its last heartbeat."))
+    progressed_at = models.DateTimeField(
+        _("last progress"), default=timezone.now,
+        help_text=_("When the worker last wrote an outcome, or held nothing. A worker that beats but does not "
+                    "progress holds tasks that do not finish: a hung job, or a bug."))
 
     objects = WorkerQuerySet.as_manager()
 

@@ -66,6 +66,11 @@ def status_counts() -> dict[str, int]:
     return counts
 
 
+def is_stalled(worker: Worker, now: datetime) -> bool:
+    """Beating, holding tasks, and no outcome written for STALLED_AFTER: a hung job, or a bug."""
+    return worker.holding > 0 and (now - worker.progressed_at).total_seconds() >= jobs_settings.STALLED_AFTER
+
+
 def live_workers(now: datetime | None = None) -> list[Worker]:
     """Workers whose heartbeat is younger than HEARTBEAT_TIMEOUT."""
     now = now or timezone.now()
@@ -90,7 +95,9 @@ def snapshot(now: datetime | None = None) -> dict[str, Any]:
         "queues": [{**asdict(depth), "oldest_due": iso(depth.oldest_due), "waiting_seconds": round(depth.waiting_seconds(now), 3)}
                    for depth in queue_depth(now)],
         "workers": [{"worker_id": worker.worker_id, "queues": worker.queues or "*", "concurrency": worker.concurrency,
-                     "last_heartbeat": iso(worker.last_heartbeat)} for worker in live_workers(now)],
+                     "last_heartbeat": iso(worker.last_heartbeat), "holding": worker.holding,
+                     "progressed_at": iso(worker.progressed_at), "stalled": is_stalled(worker, now)}
+                    for worker in live_workers(now)],
         "last_minute": throughput(now, 60.0),
     }
 

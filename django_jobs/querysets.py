@@ -7,7 +7,7 @@ race updates nothing instead of clobbering the winner; each returns the row coun
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Iterable
 
 from django.apps import apps
@@ -172,8 +172,10 @@ class WorkerQuerySet(models.QuerySet):
     def live(self, cutoff: datetime) -> WorkerQuerySet:
         return self.filter(last_heartbeat__gte=cutoff)
 
-    def beat(self, worker_id: str, now: datetime) -> int:
-        return self.filter(worker_id=worker_id).update(last_heartbeat=now)
+    def beat(self, worker_id: str, now: datetime, *, holding: int = 0, stalled_for: float = 0.0) -> int:
+        """Renew the worker's lease and say how it is doing: tasks held, and since when no outcome was written."""
+        return self.filter(worker_id=worker_id).update(
+            last_heartbeat=now, holding=holding, progressed_at=now - timedelta(seconds=stalled_for))
 
     def forget_dead(self, cutoff: datetime) -> int:
         """Delete rows of workers that stopped beating (after their tasks are recovered)."""

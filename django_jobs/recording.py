@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from django.db import InterfaceError, OperationalError, connections, router
+from django.db import router
 from django.utils import timezone
 
 from . import backoff, metrics
@@ -20,6 +20,7 @@ from .executor import Outcome, TaskLog
 from .models import ScheduledTask
 from .querysets import attempt_entry, complete_held
 from .registry import registry
+from .resilience import TRANSIENT_ERRORS, Backoff, first_line, reconnect
 from .signals import job_completed, job_failed, send_after_commit
 
 logger = logging.getLogger(__name__)
@@ -28,19 +29,28 @@ T = TypeVar("T")
 RECORD_ATTEMPTS = 10
 
 
-def record_outcomes(items: Sequence[tuple[ScheduledTask, Outcome]], worker_id: str) -> None:
-    """Record every outcome, reconnecting through a short database outage."""
+def record_outcomes(items: Sequence[tuple[ScheduledTask, Outcome]], worker_id: str,
+                    keep_trying: Callable[[], bool] | None = None) -> None:
+    """Record every outcome, reconnecting through a database outage.
+
+    Gives up after about half a minute, unless ``keep_trying`` (the worker's) says to go on:
+    a worker keeps its outcomes until the database is back. What was written is
+    counted in the metrics even if a later outcome raises.
+    """
+    retry = lambda operation: with_reconnect(operation, keep_trying)  # noqa: E731
     plain = [task for task, outcome in items if outcome.succeeded and outcome.result is None]
     bulk_ids: set[int] = set()
     recorded: list[tuple[ScheduledTask, Outcome]] = []
-    if len(plain) > 1:
-        written = with_reconnect(lambda: record_plain_successes(plain, worker_id))
-        bulk_ids = {task.pk for task in plain}
-        recorded = [(task, outcome) for task, outcome in items if task.pk in written]
-    for task, outcome in items:
-        if task.pk not in bulk_ids and with_reconnect(lambda: record(task, outcome, worker_id, TaskLog(task))):
-            recorded.append((task, outcome))
-    metrics.count_recorded(recorded)
+    try:
+        if len(plain) > 1:
+            written = retry(lambda: record_plain_successes(plain, worker_id))
+            bulk_ids = {task.pk for task in plain}
+            recorded = [(task, outcome) for task, outcome in items if task.pk in written]
+        for task, outcome in items:
+            if task.pk not in bulk_ids and retry(lambda: record(task, outcome, worker_id, TaskLog(task))):
+                recorded.append((task, outcome))
+    finally:
+        metrics.count_recorded(recorded)
 
 
 def record_plain_successes(tasks: list[ScheduledTask], worker_id: str) -> set[int]:
@@ -66,24 +76,27 @@ def record_plain_successes(tasks: list[ScheduledTask], worker_id: str) -> set[in
 LOST = "finished but no longer held by this worker (recovered elsewhere); outcome not recorded"
 
 
-def with_reconnect(operation: Callable[[], T]) -> T:
-    """Run a database operation, reconnecting through a short outage (server restart).
+def with_reconnect(operation: Callable[[], T], keep_trying: Callable[[], bool] | None = None) -> T:
+    """Run a database operation, reconnecting through an outage (a server's restart).
 
     Losing an outcome would make a finished job run again, so this waits longer
-    than a claim would: about a minute in all before giving up.
+    than a claim would: about half a minute in all, or as long as ``keep_trying()``.
+    Pauses stay short (at most 5 s) so that outcomes are written soon after the
+    server is back.
     """
-    pause = 0.5
-    for attempt in range(1, RECORD_ATTEMPTS + 1):
+    backoff = Backoff(cap=5.0)
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             return operation()
-        except (OperationalError, InterfaceError) as error:
-            if attempt == RECORD_ATTEMPTS:
+        except TRANSIENT_ERRORS as error:
+            if attempt >= RECORD_ATTEMPTS and not (keep_trying and keep_trying()):
                 raise
-            logger.warning("Database unavailable while recording (%s); retrying in %.1fs", error, pause)
-            connections.close_all()
+            pause = backoff.next()
+            logger.warning("Database unavailable while recording (%s); retrying in %.1fs", first_line(error), pause)
+            reconnect()
             time.sleep(pause)
-            pause = min(pause * 2, 10.0)
-    raise AssertionError("unreachable")
 
 
 def record(task: ScheduledTask, outcome: Outcome, worker_id: str, log: TaskLog) -> bool:

@@ -11,6 +11,7 @@ recovers tasks of workers that stopped beating; a cron thread fires schedules.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue as queue_module
 import secrets
@@ -27,6 +28,8 @@ from django.db import IntegrityError, connections
 from django.utils import timezone
 
 from . import claiming, isolation, retention, scheduler
+from .resilience import EXIT_THREAD_DIED, TRANSIENT_ERRORS, Backoff, ThreadWatch, first_line, reconnect, \
+    wait_for_database
 from .buffer import TaskBuffer
 from .conf import jobs_settings
 from .exceptions import WorkerLost
@@ -47,8 +50,9 @@ PREFETCH_HOLD = 1.0
 RECORDER_GRACE = 60.0
 # Cron has minute resolution; a tick a second fires within a second of the time.
 CRON_TICK = 1.0
-# After a database error the loop waits 0.5 s, 1 s, 2 s ... up to this, then tries again.
-MAX_ERROR_PAUSE = 30.0
+# After a database error the loop waits 0.5 s, 1 s, 2 s ... up to this, then tries again:
+# short, so that the queue drains again within seconds of a server's restart.
+MAX_ERROR_PAUSE = 5.0
 
 
 @dataclass
@@ -95,17 +99,27 @@ class JobWorker:
         self.claim_in_doubt = False  # a claim failed: it may have committed all the same
         self.job_threads: list[threading.Thread] = []
         self.recorder: threading.Thread | None = None
+        self.threads = ThreadWatch(on_death=self.request_stop)
+        # Outcomes are retried until the database answers, except after this moment
+        # (set at shutdown), so that a stop during an outage still ends in time.
+        self.recording_deadline: float | None = None
+        # Monotonic time since which every heartbeat got through (None: the last one failed).
+        # A worker that starts with the database up may recover others' tasks at once.
+        self.beating_since: float | None = -math.inf
+        self.last_progress = time.monotonic()   # an outcome written, or nothing held
 
     # -- lifecycle -------------------------------------------------------------------
     def run(self) -> int:
-        """Work until stopped, a limit is reached, or (``burst``) nothing is due. Returns 0.
+        """Work until stopped, a limit is reached, or (``burst``) nothing is due.
 
+        Returns 0, or ``EXIT_THREAD_DIED`` if one of the worker's own threads died (a bug):
+        the worker then stops claiming and gives back what it has not started, so that
+        its supervisor can restart it. Waits for the database if it is down at start-up.
         Raises ImproperlyConfigured before doing anything if a declared cron schedule is invalid.
         """
-        if self.options.cron:
-            counts = scheduler.sync_declared_schedules()
-            logger.info("Cron schedules declared in code: %s", counts)
-        self.register()
+        if not self.start_up():
+            logger.info("Worker %s stopped before the database answered", self.worker_id)
+            return 0
         self.start_threads()
         logger.info("Worker %s started (queues=%s, concurrency=%d)", self.worker_id,
                     ",".join(self.options.queues or ["*"]), self.options.concurrency)
@@ -113,7 +127,29 @@ class JobWorker:
             self.loop()
         finally:
             self.shut_down()
+        if not self.threads.healthy:
+            logger.critical("Worker %s exits with status %d: thread(s) %s died", self.worker_id,
+                            EXIT_THREAD_DIED, ", ".join(self.threads.died))
+            return EXIT_THREAD_DIED
         return 0
+
+    def start_up(self) -> bool:
+        """Sync declared schedules and register, waiting while the database is down."""
+        if self.options.cron and not wait_for_database(self.sync_schedules, "syncing cron schedules",
+                                                       self.stopping, MAX_ERROR_PAUSE):
+            return False
+        return wait_for_database(self.register_at_start, "registering the worker", self.stopping, MAX_ERROR_PAUSE)
+
+    def register_at_start(self) -> None:
+        try:
+            self.register()
+        except TRANSIENT_ERRORS:
+            self.beating_since = None  # started during an outage: others missed beats too
+            raise
+
+    def sync_schedules(self) -> None:
+        counts = scheduler.sync_declared_schedules()
+        logger.info("Cron schedules declared in code: %s", counts)
 
     def request_stop(self) -> None:
         """Claim nothing new; running jobs finish (first SIGTERM/SIGINT)."""
@@ -157,22 +193,18 @@ class JobWorker:
             logger.warning("Could not unregister worker %s: %s", self.worker_id, error)
 
     def start_threads(self) -> None:
-        self.job_threads = [self.spawn(self.job_thread, f"django-jobs-job-{n}") for n in range(self.options.concurrency)]
-        self.recorder = self.spawn(self.recorder_thread, "django-jobs-recorder")
-        self.spawn(self.heartbeat_thread, "django-jobs-heartbeat")
+        spawn = self.threads.spawn
+        self.job_threads = [spawn(self.job_thread, f"django-jobs-job-{n}") for n in range(self.options.concurrency)]
+        self.recorder = spawn(self.recorder_thread, "django-jobs-recorder")
+        spawn(self.heartbeat_thread, "django-jobs-heartbeat")
         if self.options.cron:
-            self.spawn(self.cron_thread, "django-jobs-cron")
+            spawn(self.cron_thread, "django-jobs-cron")
         if jobs_settings.RETENTION:
             # A thread of its own: a long first prune must not delay heartbeats.
-            self.spawn(lambda: retention.run_periodically(self.finished, self.stopping), "django-jobs-retention")
+            spawn(lambda: retention.run_periodically(self.finished, self.stopping), "django-jobs-retention")
         if NotificationListener.available():
-            NotificationListener(self.wakeup, self.options.queues, self.finished).start()
-
-    def spawn(self, target, name: str) -> threading.Thread:
-        # Daemon threads: a forced stop must not wait for a job that will not end.
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        thread.start()
-        return thread
+            listener = NotificationListener(self.wakeup, self.options.queues, self.finished)
+            spawn(listener.run, listener.name)
 
     def shut_down(self) -> None:
         """Finish or give back every held task, then leave the table clean."""
@@ -185,11 +217,15 @@ class JobWorker:
             except DatabaseError as error:
                 logger.warning("Could not give back waiting tasks yet (%s)", error)
         self.buffer.close()
-        finished_in_time = self.wait_for_running_jobs(jobs_settings.SHUTDOWN_GRACE)
+        grace = jobs_settings.SHUTDOWN_GRACE
+        self.recording_deadline = time.monotonic() + grace
+        finished_in_time = self.wait_for_running_jobs(grace)
         if not finished_in_time:
             isolation.kill_all()
         self.outcomes.put(None)
         if self.recorder is not None:
+            # At least a few seconds for the last outcomes, even when the jobs took the whole grace.
+            self.recording_deadline = max(self.recording_deadline, time.monotonic() + 5.0)
             self.recorder.join(RECORDER_GRACE)
         try:
             released = self.release_held()
@@ -214,6 +250,7 @@ class JobWorker:
     def loop(self) -> None:
         started = time.monotonic()
         error_pause = 0.0
+        backoff = Backoff(cap=MAX_ERROR_PAUSE)
         while not self.stopping.is_set() and not self.limit_reached(started):
             # Read before claiming: a job finishing during the claim may have
             # committed a retry that this claim could not see yet.
@@ -221,17 +258,17 @@ class JobWorker:
             try:
                 claimed = self.claim_free_slots()
                 self.give_back_paused()
-                error_pause = 0.0
+                backoff.reset()
             except DatabaseError as error:
                 self.claim_in_doubt = True
-                error_pause = min(MAX_ERROR_PAUSE, max(0.5, error_pause * 2))
-                logger.warning("Database error while claiming (%s); retrying in %.1fs", error, error_pause)
-                connections.close_all()
-                self.stopping.wait(error_pause)
+                pause = backoff.next()
+                logger.warning("Database error while claiming (%s); retrying in %.1fs", first_line(error), pause)
+                reconnect()
+                self.stopping.wait(pause)
                 continue
             if claimed:
                 continue
-            if self.options.burst and not was_busy and not self.held:
+            if self.options.burst and not was_busy and not self.held and not self.unrecorded:
                 logger.info("Nothing due; burst worker %s exits", self.worker_id)
                 return
             self.wakeup.wait(self.wait_time(started))
@@ -241,6 +278,8 @@ class JobWorker:
         if self.claim_in_doubt:
             self.release_orphans()
             self.claim_in_doubt = False
+        if self.unrecorded:
+            self.release_unrecorded()  # the heartbeat does it too; here it is at once
         if self.all_threads_stuck():
             # Nobody could start more now; what waits goes to other workers.
             if len(self.buffer):
@@ -332,15 +371,27 @@ class JobWorker:
 
     # -- job threads ----------------------------------------------------------------
     def job_thread(self) -> None:
+        name = threading.current_thread().name
         while (task := self.buffer.take()) is not None:
-            name = threading.current_thread().name
             self.job_started[name] = time.monotonic()
             try:
                 outcome = attempt(task, self.worker_id, enforce_timeout=True)
+            except Exception:
+                # Not the job (its exceptions are its outcome) but our plumbing around it:
+                # hand the task back for another try rather than lose the thread.
+                logger.exception("Could not run task %s; it will be given back to the queue", task.pk)
+                self.give_back_later([task.pk])
+                reconnect()
+                continue
             finally:
                 del self.job_started[name]
             self.outcomes.put((task, outcome))
         connections.close_all()
+
+    def give_back_later(self, ids: list[int]) -> None:
+        """Tasks held but not going to be recorded: the heartbeat thread releases them."""
+        with self.held_lock:
+            self.unrecorded.update(ids)
 
     def recorder_thread(self) -> None:
         """Write outcomes as they come; under load, many per statement."""
@@ -358,7 +409,7 @@ class JobWorker:
     def record(self, items: list[tuple[ScheduledTask, Outcome]]) -> None:
         ids = [task.pk for task, _ in items]
         try:
-            record_outcomes(items, self.worker_id)
+            record_outcomes(items, self.worker_id, keep_trying=self.keep_recording)
             recorded = True
         except Exception:
             recorded = False
@@ -368,7 +419,12 @@ class JobWorker:
             self.held.difference_update(ids)
             if not recorded:
                 self.unrecorded.update(ids)
+        self.last_progress = time.monotonic()
         self.wakeup.set()
+
+    def keep_recording(self) -> bool:
+        """Outcomes wait for the database to come back: a lost outcome means the job runs again."""
+        return self.recording_deadline is None or time.monotonic() < self.recording_deadline
 
     def release_held(self) -> int:
         """Return claimed tasks we will not finish to ``pending`` (at-least-once)."""
@@ -390,31 +446,64 @@ class JobWorker:
             try:
                 if scheduler.tick():
                     self.wakeup.set()
-            except DatabaseError as error:
-                logger.warning("Cron tick failed (%s); will try again", error)
-                connections.close_all()
+            except TRANSIENT_ERRORS as error:
+                logger.warning("Cron tick failed (%s); will try again", first_line(error))
+                reconnect()
+            except Exception:
+                # A bad schedule row or a bug in one tick must not end cron for this worker.
+                logger.exception("Cron tick failed; will try again")
+                reconnect()
         connections.close_all()
 
     # -- heartbeat and recovery -----------------------------------------------------------
     def heartbeat_thread(self) -> None:
         interval = jobs_settings.HEARTBEAT_INTERVAL
-        while True:
+        while self.threads.healthy:  # a worker with a dead thread lets its lease run out
             try:
                 self.beat()
                 self.release_unrecorded()
-                recover_lost_tasks()
-            except DatabaseError as error:
-                logger.warning("Heartbeat failed (%s); will try again", error)
-                connections.close_all()
+                if self.may_recover():
+                    recover_lost_tasks()
+            except TRANSIENT_ERRORS as error:
+                self.beating_since = None
+                logger.warning("Heartbeat failed (%s); will try again", first_line(error))
+                reconnect()
+            except Exception:
+                logger.exception("Heartbeat failed; will try again")
+                reconnect()
             if self.finished.wait(interval):
                 break
         connections.close_all()
 
     def beat(self) -> None:
-        if not Worker.objects.beat(self.worker_id, timezone.now()):
+        if not Worker.objects.beat(self.worker_id, timezone.now(), holding=self.holding(),
+                                   stalled_for=self.stalled_for()):
             # Our row was removed as dead (we were cut off too long): come back.
             logger.warning("Worker %s was presumed dead; registering again", self.worker_id)
             self.register()
+        if self.beating_since is None:
+            self.beating_since = time.monotonic()
+
+    def may_recover(self) -> bool:
+        """Recover others' tasks only after beating without a break for HEARTBEAT_TIMEOUT.
+
+        When the database itself was away, every worker missed its beats: the first one
+        back must not take the tasks of the others, which are alive and still running
+        them. Each gets a whole HEARTBEAT_TIMEOUT after the outage to beat again.
+        """
+        since = self.beating_since
+        return since is not None and time.monotonic() - since >= jobs_settings.HEARTBEAT_TIMEOUT
+
+    def holding(self) -> int:
+        with self.held_lock:
+            return len(self.held | self.unrecorded)
+
+    def stalled_for(self) -> float:
+        """Seconds since this worker last wrote an outcome while holding tasks (0 when it holds none)."""
+        if not self.holding():
+            self.last_progress = time.monotonic()
+            return 0.0
+        return time.monotonic() - self.last_progress
 
 
 def recover_lost_tasks() -> int:

@@ -530,6 +530,21 @@ def test_worker_admin_marks_stale_workers(admin_client):
     assert '<span class="djj-badge djj-worker-stale">stale</span>' in html
 
 
+def test_worker_admin_and_dashboard_mark_a_worker_that_beats_but_does_not_progress(admin_client):
+    now = timezone.now()
+    Worker.objects.create(worker_id="hung", hostname="h", pid=1, last_heartbeat=now, holding=2,
+                          progressed_at=now - timedelta(minutes=11))
+    Worker.objects.create(worker_id="busy", hostname="h", pid=2, last_heartbeat=now, holding=2,
+                          progressed_at=now - timedelta(minutes=9))
+    Worker.objects.create(worker_id="idle", hostname="h", pid=3, last_heartbeat=now, holding=0,
+                          progressed_at=now - timedelta(hours=2))
+    html = admin_client.get(reverse("admin:django_jobs_worker_changelist")).content.decode()
+    assert html.count('<span class="djj-badge djj-worker-stalled">stalled</span>') == 1
+    assert html.count('<span class="djj-badge djj-worker-live">live</span>') == 2
+    dashboard = admin_client.get(reverse("admin:django_jobs_dashboard")).content.decode()
+    assert dashboard.count("djj-worker-stalled") == 1 and "no outcome written for 600 s" in dashboard
+
+
 # -- pausing queues ----------------------------------------------------------------------
 
 def test_dashboard_pauses_and_resumes_a_queue(admin_client):

@@ -178,6 +178,19 @@ def test_watch_prints_successive_frames_when_not_a_terminal(live_queue):
     assert "Workers: 1 live" in frame and "host:1:abc" in frame and "host:2:dead" not in frame
 
 
+def test_watch_shows_what_each_worker_holds_and_flags_one_that_does_not_progress(live_queue):
+    Worker.objects.filter(worker_id="host:1:abc").update(holding=3, progressed_at=timezone.now() - timedelta(hours=1))
+    Worker.objects.create(worker_id="host:3:idle", hostname="host", pid=3)
+    frame = run("jobs_stats", "--watch", "--iterations", "1", "--interval", "0.01")
+    hung = next(line for line in frame.splitlines() if line.startswith("host:1:abc"))
+    assert hung.split()[-6:] == ["3", "60", "min", "ago", "NOT", "PROGRESSING"], hung
+    idle = next(line for line in frame.splitlines() if line.startswith("host:3:idle"))
+    assert idle.split()[-2:] == ["0", "idle"], idle
+    data = json.loads(run("jobs_stats", "--watch", "--json", "--iterations", "1", "--interval", "0.01"))
+    assert {worker["worker_id"]: (worker["holding"], worker["stalled"]) for worker in data["workers"]} == {
+        "host:1:abc": (3, True), "host:3:idle": (0, False)}
+
+
 def test_watch_clears_the_screen_on_a_terminal(live_queue):
     out = run("jobs_stats", "--watch", "--iterations", "3", "--interval", "0.01", stdout=Terminal())
     assert out.count("\033[H\033[2J") == 3

@@ -76,6 +76,7 @@ def dashboard_context(hours: int, refresh: int) -> dict[str, Any]:
         "workers": workers,
         "stale_workers": sum(worker.state == STALE for worker in workers),
         "heartbeat_timeout": jobs_settings.HEARTBEAT_TIMEOUT,
+        "stalled_after": jobs_settings.STALLED_AFTER,
     }
 
 

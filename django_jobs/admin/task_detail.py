@@ -19,7 +19,7 @@ from ..exceptions import InvalidJobOption
 from ..models import ScheduledTask, Worker
 from . import display
 from .task_actions import NEXT_FIELD, TaskActionsAdmin
-from .workers import liveness, silence_text, state_badge
+from .workers import silence_text, state_badge, worker_state
 
 Status = ScheduledTask.Status
 
@@ -92,7 +92,7 @@ class TaskDetailAdmin(TaskActionsAdmin):
         worker = Worker.objects.filter(worker_id=task.worker_id).first()
         if worker is None:
             return format_html('{} <span class="djj-badge djj-worker-stale">not registered</span>', task.worker_id)
-        state = liveness(worker.last_heartbeat, timezone.now())
+        state = worker_state(worker, timezone.now())
         return format_html("{} {} <span class=\"djj-quiet\">last heartbeat {}</span>", task.worker_id,
                            state_badge(state), silence_text(timezone.now() - worker.last_heartbeat))
 

@@ -12,9 +12,10 @@ from django.utils.html import format_html
 
 from ..conf import jobs_settings
 from ..models import ScheduledTask, Worker
+from ..monitoring import is_stalled
 from .display import human_duration
 
-LIVE, LATE, STALE = "live", "late", "stale"
+LIVE, LATE, STALE, STALLED = "live", "late", "stale", "stalled"
 LATE_AFTER_BEATS = 3  # missed this many heartbeats: late; HEARTBEAT_TIMEOUT: stale (tasks get recovered)
 
 
@@ -26,6 +27,14 @@ def liveness(last_heartbeat: datetime, now: datetime) -> str:
     if silence >= LATE_AFTER_BEATS * jobs_settings.HEARTBEAT_INTERVAL:
         return LATE
     return LIVE
+
+
+def worker_state(worker: Worker, now: datetime) -> str:
+    """``liveness``, or ``stalled``: beating, holding tasks, and no outcome written for STALLED_AFTER."""
+    state = liveness(worker.last_heartbeat, now)
+    if state == LIVE and is_stalled(worker, now):
+        return STALLED
+    return state
 
 
 def live_worker_ids(now: datetime | None = None) -> set[str]:
@@ -59,7 +68,7 @@ def workers_with_state(now: datetime) -> list[WorkerState]:
     return [
         WorkerState(worker_id=worker.worker_id, hostname=worker.hostname, pid=worker.pid,
                     concurrency=worker.concurrency, queue_names=", ".join(q for q in worker.queues.split(",") if q),
-                    state=liveness(worker.last_heartbeat, now), silence=silence_text(now - worker.last_heartbeat),
+                    state=worker_state(worker, now), silence=silence_text(now - worker.last_heartbeat),
                     running=running.get(worker.worker_id, 0))
         for worker in Worker.objects.order_by("hostname", "worker_id")
     ]
@@ -77,8 +86,8 @@ def state_badge(state: str) -> str:
 class WorkerAdmin(admin.ModelAdmin):
     """Read-only: rows are written by the workers themselves."""
 
-    list_display = ("worker_id", "state", "last_heartbeat", "hostname", "pid", "queue_list", "concurrency",
-                    "started_at")
+    list_display = ("worker_id", "state", "last_heartbeat", "holding", "progressed_at", "hostname", "pid",
+                    "queue_list", "concurrency", "started_at")
     search_fields = ("worker_id", "hostname")
     ordering = ("hostname", "worker_id")
 
@@ -93,7 +102,7 @@ class WorkerAdmin(admin.ModelAdmin):
 
     @admin.display(description="state")
     def state(self, worker: Worker) -> str:
-        return state_badge(liveness(worker.last_heartbeat, timezone.now()))
+        return state_badge(worker_state(worker, timezone.now()))
 
     @admin.display(description="queues", ordering="queues")
     def queue_list(self, worker: Worker) -> str:

@@ -69,9 +69,19 @@ def workers_table(workers: list[dict[str, Any]], now: datetime) -> str:
     if not workers:
         return "Workers: none live"
     rows = [[worker["worker_id"], worker["queues"], worker["concurrency"],
-             seconds((now - datetime.fromisoformat(worker["last_heartbeat"])).total_seconds()) + " ago"]
+             seconds((now - datetime.fromisoformat(worker["last_heartbeat"])).total_seconds()) + " ago",
+             worker["holding"], progress_text(worker, now)]
             for worker in workers]
-    return f"Workers: {len(workers)} live\n" + render(["WORKER", "QUEUES", "THREADS", "LAST HEARTBEAT"], rows)
+    return f"Workers: {len(workers)} live\n" + render(
+        ["WORKER", "QUEUES", "THREADS", "LAST HEARTBEAT", "HOLDING", "LAST OUTCOME"], rows)
+
+
+def progress_text(worker: dict[str, Any], now: datetime) -> str:
+    """How long since the worker last wrote an outcome; flagged when it holds tasks that do not finish."""
+    if not worker["holding"]:
+        return "idle"
+    text = seconds((now - datetime.fromisoformat(worker["progressed_at"])).total_seconds()) + " ago"
+    return text + "  NOT PROGRESSING" if worker["stalled"] else text
 
 
 def seconds(value: float) -> str:

@@ -104,3 +104,16 @@ def exits_hard():
 @job(name="tests.returns_nul")
 def returns_nul():
     return "a\x00b"  # PostgreSQL's jsonb cannot store it
+
+
+class CustomBaseException(BaseException):
+    """Neither an Exception nor SystemExit: escapes ``except Exception`` everywhere."""
+
+
+BASE_EXCEPTIONS = {"KeyboardInterrupt": KeyboardInterrupt, "GeneratorExit": GeneratorExit,
+                   "SystemExit": SystemExit, "CustomBaseException": CustomBaseException}
+
+
+@job(name="tests.raise_base", retry_delay=timedelta(seconds=0), backoff="fixed", max_retries=1)
+def raise_base(kind):
+    raise BASE_EXCEPTIONS[kind](f"raised by the job: {kind}")

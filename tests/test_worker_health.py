@@ -1,0 +1,198 @@
+"""No worker thread dies of a database error or of what a job raises; a worker whose thread
+died anyway says so and exits non-zero.
+
+- Jobs raising ``KeyboardInterrupt``, ``GeneratorExit``, ``SystemExit`` or a custom
+  ``BaseException`` fail cleanly under a real worker process: recorded, retried per
+  their options, and the worker goes on to the next task and exits when idle.
+- A database error injected at each database call of a worker in turn (the claim, its
+  commit, the start, the recording, the heartbeat, recovery ...): every task still
+  completes and no thread dies.
+- A thread killed on purpose (a ``BaseException`` planted in the worker by the test
+  app, ``TESTAPP_KILL_THREAD``): the worker stops claiming, gives back every task it
+  has not finished, logs the traceback, and exits with status 3.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import OperationalError, connections
+from django.db.backends.signals import connection_created
+from django.test import override_settings
+
+from django_jobs.models import ScheduledTask, Worker
+from django_jobs.resilience import EXIT_THREAD_DIED
+from django_jobs.worker import JobWorker, WorkerOptions
+from tests.conftest import wait_until
+from tests.testapp import jobs
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+Status = ScheduledTask.Status
+
+
+# -- jobs raising BaseException ---------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["KeyboardInterrupt", "GeneratorExit", "SystemExit", "CustomBaseException"])
+def test_a_job_raising_a_base_exception_fails_cleanly_and_the_worker_carries_on(workers, kind):
+    raising = jobs.raise_base.enqueue(kind)
+    behind = [jobs.add.enqueue(number, 1) for number in range(3)]  # claimed in the same batch, behind it
+
+    process = workers.start("--burst", "--concurrency", "1", "--batch-size", "10", "--no-cron")
+    try:
+        output, _ = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"a --burst worker did not exit after a job raised {kind}: {process.communicate()[0]}")
+
+    assert process.returncode == 0, output
+    raising.refresh_from_db()
+    assert raising.status == Status.FAILED, (raising.status, output)
+    assert raising.retry_count == 1  # max_retries=1: retried once, then failed for good
+    assert raising.error_message.startswith(f"{kind}: raised by the job"), raising.error_message
+    assert [entry["error"].split(":")[0] for entry in raising.attempt_log] == [kind, kind]
+    assert kind in raising.traceback
+    for number, task in enumerate(behind):
+        task.refresh_from_db()
+        assert (task.status, task.result) == (Status.COMPLETED, number + 1), output
+    assert "Exception in thread" not in output, output
+
+
+# -- a database error at every call ---------------------------------------------------------------
+class InjectedFaults:
+    """Raises OperationalError at chosen database calls, counted across every thread.
+
+    Installed as an execute wrapper on every connection that opens while it is active
+    (the worker's threads open their own), so the error comes from where a real
+    outage would surface it: the cursor's execute, inside whatever transaction is open.
+    """
+
+    def __init__(self, fail_at: set[int]) -> None:
+        self.fail_at = fail_at
+        self.calls = 0
+        self.raised: list[str] = []
+        self.lock = threading.Lock()
+
+    def __enter__(self) -> InjectedFaults:
+        connection_created.connect(self.install)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        connection_created.disconnect(self.install)
+
+    def install(self, sender, connection, **kwargs) -> None:
+        if self not in connection.execute_wrappers:
+            connection.execute_wrappers.append(self)
+
+    def __call__(self, execute, sql, params, many, context):
+        with self.lock:
+            self.calls += 1
+            fail = self.calls in self.fail_at
+        if fail:
+            self.raised.append(sql.split()[0])
+            raise OperationalError(f"injected fault at database call {self.calls}: server closed the connection")
+        return execute(sql, params, many, context)
+
+
+def run_worker_in_process(**options) -> tuple[JobWorker, int]:
+    worker = JobWorker(WorkerOptions(burst=True, cron=False, concurrency=2, batch_size=3, interval=0.1, **options))
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(worker.run()), daemon=True)
+    thread.start()
+    thread.join(60)
+    if thread.is_alive():
+        worker.request_stop()
+        thread.join(30)
+        pytest.fail(f"the worker did not finish: {statuses()}")
+    connections.close_all()  # this thread's connections opened under the injector
+    return worker, result[0]
+
+
+def statuses() -> list[tuple[int, str, object]]:
+    return list(ScheduledTask.objects.order_by("pk").values_list("pk", "status", "result"))
+
+
+def enqueue_sums() -> list[ScheduledTask]:
+    return [jobs.add.enqueue(number, 10) for number in range(5)]
+
+
+@pytest.mark.slow
+@pytest.mark.once_per_database
+@override_settings(DJANGO_JOBS={"HEARTBEAT_INTERVAL": 0.2, "HEARTBEAT_TIMEOUT": 30})
+def test_a_database_error_at_any_call_kills_no_thread_and_loses_no_task():
+    # A clean run first, to learn how many database calls a worker makes for these tasks.
+    enqueue_sums()
+    connections.close_all()
+    with InjectedFaults(set()) as clean:
+        worker, code = run_worker_in_process()
+    assert code == 0 and worker.threads.healthy
+    assert {status for _, status, _ in statuses()} == {Status.COMPLETED}
+    calls = clean.calls
+    assert calls >= 10, calls  # register, claims, completions, heartbeat, release, unregister
+
+    failures = {}
+    for call in range(1, calls + 1):
+        ScheduledTask.objects.all().delete()
+        Worker.objects.all().delete()
+        tasks = enqueue_sums()
+        connections.close_all()
+        with InjectedFaults({call}) as faults:
+            worker, code = run_worker_in_process()
+        rows = {pk: (status, result) for pk, status, result in statuses()}
+        expected = {task.pk: (Status.COMPLETED, task.args[0] + 10) for task in tasks}
+        if code != 0 or not worker.threads.healthy or rows != expected:
+            failures[call] = (faults.raised, code, worker.threads.died, rows)
+    assert not failures, failures
+    print(f"\ninjected a database error at each of {calls} calls in turn: every task completed, no thread died")
+
+
+# -- the watchdog ---------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("thread", ["job", "recorder"])
+def test_a_worker_whose_thread_died_gives_back_its_tasks_and_exits_3(workers, thread):
+    tasks = [jobs.add.enqueue(number, 1) for number in range(6)]
+    ScheduledTask.objects.update(retry_delay=timedelta(0))
+    process = workers.start("--concurrency", "1", "--batch-size", "6", "--no-cron", "--interval", "0.2",
+                            env={"TESTAPP_KILL_THREAD": thread})
+    try:
+        output, _ = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"the worker went on after its {thread} thread died: {process.communicate()[0]}")
+
+    assert process.returncode == EXIT_THREAD_DIED, output
+    assert f"Worker thread django-jobs-{thread}" in output and "died" in output, output
+    assert "ThreadKilledByTest" in output, output  # the traceback is in the log
+    rows = ScheduledTask.objects.filter(pk__in=[task.pk for task in tasks])
+    assert not rows.filter(status=Status.RUNNING).exists(), list(rows.values_list("pk", "status", "worker_id"))
+    assert not Worker.objects.exists()  # unregistered: nobody mistakes it for alive
+
+    # Everything it gave back runs on a healthy worker.
+    healthy = workers.start("--burst", "--no-cron")
+    assert healthy.wait(60) == 0
+    assert set(rows.values_list("status", flat=True)) == {Status.COMPLETED}
+
+
+# -- progress in the heartbeat ------------------------------------------------------------------------
+@pytest.mark.slow
+def test_the_heartbeat_says_what_the_worker_holds_and_since_when_nothing_finished(workers):
+    sleeping = jobs.sleep.enqueue(4)
+    process = workers.start("--concurrency", "1", "--no-cron", "--worker-id", "sleepy")
+    wait_until(lambda: Worker.objects.filter(worker_id="sleepy", holding=1).exists(), timeout=30)
+    row = Worker.objects.get(worker_id="sleepy")
+    # Progress is the last outcome written (or holding nothing): frozen while the job sleeps.
+    first = row.progressed_at
+    time.sleep(2.5)  # two heartbeats (HEARTBEAT_INTERVAL is 1 s in tests.settings)
+    row.refresh_from_db()
+    assert row.holding == 1 and row.progressed_at == pytest.approx(first, abs=timedelta(milliseconds=50))
+    assert row.last_heartbeat > first + timedelta(seconds=1)
+    wait_until(lambda: ScheduledTask.objects.filter(pk=sleeping.pk, status=Status.COMPLETED).exists(), timeout=30)
+    wait_until(lambda: Worker.objects.filter(worker_id="sleepy", holding=0, progressed_at__gt=first).exists(),
+               timeout=10)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
