@@ -26,13 +26,14 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter, defaultdict
 
 import pytest
 from django.conf import settings
 
 from tests.conftest import REPO
-from tests.outage_servers import LockedSQLite, Server, ThrowawayMariaDB, ThrowawayPostgres
+from tests.outage_servers import LockedSQLite, Server, ThrowawayMariaDB, ThrowawayPostgres, free_port
 
 pytestmark = [pytest.mark.once_per_database, pytest.mark.slow]
 
@@ -93,8 +94,10 @@ def test_an_outage_under_draining_workers_costs_time_not_tasks(server, workers, 
         pytest.skip("SQLite has no server, so no connections to cut (its lock is the outage of the other scenarios)")
     enqueue(server, JOBS, PAUSE)
     started = time.monotonic()
-    drain = Drain(server, [workers.start("--worker-id", f"outage-{n}", *WORKER_ARGS, env=server.worker_env())
-                           for n in range(2)])
+    ports = [free_port() for _ in range(2)]
+    drain = Drain(server, [workers.start("--worker-id", f"outage-{n}", *WORKER_ARGS, "--metrics-port", str(port),
+                                         "--metrics-address", "127.0.0.1", env=server.worker_env())
+                           for n, port in enumerate(ports)])
     SCENARIOS[scenario](server, drain)
     back = time.time()
     drain.wait_until_finished(timeout=180)
@@ -108,7 +111,24 @@ def test_an_outage_under_draining_workers_costs_time_not_tasks(server, workers, 
     assert report["stuck"] == 0 and report["lost"] == 0, report
     assert not report["overlaps"], report["overlaps"]
     assert all(report["worked_after"].values()), (report["worked_after"], drain.output())
+    # The workers' Prometheus counters neither lose nor double-count across the outage.
+    counted = scrape_counters(ports)
+    retries = server.query("SELECT COALESCE(SUM(retry_count), 0) FROM django_jobs_scheduledtask")[0][0]
+    assert counted == {"completed": JOBS, "retried": retries, "started": JOBS + retries}, (counted, retries)
     drain.stop_all()
+
+
+def scrape_counters(ports: list[int]) -> dict[str, float]:
+    """The sum over both workers of each outcome counter, read from their /metrics."""
+    totals = {"completed": 0.0, "retried": 0.0, "started": 0.0}
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        for line in text.splitlines():
+            for name in totals:
+                if line.startswith(f"django_jobs_{name}_total{{"):
+                    totals[name] += float(line.rsplit(" ", 1)[1])
+    return {name: int(value) for name, value in totals.items()}
 
 
 # -- driving and judging the drain ----------------------------------------------------------------------
@@ -200,3 +220,52 @@ class Drain:
             except subprocess.TimeoutExpired:
                 pytest.fail(f"worker {process.pid} still running 60 s after SIGTERM\n{self.output()}")
             assert code == 0, f"worker {process.pid} exited {code} after SIGTERM\n{self.output()}"
+
+
+ENQUEUE_EVERY_WAY = """
+import json
+from django.db import transaction
+from tests.testapp import jobs
+
+def single():
+    jobs.add.enqueue(1, 2)
+
+def in_a_transaction():
+    with transaction.atomic():
+        jobs.add.enqueue(1, 2)
+
+def many():
+    jobs.add.enqueue_many([((n, 1), {}) for n in range(100)])
+
+raised = {}
+for way in (single, in_a_transaction, many):
+    try:
+        way()
+        raised[way.__name__] = None
+    except BaseException as error:
+        raised[way.__name__] = f"{type(error).__module__}.{type(error).__qualname__}"
+print("RAISED " + json.dumps(raised))
+"""
+
+
+def test_enqueue_during_an_outage_raises_to_the_caller_and_writes_nothing(server):
+    env = {**os.environ, **server.worker_env(), "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "django", "shell", "-c", ENQUEUE_EVERY_WAY]
+    if isinstance(server, LockedSQLite):
+        holder = server.hold_lock(10.0)
+        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+        holder.join()
+    else:
+        server.stop("fast")
+        try:
+            done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+        finally:
+            server.start()
+    line = next((line for line in done.stdout.splitlines() if line.startswith("RAISED ")), None)
+    assert line, done.stdout + done.stderr
+    import json
+
+    raised = json.loads(line.removeprefix("RAISED "))
+    # Django's own error, the one every other query raises in an outage: never a driver's, never silence.
+    assert raised == dict.fromkeys(["single", "in_a_transaction", "many"], "django.db.utils.OperationalError"), raised
+    assert server.query("SELECT COUNT(*) FROM django_jobs_scheduledtask")[0][0] == 0
