@@ -20,15 +20,19 @@ import threading
 import time
 from datetime import timedelta
 
+from django.utils import timezone
+
 import pytest
-from django.db import OperationalError, connections
+from django.db import InterfaceError, OperationalError, connections
 from django.db.backends.signals import connection_created
 from django.test import override_settings
 
-from django_jobs.models import ScheduledTask, Worker
+from django_jobs import retention
+from django_jobs.models import CronSchedule, ScheduledTask, Worker
 from django_jobs.resilience import EXIT_THREAD_DIED
 from django_jobs.worker import JobWorker, WorkerOptions
 from tests.conftest import wait_until
+from tests.factories import ScheduledTaskFactory
 from tests.testapp import jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -72,13 +76,15 @@ class InjectedFaults:
     outage would surface it: the cursor's execute, inside whatever transaction is open.
     """
 
-    def __init__(self, fail_at: set[int]) -> None:
+    def __init__(self, fail_at: set[int], error: type[Exception] = OperationalError) -> None:
         self.fail_at = fail_at
+        self.error = error
         self.calls = 0
         self.raised: list[str] = []
         self.lock = threading.Lock()
 
     def __enter__(self) -> InjectedFaults:
+        self.test_thread = threading.get_ident()  # the test's own queries are not the worker's
         connection_created.connect(self.install)
         return self
 
@@ -86,7 +92,7 @@ class InjectedFaults:
         connection_created.disconnect(self.install)
 
     def install(self, sender, connection, **kwargs) -> None:
-        if self not in connection.execute_wrappers:
+        if threading.get_ident() != self.test_thread and self not in connection.execute_wrappers:
             connection.execute_wrappers.append(self)
 
     def __call__(self, execute, sql, params, many, context):
@@ -95,7 +101,7 @@ class InjectedFaults:
             fail = self.calls in self.fail_at
         if fail:
             self.raised.append(sql.split()[0])
-            raise OperationalError(f"injected fault at database call {self.calls}: server closed the connection")
+            raise self.error(f"injected fault at database call {self.calls}: server closed the connection")
         return execute(sql, params, many, context)
 
 
@@ -141,7 +147,8 @@ def test_a_database_error_at_any_call_kills_no_thread_and_loses_no_task():
         Worker.objects.all().delete()
         tasks = enqueue_sums()
         connections.close_all()
-        with InjectedFaults({call}) as faults:
+        # Both errors an outage raises: OperationalError (server gone) and InterfaceError (connection closed).
+        with InjectedFaults({call}, OperationalError if call % 2 else InterfaceError) as faults:
             worker, code = run_worker_in_process()
         rows = {pk: (status, result) for pk, status, result in statuses()}
         expected = {task.pk: (Status.COMPLETED, task.args[0] + 10) for task in tasks}
@@ -196,3 +203,48 @@ def test_the_heartbeat_says_what_the_worker_holds_and_since_when_nothing_finishe
                timeout=10)
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 0
+
+
+# -- cron and retention threads through failing calls ---------------------------------------------------
+def run_thread_through_faults(body, until, fail_at: set[int], error: type[Exception]) -> InjectedFaults:
+    """Run a worker thread's body with its first database calls failing; it must live and get there."""
+    with InjectedFaults(fail_at, error) as faults:
+        thread = threading.Thread(target=body, daemon=True)
+        thread.start()
+        try:
+            wait_until(until, timeout=30, interval=0.1)
+            assert thread.is_alive()
+        finally:
+            stop.set()
+            thread.join(10)
+    assert len(faults.raised) == len(fail_at)
+    return faults
+
+
+stop = threading.Event()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("error", [OperationalError, InterfaceError])
+def test_the_cron_thread_survives_failing_calls_and_fires(error):
+    stop.clear()
+    schedule = CronSchedule.objects.create(name="every-minute", job_name="tests.noop", expression="* * * * *")
+    CronSchedule.objects.filter(pk=schedule.pk).update(next_run=timezone.now() - timedelta(seconds=1))
+    worker = JobWorker(WorkerOptions(cron=True))
+    worker.finished = stop
+    connections.close_all()
+    run_thread_through_faults(worker.cron_thread, lambda: ScheduledTask.objects.filter(cron_schedule=schedule).exists(),
+                              {1, 2, 3}, error)
+    schedule.refresh_from_db()
+    assert schedule.enabled
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("error", [OperationalError, InterfaceError])
+def test_the_retention_thread_survives_failing_calls_and_prunes(error):
+    stop.clear()
+    old = ScheduledTaskFactory(status=Status.COMPLETED, executed_at=timezone.now() - timedelta(days=30))
+    connections.close_all()
+    with override_settings(DJANGO_JOBS={"RETENTION": {"completed": "7d"}, "RETENTION_INTERVAL": 0.2}):
+        run_thread_through_faults(lambda: retention.run_periodically(stop, threading.Event()),
+                                  lambda: not ScheduledTask.objects.filter(pk=old.pk).exists(), {1, 2}, error)
