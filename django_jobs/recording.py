@@ -91,12 +91,21 @@ def with_reconnect(operation: Callable[[], T], keep_trying: Callable[[], bool] |
         try:
             return operation()
         except TRANSIENT_ERRORS as error:
-            if attempt >= RECORD_ATTEMPTS and not (keep_trying and keep_trying()):
+            gave_up = not keep_trying() if keep_trying is not None else attempt >= RECORD_ATTEMPTS
+            if gave_up:
                 raise
             pause = backoff.next()
             logger.warning("Database unavailable while recording (%s); retrying in %.1fs", first_line(error), pause)
             reconnect()
-            time.sleep(pause)
+            pause_unless_given_up(pause, keep_trying)
+
+
+def pause_unless_given_up(seconds: float, keep_trying: Callable[[], bool] | None) -> None:
+    """Sleep ``seconds``, in short steps that end early once ``keep_trying()`` turns False
+    (a stopping worker must not oversleep its grace)."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0 and (keep_trying is None or keep_trying()):
+        time.sleep(min(left, 0.25))
 
 
 def record(task: ScheduledTask, outcome: Outcome, worker_id: str, log: TaskLog) -> bool:

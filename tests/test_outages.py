@@ -25,6 +25,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections import Counter, defaultdict
@@ -145,8 +146,6 @@ class Drain:
     def __init__(self, server: Server, processes: list[subprocess.Popen]) -> None:
         self.server, self.processes = server, processes
         self.lines: dict[int, list[str]] = defaultdict(list)
-        import threading
-
         for process in processes:
             threading.Thread(target=self._read, args=(process,), daemon=True).start()
 
@@ -167,6 +166,14 @@ class Drain:
             self.check_alive()
             if time.monotonic() > deadline:
                 pytest.fail(f"{fraction:.0%} not completed within {timeout}s: {self.status_counts()}\n{self.output()}")
+            time.sleep(0.05)
+
+    def wait_for_running(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.status_counts()["running"]:
+            self.check_alive()
+            if time.monotonic() > deadline:
+                pytest.fail(f"nothing running within {timeout}s: {self.status_counts()}\n{self.output()}")
             time.sleep(0.05)
 
     def wait_until_finished(self, timeout: float) -> None:
@@ -269,3 +276,55 @@ def test_enqueue_during_an_outage_raises_to_the_caller_and_writes_nothing(server
     # Django's own error, the one every other query raises in an outage: never a driver's, never silence.
     assert raised == dict.fromkeys(["single", "in_a_transaction", "many"], "django.db.utils.OperationalError"), raised
     assert server.query("SELECT COUNT(*) FROM django_jobs_scheduledtask")[0][0] == 0
+
+
+def test_a_worker_started_during_an_outage_waits_works_once_it_is_back_and_stops_on_sigterm_in_the_next(
+        server, workers):
+    enqueue(server, 20, 0.0)
+
+    def outage_begins() -> threading.Thread | None:
+        if isinstance(server, LockedSQLite):
+            return server.hold_lock(6.0)
+        server.stop("fast")
+        return None
+
+    holder = outage_begins()
+    drain = Drain(server, [workers.start("--worker-id", "early", *WORKER_ARGS, env=server.worker_env())])
+    time.sleep(5.0)
+    drain.check_alive()
+    waiting = [line for line in drain.lines[drain.processes[0].pid] if "Database unavailable while" in line]
+    assert waiting, drain.output()
+    assert "Traceback" not in "".join(drain.lines[drain.processes[0].pid]), drain.output()  # one line a try
+    if holder is None:
+        server.start()
+    else:
+        holder.join()
+    wait_until_all_completed(drain, 20)
+
+    # The next outage, and SIGTERM in the middle of it: the worker still stops, with status 0.
+    enqueue(server, 5, 3.0)  # jobs that are running when the server goes away
+    drain.wait_for_running()
+    holder = outage_begins() if not isinstance(server, LockedSQLite) else server.hold_lock(30.0)
+    began = time.monotonic()
+    process = drain.processes[0]
+    process.send_signal(signal.SIGTERM)
+    try:
+        code = process.wait(settings.DJANGO_JOBS["SHUTDOWN_GRACE"] + 15)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"still running {time.monotonic() - began:.0f} s after SIGTERM in an outage\n{drain.output()}")
+    assert code == 0, drain.output()
+    print(f"\n{server.engine}: stopped {time.monotonic() - began:.1f} s after SIGTERM during an outage "
+          f"(SHUTDOWN_GRACE {settings.DJANGO_JOBS['SHUTDOWN_GRACE']} s)")
+    if holder is None:
+        server.start()
+    else:
+        holder.join()
+
+
+def wait_until_all_completed(drain: Drain, count: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while drain.status_counts()["completed"] < count:
+        drain.check_alive()
+        if time.monotonic() > deadline:
+            pytest.fail(f"{count} not completed within {timeout}s: {drain.status_counts()}\n{drain.output()}")
+        time.sleep(0.1)
