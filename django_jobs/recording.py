@@ -30,14 +30,15 @@ RECORD_ATTEMPTS = 10
 
 
 def record_outcomes(items: Sequence[tuple[ScheduledTask, Outcome]], worker_id: str,
-                    keep_trying: Callable[[], bool] | None = None) -> None:
+                    keep_trying: Callable[[], bool] | None = None,
+                    on_error: Callable[[BaseException, float], None] | None = None) -> None:
     """Record every outcome, reconnecting through a database outage.
 
     Gives up after about half a minute, unless ``keep_trying`` (the worker's) says to go on:
     a worker keeps its outcomes until the database is back. What was written is
     counted in the metrics even if a later outcome raises.
     """
-    retry = lambda operation: with_reconnect(operation, keep_trying)  # noqa: E731
+    retry = lambda operation: with_reconnect(operation, keep_trying, on_error)  # noqa: E731
     plain = [task for task, outcome in items if outcome.succeeded and outcome.result is None]
     bulk_ids: set[int] = set()
     recorded: list[tuple[ScheduledTask, Outcome]] = []
@@ -76,7 +77,8 @@ def record_plain_successes(tasks: list[ScheduledTask], worker_id: str) -> set[in
 LOST = "finished but no longer held by this worker (recovered elsewhere); outcome not recorded"
 
 
-def with_reconnect(operation: Callable[[], T], keep_trying: Callable[[], bool] | None = None) -> T:
+def with_reconnect(operation: Callable[[], T], keep_trying: Callable[[], bool] | None = None,
+                   on_error: Callable[[BaseException, float], None] | None = None) -> T:
     """Run a database operation, reconnecting through an outage (a server's restart).
 
     Losing an outcome would make a finished job run again, so this waits longer
@@ -95,7 +97,10 @@ def with_reconnect(operation: Callable[[], T], keep_trying: Callable[[], bool] |
             if gave_up:
                 raise
             pause = backoff.next()
-            logger.warning("Database unavailable while recording (%s); retrying in %.1fs", first_line(error), pause)
+            if on_error is not None:
+                on_error(error, pause)  # the worker's report: log line and worker_error signal
+            else:
+                logger.warning("Database unavailable while recording (%s); retrying in %.1fs", first_line(error), pause)
             reconnect()
             pause_unless_given_up(pause, keep_trying)
 

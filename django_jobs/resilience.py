@@ -44,12 +44,35 @@ class Backoff:
         self.current = 0.0
 
 
+def worker_error(worker_id: str, stage: str, error: BaseException, message: str = "") -> None:
+    """Log an error of the worker itself (not a job's) and send ``signals.worker_error``.
+
+    An outage is one line without a traceback; anything else is logged with its traceback.
+    ``message`` says what happens next ("retrying in 2.0 s").
+    """
+    from .models import Worker
+    from .signals import worker_error as signal
+
+    transient = isinstance(error, TRANSIENT_ERRORS)
+    fields = {"worker_id": worker_id, "stage": stage}
+    text = f"Worker {worker_id}: {stage} failed ({first_line(error)})" + (f"; {message}" if message else "")
+    if transient:
+        logger.warning(text, extra=fields)
+    else:
+        logger.error(text, exc_info=error, extra=fields)
+    for receiver, response in signal.send_robust(sender=Worker, worker_id=worker_id, stage=stage, error=error,
+                                                 transient=transient):
+        if isinstance(response, Exception):
+            logger.error("worker_error receiver %r raised %r", receiver, response, exc_info=response)
+
+
 def reconnect() -> None:
     """Close this thread's connections; Django opens fresh ones on the next query."""
     connections.close_all()
 
 
-def wait_for_database(operation: Callable[[], object], what: str, stop: threading.Event, cap: float) -> bool:
+def wait_for_database(operation: Callable[[], object], what: str, stop: threading.Event, cap: float,
+                      worker_id: str) -> bool:
     """Run ``operation`` until it gets through a transient database error; False if stopped first.
 
     One log line per try, without a traceback: an outage is not a bug, and a worker
@@ -62,7 +85,7 @@ def wait_for_database(operation: Callable[[], object], what: str, stop: threadin
             return True
         except TRANSIENT_ERRORS as error:
             pause = backoff.next()
-            logger.warning("Database unavailable while %s (%s); trying again in %.1f s", what, first_line(error), pause)
+            worker_error(worker_id, "start-up", error, f"database unavailable while {what}; trying again in {pause:.1f} s")
             reconnect()
             stop.wait(pause)
     return False
@@ -78,6 +101,7 @@ class ThreadWatch:
     """Starts the worker's threads and keeps a record of any that died of an exception."""
 
     on_death: Callable[[], None]
+    worker_id: str
     died: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -103,6 +127,10 @@ class ThreadWatch:
                         "and exits with status %d\n%s", name, EXIT_THREAD_DIED,
                         "".join(traceback.format_exception(error)))
         self.on_death()
+        try:
+            worker_error(self.worker_id, "thread", error, f"thread {name} died")
+        except BaseException:  # noqa: BLE001 - the report must not be what stops the worker stopping
+            logger.exception("Could not report the death of thread %s", name)
 
     @property
     def healthy(self) -> bool:

@@ -159,7 +159,8 @@ def configured_policy() -> dict[str, timedelta] | None:
     return parse_policy(policy) if policy else None
 
 
-def run_periodically(finished: threading.Event, stopping: threading.Event) -> None:
+def run_periodically(finished: threading.Event, stopping: threading.Event,
+                     on_error: Callable[[BaseException], None] | None = None) -> None:
     """A worker thread: prune by ``RETENTION`` every ``RETENTION_INTERVAL`` until ``finished``.
 
     Every worker runs this; they need no coordination, because each delete is
@@ -169,13 +170,15 @@ def run_periodically(finished: threading.Event, stopping: threading.Event) -> No
     interval = jobs_settings.RETENTION_INTERVAL
     delay = random.uniform(0, interval / 10)
     while not finished.wait(delay):
-        prune_once(lambda: finished.is_set() or stopping.is_set())
+        prune_once(lambda: finished.is_set() or stopping.is_set(), on_error)
         delay = interval * random.uniform(0.9, 1.1)
     connections.close_all()
 
 
-def prune_once(should_stop: Callable[[], bool]) -> dict[str, int]:
-    """One automatic pruning run; database errors are logged and left for the next run."""
+def prune_once(should_stop: Callable[[], bool], on_error: Callable[[BaseException], None] | None = None
+               ) -> dict[str, int]:
+    """One automatic pruning run; database errors are reported (``on_error``, the worker's) or
+    logged, and left for the next run."""
     try:
         policy = configured_policy()
     except (TypeError, ValueError) as error:  # only if system checks were skipped (E007)
@@ -184,6 +187,9 @@ def prune_once(should_stop: Callable[[], bool]) -> dict[str, int]:
     try:
         return prune(policy, should_stop=should_stop) if policy else {}
     except DatabaseError as error:
-        logger.warning("Automatic pruning failed (%s); will try again", error)
+        if on_error is not None:
+            on_error(error)
+        else:
+            logger.warning("Automatic pruning failed (%s); will try again", error)
         connections.close_all()
         return {}

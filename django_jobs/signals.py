@@ -27,6 +27,15 @@ job_failed = Signal()
 # task: the row, now ``cancelled``.
 job_cancelled = Signal()
 
+# An error of a worker itself, not of a job: a lost database, a failed claim, heartbeat,
+# recording, cron tick or pruning, a thread that died. Sent at once (there is nothing to
+# commit), robustly, from the thread that hit it; the sender is the ``Worker`` model.
+# worker_id: the worker's id; stage: "start-up", "claim", "run", "record", "heartbeat",
+# "cron", "retention", "listener", "thread" or "stop"; error: the exception; transient: True for
+# an outage the worker rides out by retrying (OperationalError, InterfaceError), False
+# for anything else (a bug, bad data), which is logged with its traceback.
+worker_error = Signal()
+
 
 def send_after_commit(signal: Signal, **kwargs) -> None:
     """Send ``signal`` robustly once the current transaction commits (at once outside one).

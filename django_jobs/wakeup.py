@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from django.db import connections, router
 
@@ -39,8 +39,10 @@ class Wakeup:
 class NotificationListener(threading.Thread):
     """Sets ``wakeup`` when a task is enqueued to one of ``queues`` (PostgreSQL, psycopg 3)."""
 
-    def __init__(self, wakeup: Wakeup, queues: Iterable[str] | None, stopped: threading.Event) -> None:
+    def __init__(self, wakeup: Wakeup, queues: Iterable[str] | None, stopped: threading.Event,
+                 on_error: Callable[[BaseException], None] | None = None) -> None:
         super().__init__(name="django-jobs-listener", daemon=True)
+        self.on_error = on_error
         self.wakeup = wakeup
         self.queues = set(queues or ())
         self.stopped = stopped
@@ -61,7 +63,10 @@ class NotificationListener(threading.Thread):
                 self.listen()
             except Exception as error:  # the database went away: poll until it is back
                 self.listening.clear()
-                logger.warning("LISTEN connection lost (%s); relying on polling until it is back", error)
+                if self.on_error is not None:
+                    self.on_error(error)
+                else:
+                    logger.warning("LISTEN connection lost (%s); relying on polling until it is back", error)
                 self.stopped.wait(RECONNECT_PAUSE)
 
     def listen(self) -> None:

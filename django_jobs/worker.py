@@ -28,8 +28,8 @@ from django.db import IntegrityError, connections
 from django.utils import timezone
 
 from . import claiming, isolation, retention, scheduler
-from .resilience import EXIT_THREAD_DIED, TRANSIENT_ERRORS, Backoff, ThreadWatch, first_line, reconnect, \
-    wait_for_database
+from .resilience import EXIT_THREAD_DIED, TRANSIENT_ERRORS, Backoff, ThreadWatch, reconnect, wait_for_database, \
+    worker_error
 from .buffer import TaskBuffer
 from .conf import jobs_settings
 from .exceptions import WorkerLost
@@ -99,7 +99,7 @@ class JobWorker:
         self.claim_in_doubt = False  # a claim failed: it may have committed all the same
         self.job_threads: list[threading.Thread] = []
         self.recorder: threading.Thread | None = None
-        self.threads = ThreadWatch(on_death=self.request_stop)
+        self.threads = ThreadWatch(on_death=self.request_stop, worker_id=self.worker_id)
         # Outcomes are retried until the database answers, except after this moment
         # (set at shutdown), so that a stop during an outage still ends in time.
         self.recording_deadline: float | None = None
@@ -136,9 +136,10 @@ class JobWorker:
     def start_up(self) -> bool:
         """Sync declared schedules and register, waiting while the database is down."""
         if self.options.cron and not wait_for_database(self.sync_schedules, "syncing cron schedules",
-                                                       self.stopping, MAX_ERROR_PAUSE):
+                                                       self.stopping, MAX_ERROR_PAUSE, self.worker_id):
             return False
-        return wait_for_database(self.register_at_start, "registering the worker", self.stopping, MAX_ERROR_PAUSE)
+        return wait_for_database(self.register_at_start, "registering the worker", self.stopping, MAX_ERROR_PAUSE,
+                                 self.worker_id)
 
     def register_at_start(self) -> None:
         try:
@@ -190,7 +191,7 @@ class JobWorker:
         try:
             Worker.objects.filter(worker_id=self.worker_id).delete()
         except DatabaseError as error:
-            logger.warning("Could not unregister worker %s: %s", self.worker_id, error)
+            worker_error(self.worker_id, "stop", error, "could not unregister")
 
     def start_threads(self) -> None:
         spawn = self.threads.spawn
@@ -201,9 +202,12 @@ class JobWorker:
             spawn(self.cron_thread, "django-jobs-cron")
         if jobs_settings.RETENTION:
             # A thread of its own: a long first prune must not delay heartbeats.
-            spawn(lambda: retention.run_periodically(self.finished, self.stopping), "django-jobs-retention")
+            spawn(lambda: retention.run_periodically(self.finished, self.stopping, self.retention_error),
+                  "django-jobs-retention")
         if NotificationListener.available():
-            listener = NotificationListener(self.wakeup, self.options.queues, self.finished)
+            listener = NotificationListener(self.wakeup, self.options.queues, self.finished,
+                                            on_error=lambda error: worker_error(self.worker_id, "listener", error,
+                                                                                "relying on polling until it is back"))
             spawn(listener.run, listener.name)
 
     def shut_down(self) -> None:
@@ -215,7 +219,7 @@ class JobWorker:
             try:
                 self.release(waiting)
             except DatabaseError as error:
-                logger.warning("Could not give back waiting tasks yet (%s)", error)
+                worker_error(self.worker_id, "stop", error, "could not give back waiting tasks yet")
         self.buffer.close()
         grace = jobs_settings.SHUTDOWN_GRACE
         self.recording_deadline = time.monotonic() + grace
@@ -232,7 +236,7 @@ class JobWorker:
         except DatabaseError as error:
             # Left ``running`` under this worker: recovered by others once it stops beating.
             released = 0
-            logger.warning("Could not give back held tasks (%s); other workers will recover them", error)
+            worker_error(self.worker_id, "stop", error, "could not give back held tasks; other workers will recover them")
         if not finished_in_time:
             logger.warning("Shutdown grace ran out; %d task(s) returned to the queue", released)
         self.finished.set()
@@ -262,7 +266,7 @@ class JobWorker:
             except DatabaseError as error:
                 self.claim_in_doubt = True
                 pause = backoff.next()
-                logger.warning("Database error while claiming (%s); retrying in %.1fs", first_line(error), pause)
+                worker_error(self.worker_id, "claim", error, f"retrying in {pause:.1f} s")
                 reconnect()
                 self.stopping.wait(pause)
                 continue
@@ -376,10 +380,10 @@ class JobWorker:
             self.job_started[name] = time.monotonic()
             try:
                 outcome = attempt(task, self.worker_id, enforce_timeout=True)
-            except Exception:
+            except Exception as error:
                 # Not the job (its exceptions are its outcome) but our plumbing around it:
                 # hand the task back for another try rather than lose the thread.
-                logger.exception("Could not run task %s; it will be given back to the queue", task.pk)
+                worker_error(self.worker_id, "run", error, f"task {task.pk} will be given back to the queue")
                 self.give_back_later([task.pk])
                 reconnect()
                 continue
@@ -409,18 +413,24 @@ class JobWorker:
     def record(self, items: list[tuple[ScheduledTask, Outcome]]) -> None:
         ids = [task.pk for task, _ in items]
         try:
-            record_outcomes(items, self.worker_id, keep_trying=self.keep_recording)
+            record_outcomes(items, self.worker_id, keep_trying=self.keep_recording, on_error=self.recording_error)
             recorded = True
-        except Exception:
+        except Exception as error:
             recorded = False
-            logger.exception("Outcomes of task(s) %s could not be recorded; they will be released", ids,
-                             extra={"task_ids": ids})
+            worker_error(self.worker_id, "record", error,
+                         f"outcomes of task(s) {ids} not recorded; they will be released")
         with self.held_lock:
             self.held.difference_update(ids)
             if not recorded:
                 self.unrecorded.update(ids)
         self.last_progress = time.monotonic()
         self.wakeup.set()
+
+    def retention_error(self, error: BaseException) -> None:
+        worker_error(self.worker_id, "retention", error, "will try again")
+
+    def recording_error(self, error: BaseException, pause: float) -> None:
+        worker_error(self.worker_id, "record", error, f"retrying in {pause:.1f} s")
 
     def keep_recording(self) -> bool:
         """Outcomes wait for the database to come back: a lost outcome means the job runs again."""
@@ -446,12 +456,9 @@ class JobWorker:
             try:
                 if scheduler.tick():
                     self.wakeup.set()
-            except TRANSIENT_ERRORS as error:
-                logger.warning("Cron tick failed (%s); will try again", first_line(error))
-                reconnect()
-            except Exception:
-                # A bad schedule row or a bug in one tick must not end cron for this worker.
-                logger.exception("Cron tick failed; will try again")
+            except Exception as error:
+                # An outage, a bad schedule row or a bug in one tick must not end cron for this worker.
+                worker_error(self.worker_id, "cron", error, "will try again")
                 reconnect()
         connections.close_all()
 
@@ -464,12 +471,10 @@ class JobWorker:
                 self.release_unrecorded()
                 if self.may_recover():
                     recover_lost_tasks()
-            except TRANSIENT_ERRORS as error:
-                self.beating_since = None
-                logger.warning("Heartbeat failed (%s); will try again", first_line(error))
-                reconnect()
-            except Exception:
-                logger.exception("Heartbeat failed; will try again")
+            except Exception as error:
+                if isinstance(error, TRANSIENT_ERRORS):
+                    self.beating_since = None
+                worker_error(self.worker_id, "heartbeat", error, "will try again")
                 reconnect()
             if self.finished.wait(interval):
                 break

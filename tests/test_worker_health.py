@@ -30,6 +30,7 @@ from django.test import override_settings
 from django_jobs import retention
 from django_jobs.models import CronSchedule, ScheduledTask, Worker
 from django_jobs.resilience import EXIT_THREAD_DIED
+from django_jobs.signals import worker_error
 from django_jobs.worker import JobWorker, WorkerOptions
 from tests.conftest import wait_until
 from tests.factories import ScheduledTaskFactory
@@ -141,21 +142,33 @@ def test_a_database_error_at_any_call_kills_no_thread_and_loses_no_task():
     calls = clean.calls
     assert calls >= 10, calls  # register, claims, completions, heartbeat, release, unregister
 
-    failures = {}
+    failures, stages = {}, set()
     for call in range(1, calls + 1):
         ScheduledTask.objects.all().delete()
         Worker.objects.all().delete()
         tasks = enqueue_sums()
         connections.close_all()
         # Both errors an outage raises: OperationalError (server gone) and InterfaceError (connection closed).
+        reported: list[tuple[str, str, bool]] = []
+
+        def receiver(sender, worker_id, stage, error, transient, **kwargs):
+            reported.append((stage, str(error), transient))
+
+        worker_error.connect(receiver)
         with InjectedFaults({call}, OperationalError if call % 2 else InterfaceError) as faults:
             worker, code = run_worker_in_process()
+        worker_error.disconnect(receiver)
         rows = {pk: (status, result) for pk, status, result in statuses()}
         expected = {task.pk: (Status.COMPLETED, task.args[0] + 10) for task in tasks}
-        if code != 0 or not worker.threads.healthy or rows != expected:
-            failures[call] = (faults.raised, code, worker.threads.died, rows)
+        # Each injected error was reported once, as a transient worker error, with where it happened.
+        injected = [(stage, transient) for stage, message, transient in reported if "injected fault" in message]
+        if code != 0 or not worker.threads.healthy or rows != expected or len(injected) != 1 or not injected[0][1]:
+            failures[call] = (faults.raised, code, worker.threads.died, rows, reported)
+        stages.add(injected[0][0] if injected else None)
     assert not failures, failures
-    print(f"\ninjected a database error at each of {calls} calls in turn: every task completed, no thread died")
+    assert {"start-up", "claim", "record", "heartbeat", "stop"} <= stages, stages
+    print(f"\ninjected a database error at each of {calls} calls in turn: every task completed, no thread died; "
+          f"worker_error stages: {sorted(stages)}")
 
 
 # -- the watchdog ---------------------------------------------------------------------------------------
