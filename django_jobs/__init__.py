@@ -12,6 +12,8 @@ __all__ = [
     "pause_queue",
     "resume_queue",
     "paused_queues",
+    "pause_all",
+    "resume_all",
     "Job",
     "JobContext",
     "DjangoJobsError",
@@ -59,7 +61,21 @@ def resume_queue(name: str) -> bool:
 
 
 def paused_queues() -> list[str]:
-    """The names of the paused queues."""
+    """The names of the queues paused one by one."""
     from .queues import paused_queues as paused
 
     return paused()
+
+
+def pause_all(*, by: Any = None, reason: str = "") -> bool:
+    """Workers claim from no queue and fire no cron schedule until ``resume_all()``. False if already paused."""
+    from .queues import pause_all as pause
+
+    return pause(by=by, reason=reason)
+
+
+def resume_all() -> bool:
+    """Undo ``pause_all()`` (queues paused one by one stay paused). False if it was not in force."""
+    from .queues import resume_all as resume
+
+    return resume()

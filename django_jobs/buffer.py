@@ -46,6 +46,11 @@ class TaskBuffer:
             self._waiting.clear()
             return tasks
 
+    def snapshot(self) -> list[ScheduledTask]:
+        """The waiting tasks, in order, left in place."""
+        with self._condition:
+            return [task for _, task in self._waiting]
+
     def take_queues(self, queues: set[str]) -> list[ScheduledTask]:
         """Remove the waiting tasks of ``queues`` (paused meanwhile), keeping the order of the rest."""
         with self._condition:

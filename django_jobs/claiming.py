@@ -81,7 +81,7 @@ def claim_in_one_statement(alias: str, worker_id: str, queues: list[str] | None,
 
 
 def claim_statement(queues: list[str] | None, returning: str) -> str:
-    """Due rows in claim order, outside paused queues, locked (skipping locked ones) and
+    """Due rows in claim order, outside paused queues (all of them under ``pause_all``'s ``*``), locked (skipping locked ones) and
     marked running, returning the ``returning`` columns. Params: [queues], now, limit,
     worker_id, started_at, updated_at."""
     task = ScheduledTask._meta.db_table
@@ -89,7 +89,7 @@ def claim_statement(queues: list[str] | None, returning: str) -> str:
     chosen = "AND c.queue = ANY(%s) " if queues else ""
     return (
         f"WITH claimed AS (SELECT c.id FROM {task} c WHERE c.status = 'pending' {chosen}"
-        f"AND c.scheduled_at <= %s AND NOT EXISTS (SELECT 1 FROM {paused} p WHERE p.queue = c.queue) "
+        f"AND c.scheduled_at <= %s AND NOT EXISTS (SELECT 1 FROM {paused} p WHERE p.queue IN (c.queue, '*')) "
         f"ORDER BY c.priority DESC, c.scheduled_at, c.id LIMIT %s FOR UPDATE SKIP LOCKED) "
         f"UPDATE {task} t SET status = 'running', worker_id = %s, started_at = %s, updated_at = %s "
         f"FROM claimed WHERE t.id = claimed.id RETURNING {returning}"

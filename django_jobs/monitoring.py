@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from .conf import jobs_settings
 from .models import ScheduledTask, Worker
-from .queues import paused_queues
+from .queues import all_paused, paused_queues
 from .statistics import STATUSES
 
 Status = ScheduledTask.Status
@@ -99,6 +99,7 @@ def snapshot(now: datetime | None = None) -> dict[str, Any]:
                      "progressed_at": iso(worker.progressed_at), "stalled": is_stalled(worker, now)}
                     for worker in live_workers(now)],
         "last_minute": throughput(now, 60.0),
+        "all_paused": all_paused() is not None,
     }
 
 

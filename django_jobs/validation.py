@@ -45,9 +45,16 @@ def priority(value: Any) -> int:
     return value
 
 
+# The name a global pause is stored under (``pause_all``): no queue may take it.
+ALL_QUEUES = "*"
+
+
 def queue(value: Any) -> str:
     if not isinstance(value, str) or not value or len(value) > MAX_QUEUE_LENGTH:
         raise InvalidJobOption(f"queue must be a non-empty string of at most {MAX_QUEUE_LENGTH} characters, not {value!r}")
+    if value == ALL_QUEUES:
+        raise InvalidJobOption(f"{ALL_QUEUES!r} is not a queue name: it is reserved for pausing every queue "
+                               f"(django_jobs.pause_all())")
     allowed = jobs_settings.QUEUES
     if allowed is not None and value not in allowed:
         raise InvalidJobOption(f"Unknown queue {value!r}; DJANGO_JOBS['QUEUES'] allows {list(allowed)}")

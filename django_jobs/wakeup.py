@@ -76,7 +76,7 @@ class NotificationListener(threading.Thread):
             self.listening.set()
             while not self.stopped.is_set():
                 for notification in raw.notifies(timeout=0.5):
-                    if not self.queues or notification.payload in self.queues:
+                    if not self.queues or notification.payload in self.queues or notification.payload == "*":
                         self.wakeup.set()
         finally:
             raw.close()

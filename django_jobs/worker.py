@@ -35,7 +35,8 @@ from .conf import jobs_settings
 from .exceptions import WorkerLost
 from .executor import Outcome, attempt
 from .models import ScheduledTask, Worker
-from .queues import paused_queues
+from .queues import is_paused, paused_names
+from .validation import ALL_QUEUES
 from .recording import record_outcomes
 from .wakeup import NotificationListener, Wakeup
 
@@ -347,7 +348,9 @@ class JobWorker:
         if not len(self.buffer) or now - self.paused_checked_at < self.options.interval:
             return
         self.paused_checked_at = now
-        paused = set(paused_queues())
+        paused = paused_names()
+        if "*" in paused:  # pause_all(): every waiting task goes back
+            paused = {task.queue for task in self.buffer.snapshot()}
         if paused and (ids := [task.pk for task in self.buffer.take_queues(paused)]):
             logger.info("Queue(s) %s paused; %d waiting task(s) returned", ",".join(sorted(paused)), self.release(ids))
 
@@ -454,6 +457,8 @@ class JobWorker:
             if self.stopping.is_set():
                 continue
             try:
+                if is_paused(ALL_QUEUES):
+                    continue  # pause_all(): no fires; a missed one runs once after resume_all()
                 if scheduler.tick():
                     self.wakeup.set()
             except Exception as error:

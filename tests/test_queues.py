@@ -88,3 +88,95 @@ def test_a_worker_stops_starting_tasks_of_a_queue_within_a_poll_interval_of_its_
     worker.send_signal(2)
     assert worker.wait(timeout=30) == 0
     assert Execution.objects.count() == 30
+
+
+# -- pause_all -------------------------------------------------------------------------------------
+def test_pause_all_stops_claims_from_every_queue_and_resume_all_brings_them_back():
+    tasks = [jobs.noop.using(queue=queue).enqueue() for queue in ("default", "mail", "reports")]
+    django_jobs.pause_queue("reports")
+    assert django_jobs.pause_all(reason="maintenance") is True
+    assert django_jobs.pause_all() is False
+    assert claim("w1", None, 10) == [] and claim("w1", ["mail"], 10) == []
+    assert django_jobs.paused_queues() == ["reports"]  # the global pause is not a queue
+    assert get_statistics()["paused_queues"] == ["reports"]
+
+    assert django_jobs.resume_all() is True
+    assert django_jobs.resume_all() is False
+    # Queues paused one by one stay paused.
+    assert sorted(task.pk for task in claim("w1", None, 10)) == sorted(task.pk for task in tasks[:2])
+    assert django_jobs.paused_queues() == ["reports"]
+
+
+@pytest.mark.parametrize("use", [
+    lambda: django_jobs.pause_queue("*"),
+    lambda: jobs.noop.using(queue="*").enqueue(),
+    lambda: django_jobs.enqueue("tests.noop", queue="*"),
+])
+def test_star_is_reserved_for_pause_all_and_never_a_queue(use):
+    with pytest.raises(InvalidJobOption, match=r"'\*' is not a queue name: it is reserved for pausing every queue"):
+        use()
+    assert not PausedQueue.objects.exists() and not ScheduledTask.objects.exists()
+
+
+@pytest.mark.slow
+def test_a_worker_under_pause_all_starts_nothing_fires_no_cron_and_catches_up_once_after(workers):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from django_jobs.models import CronSchedule
+
+    django_jobs.pause_all()
+    schedule = CronSchedule.objects.create(name="every-minute", job_name="tests.noop", expression="* * * * *")
+    CronSchedule.objects.filter(pk=schedule.pk).update(next_run=timezone.now() - timedelta(minutes=3))
+    task = jobs.noop.using(queue="mail").enqueue()
+    worker = workers.start("--queues", "mail,default", "--interval", "30")  # woken by NOTIFY on PostgreSQL only
+    time.sleep(3.0)  # several cron ticks and claims
+    assert ScheduledTask.objects.get(pk=task.pk).status == "pending"
+    assert not ScheduledTask.objects.filter(cron_schedule=schedule).exists()
+
+    django_jobs.resume_all()
+    # On PostgreSQL resume_all's NOTIFY wakes the worker; elsewhere the cron thread's fire wakes it.
+    wait_until(lambda: ScheduledTask.objects.filter(cron_schedule=schedule, status="completed").exists(), timeout=40)
+    wait_until(lambda: ScheduledTask.objects.get(pk=task.pk).status == "completed", timeout=40)
+    # Three missed fires run once, as after any downtime.
+    assert ScheduledTask.objects.filter(cron_schedule=schedule).count() == 1
+    worker.send_signal(2)
+    assert worker.wait(timeout=30) == 0
+
+
+def test_the_dashboard_pauses_and_resumes_everything(admin_client):
+    from django.urls import reverse
+
+    page = reverse("admin:django_jobs_dashboard")
+    response = admin_client.post(reverse("admin:django_jobs_pause_queue"), {"all": "1", "reason": "deploy"}, follow=True)
+    assert "Every queue paused" in response.content.decode()
+    html = admin_client.get(page).content.decode()
+    assert "Every queue is paused since" in html and ": deploy." in html and "Resume all" in html
+    assert PausedQueue.objects.get(queue="*").reason == "deploy"
+    response = admin_client.post(reverse("admin:django_jobs_resume_queue"), {"all": "1"}, follow=True)
+    assert "Every queue resumed" in response.content.decode()
+    assert not PausedQueue.objects.exists()
+    assert "Pause all queues and cron" in admin_client.get(page).content.decode()
+
+
+@pytest.fixture
+def admin_client(client):
+    user = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw")
+    client.force_login(user)
+    return client
+
+
+def test_jobs_stats_says_when_everything_is_paused():
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    django_jobs.pause_all()
+    out = io.StringIO()
+    call_command("jobs_stats", "--watch", "--iterations", "1", "--interval", "0.01", stdout=out)
+    assert "ALL QUEUES PAUSED (pause_all): no claims, no cron fires" in out.getvalue()
+    out = io.StringIO()
+    call_command("jobs_stats", "--watch", "--json", "--iterations", "1", "--interval", "0.01", stdout=out)
+    assert json.loads(out.getvalue())["all_paused"] is True

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from .. import monitoring
 from ..conf import jobs_settings
+from ..validation import ALL_QUEUES
 from ..models import PausedQueue, ScheduledTask
 from . import charts, metrics
 from .display import human_duration
@@ -69,6 +70,7 @@ def dashboard_context(hours: int, refresh: int) -> dict[str, Any]:
         "total": sum(counts.values()),
         "queues": queues,
         "paused_count": sum(queue["paused"] is not None for queue in queues),
+        "all_paused": PausedQueue.objects.select_related("paused_by").filter(queue=ALL_QUEUES).first(),
         "chart": chart,
         "success_rate": success_rate(chart),
         "slowest": with_text(metrics.slowest_jobs(window), "average", "longest"),
@@ -88,7 +90,7 @@ def with_text(rows: list[dict[str, Any]], *keys: str) -> list[dict[str, Any]]:
 def queue_rows(now: datetime) -> list[dict[str, Any]]:
     """``monitoring.queue_depth`` for the table: how long the oldest due task waits, and the
     PausedQueue row (who, when, why) of a paused queue, else None."""
-    paused = {row.queue: row for row in PausedQueue.objects.select_related("paused_by")}
+    paused = {row.queue: row for row in PausedQueue.objects.select_related("paused_by") if row.queue != ALL_QUEUES}
     return [{"queue": depth.queue, "due": depth.due, "later": depth.scheduled, "running": depth.running,
              "waiting": now - depth.oldest_due if depth.oldest_due else None, "paused": paused.get(depth.queue)}
             for depth in monitoring.queue_depth(now, paused=set(paused))]

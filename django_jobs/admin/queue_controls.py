@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from ..exceptions import InvalidJobOption
 from ..models import PausedQueue
-from ..queues import pause_queue, resume_queue
+from ..queues import pause_all, pause_queue, resume_all, resume_queue
 
 ACTIONS = {"pause": "add", "resume": "delete"}
 
@@ -39,6 +39,9 @@ def queue_control_view(action: str):
 
 
 def apply(request, action: str, name: str) -> None:
+    if request.POST.get("all") == "1":
+        apply_to_all(request, action)
+        return
     try:
         if action == "pause":
             changed = pause_queue(name, by=request.user, reason=request.POST.get("reason", "")[:500])
@@ -52,6 +55,19 @@ def apply(request, action: str, name: str) -> None:
         messages.success(request, f"Queue “{name}” {done}.")
     else:
         messages.warning(request, f"Queue “{name}” was already {'paused' if action == 'pause' else 'running'}; nothing changed.")
+
+
+def apply_to_all(request, action: str) -> None:
+    if action == "pause":
+        changed = pause_all(by=request.user, reason=request.POST.get("reason", "")[:500])
+        done, already = "Every queue paused: workers claim nothing and fire no cron schedule until resumed.", "paused"
+    else:
+        changed = resume_all()
+        done, already = "Every queue resumed (queues paused one by one stay paused).", "running"
+    if changed:
+        messages.success(request, done)
+    else:
+        messages.warning(request, f"Every queue was already {already}; nothing changed.")
 
 
 @admin.register(PausedQueue)

@@ -50,7 +50,8 @@ def frame(snapshot: dict[str, Any], interval: float) -> str:
     parts = [
         f"django_jobs at {local_time(now)} (every {interval:g} s; Ctrl-C to stop)",
         render(STATUSES, [[snapshot["statuses"][status] for status in STATUSES]]),
-        queues_table(snapshot["queues"]),
+        ("ALL QUEUES PAUSED (pause_all): no claims, no cron fires\n" if snapshot["all_paused"] else "")
+        + queues_table(snapshot["queues"]),
         "Last minute: {completed} completed, {failed} with a failed attempt".format(**snapshot["last_minute"]),
         workers_table(snapshot["workers"], now),
     ]
