@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F
+from django.utils import timezone
 
 from .models import ScheduledTask
 from .queues import paused_queues
@@ -13,20 +14,26 @@ STATUSES = [status.value for status in ScheduledTask.Status]
 
 
 def get_statistics(queue: str | None = None) -> dict[str, Any]:
-    """Counts by status, ``success_rate`` (completed / finished, or None),
-    ``average_duration_ms`` of completed tasks, and ``by_job`` / ``by_queue``
-    breakdowns of counts by status, and the ``paused_queues``. ``queue`` limits the
-    counts to one queue."""
+    """Counts by status, ``success_rate`` and ``failure_rate`` (completed or failed /
+    finished, or None), ``average_duration_ms`` of completed tasks, ``by_job`` /
+    ``by_queue`` breakdowns of counts by status, and the ``paused_queues``. In the
+    seeds' words too: ``waiting`` (pending and due), ``delayed`` (pending, due later),
+    ``active`` (running). ``queue`` limits the counts to one queue."""
     rows = ScheduledTask.objects.all()
     if queue is not None:
         rows = rows.filter(queue=queue)
     grouped = list(rows.order_by().values("identifier", "queue", "status").annotate(count=Count("id")))
     totals = count_by(grouped, key=None)
     finished = totals["completed"] + totals["failed"]
+    delayed = rows.filter(status=ScheduledTask.Status.PENDING, scheduled_at__gt=timezone.now()).count()
     return {
         **totals,
         "total": sum(totals.values()),
+        "waiting": totals["pending"] - delayed,
+        "delayed": delayed,
+        "active": totals["running"],
         "success_rate": round(totals["completed"] / finished, 4) if finished else None,
+        "failure_rate": round(totals["failed"] / finished, 4) if finished else None,
         "average_duration_ms": average_duration_ms(rows),
         "by_job": count_by(grouped, key="identifier"),
         "by_queue": count_by(grouped, key="queue"),

@@ -33,6 +33,20 @@ def test_statistics_shape_and_values(history):
     assert stats["by_queue"]["mail"] == {"pending": 1, "running": 0, "completed": 0, "failed": 0, "cancelled": 1}
 
 
+def test_statistics_in_the_seeds_words_split_pending_into_waiting_and_delayed(history):
+    now = timezone.now()
+    ScheduledTaskFactory(identifier="tests.noop", status="pending", scheduled_at=now + dt.timedelta(hours=1))
+    ScheduledTaskFactory(identifier="tests.noop", status="pending", scheduled_at=now + dt.timedelta(days=2))
+    ScheduledTaskFactory(identifier="tests.noop", status="running", started_at=now)
+    stats = django_jobs.get_statistics()
+    assert {key: stats[key] for key in ("waiting", "active", "completed", "failed", "delayed")} == {
+        "waiting": 1, "active": 1, "completed": 2, "failed": 1, "delayed": 2}
+    assert stats["pending"] == stats["waiting"] + stats["delayed"] == 3  # today's keys stay
+    assert stats["failure_rate"] == pytest.approx(1 / 3, abs=1e-4)
+    assert stats["success_rate"] + stats["failure_rate"] == pytest.approx(1)
+    assert django_jobs.get_statistics(queue="reports")["failure_rate"] is None
+
+
 def test_statistics_of_one_queue(history):
     stats = django_jobs.get_statistics(queue="mail")
     assert (stats["pending"], stats["completed"], stats["success_rate"], stats["average_duration_ms"]) == (1, 0, None, None)

@@ -124,7 +124,11 @@ COMPONENTS: dict[str, Any] = {
     "Statistics": {**closed({
         **STATUS_COUNTS,
         "total": INTEGER,
+        "waiting": {**INTEGER, "description": "pending and due now."},
+        "delayed": {**INTEGER, "description": "pending, due later (scheduled in the future)."},
+        "active": {**INTEGER, "description": "running (the same as running)."},
         "success_rate": {**nullable(NUMBER), "description": "completed / (completed + failed)."},
+        "failure_rate": {**nullable(NUMBER), "description": "failed / (completed + failed)."},
         "average_duration_ms": nullable(NUMBER),
         "by_job": {"type": "object", "additionalProperties": ref("StatusCounts")},
         "by_queue": {"type": "object", "additionalProperties": ref("StatusCounts")},
