@@ -10,7 +10,13 @@ class DjangoJobsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.db.backends.signals import connection_created
+
         from . import checks  # noqa: F401  (registers the system checks)
+        from .events import configure_connection
+
+        # Before any migration or query: the event triggers read this per connection.
+        connection_created.connect(configure_connection, dispatch_uid="django_jobs.events")
 
         # Import every installed app's jobs.py, as admin does with admin.py, so any
         # process (worker, shell, web) knows every @job without configuration.

@@ -55,6 +55,11 @@ SETTINGS: dict[str, Setting] = {
         "Seconds a stopping worker waits for running jobs after the first SIGTERM/SIGINT.",
         is_duration=True,
     ),
+    "EVENTS": Setting(
+        True,
+        "Write the event trail (a TaskEvent row for every state change of a task, by database triggers). "
+        "False turns it off for this process's writes (per connection).",
+    ),
     "STALLED_AFTER": Setting(
         600.0,
         "Seconds a live worker may hold tasks without writing any outcome before admin and jobs_stats show "

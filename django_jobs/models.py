@@ -222,6 +222,47 @@ class CronSchedule(models.Model):
         return enqueue_for_schedule(self, fire_time=None)
 
 
+class TaskEvent(models.Model):
+    """One state change of a task, written by the database's triggers (``django_jobs.events``).
+
+    Queue pauses and resumes are events too, with no task. Deleting a task deletes its events.
+    """
+
+    class Kind(models.TextChoices):
+        ENQUEUED = "enqueued", _("enqueued")
+        STARTED = "started", _("started")
+        COMPLETED = "completed", _("completed")
+        RETRIED = "retried", _("failed, will retry")
+        FAILED = "failed", _("failed")
+        CANCELLED = "cancelled", _("cancelled")
+        RECOVERED = "recovered", _("recovered from a lost worker")
+        RELEASED = "released", _("given back unstarted")
+        REQUEUED = "requeued", _("retried by an operator")
+        PAUSED = "paused", _("queue paused")
+        RESUMED = "resumed", _("queue resumed")
+
+    # No foreign-key constraint: the triggers insert events inside the task's own
+    # statement, and delete them with it; a constraint would only add a lookup per row.
+    task = models.ForeignKey(ScheduledTask, verbose_name=_("task"), on_delete=models.DO_NOTHING,
+                             db_constraint=False, null=True, blank=True, related_name="events",
+                             help_text=_("Empty for events of a queue."))
+    kind = models.CharField(_("event"), max_length=20, choices=Kind.choices)
+    at = models.DateTimeField(_("at"), help_text=_("When the change was written."))
+    attempt = models.PositiveIntegerField(_("attempt"), default=0, help_text=_("The attempt it belongs to; 0: none yet."))
+    worker_id = models.CharField(_("worker"), max_length=255, blank=True, default="")
+    queue = models.CharField(_("queue"), max_length=100, blank=True, default="")
+    message = models.TextField(_("message"), blank=True, default="",
+                               help_text=_("The error of a failed attempt, the reason of a pause."))
+
+    class Meta:
+        verbose_name = _("task event")
+        verbose_name_plural = _("task events")
+        ordering = ("at", "id")
+
+    def __str__(self) -> str:
+        return f"{self.kind} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
 class PausedQueue(models.Model):
     """A queue workers claim nothing from while this row exists (``pause_queue``)."""
 

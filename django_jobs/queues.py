@@ -13,51 +13,65 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import IntegrityError, router, transaction
+from django.utils import timezone
 
 from . import validation
-from .models import PausedQueue
+from .conf import jobs_settings
+from .models import PausedQueue, TaskEvent
 from .validation import ALL_QUEUES
 
 
 def pause_queue(name: str, *, by: Any = None, reason: str = "") -> bool:
     """Pause ``name``; return False if it was paused already. ``by`` is the user."""
     validation.queue(name)
+    return add_pause(name, by, reason)
+
+
+def add_pause(name: str, by: Any, reason: str) -> bool:
+    user = by if getattr(by, "pk", None) else None
     try:
         with transaction.atomic(using=router.db_for_write(PausedQueue)):
-            PausedQueue.objects.create(queue=name, paused_by=by if getattr(by, "pk", None) else None, reason=reason)
+            PausedQueue.objects.create(queue=name, paused_by=user, reason=reason)
+            record_event(TaskEvent.Kind.PAUSED, name, reason, user)
     except IntegrityError:
         return False
     return True
+
+
+def record_event(kind: str, queue: str, reason: str = "", user: Any = None) -> None:
+    """A queue's pause or resume on the event trail (tasks' events are written by triggers)."""
+    if jobs_settings.EVENTS:
+        who = f"by {user}" if user is not None else ""
+        message = "; ".join(part for part in (who, reason) if part)
+        TaskEvent.objects.create(kind=kind, queue=queue, at=timezone.now(), message=message)
 
 
 def resume_queue(name: str) -> bool:
     """Resume ``name``; return False if it was not paused. Idle workers are woken."""
     from .enqueueing import notify_workers
 
-    deleted, _ = PausedQueue.objects.filter(queue=name).delete()
-    if deleted:
-        notify_workers({name})  # delivered on commit
+    with transaction.atomic(using=router.db_for_write(PausedQueue)):
+        deleted, _ = PausedQueue.objects.filter(queue=name).delete()
+        if deleted:
+            record_event(TaskEvent.Kind.RESUMED, name)
+            notify_workers({name})  # delivered on commit
     return bool(deleted)
 
 
 def pause_all(*, by: Any = None, reason: str = "") -> bool:
     """Stop claims from every queue, and cron firing; False if already paused. Queue pauses stay as they are."""
-    try:
-        with transaction.atomic(using=router.db_for_write(PausedQueue)):
-            PausedQueue.objects.create(queue=ALL_QUEUES, paused_by=by if getattr(by, "pk", None) else None,
-                                       reason=reason)
-    except IntegrityError:
-        return False
-    return True
+    return add_pause(ALL_QUEUES, by, reason)
 
 
 def resume_all() -> bool:
     """Undo ``pause_all``; False if it was not in force. Queues paused one by one stay paused."""
     from .enqueueing import notify_workers
 
-    deleted, _ = PausedQueue.objects.filter(queue=ALL_QUEUES).delete()
-    if deleted:
-        notify_workers({ALL_QUEUES})  # every idle worker, whatever its queues, on commit
+    with transaction.atomic(using=router.db_for_write(PausedQueue)):
+        deleted, _ = PausedQueue.objects.filter(queue=ALL_QUEUES).delete()
+        if deleted:
+            record_event(TaskEvent.Kind.RESUMED, ALL_QUEUES)
+            notify_workers({ALL_QUEUES})  # every idle worker, whatever its queues, on commit
     return bool(deleted)
 
 

@@ -132,6 +132,47 @@ def progress_bar(progress: Any) -> SafeString | str:
 
 
 def timeline_events(task: ScheduledTask) -> list[tuple[datetime, str, str]]:
+    """(time, label, css) of the task's history, in time order: its event trail, or, for a
+    row whose trail does not reach its present state (written before the trail, with
+    ``EVENTS`` off for a while, or by hand), what the row itself records."""
+    events = list(task.events.order_by("at", "id"))
+    if not events or events[-1].kind not in STATES_AFTER[task.status]:
+        return row_events(task)
+    trail = [trail_event(event) for event in events]
+    extra = [(task.cron_fire_time, "Cron fire time", "cron")]
+    if task.status == Status.PENDING:
+        extra.append((task.scheduled_at, "Due (not before)", "scheduled"))
+    return sorted(trail + [event for event in extra if event[0]], key=lambda event: event[0])
+
+
+# The kinds of event that can leave a task in each status.
+STATES_AFTER = {
+    Status.PENDING: {"enqueued", "retried", "recovered", "released", "requeued"},
+    Status.RUNNING: {"started"},
+    Status.COMPLETED: {"completed"},
+    Status.FAILED: {"failed"},
+    Status.CANCELLED: {"cancelled"},
+}
+
+TRAIL_LABELS = {
+    "enqueued": ("Enqueued", "created"),
+    "started": ("Started attempt {attempt} on {worker}", "started"),
+    "completed": ("Completed attempt {attempt}", "completed"),
+    "retried": ("Attempt {attempt} failed, will retry: {message}", "failed"),
+    "failed": ("Attempt {attempt} failed: {message}", "failed"),
+    "recovered": ("Attempt {attempt} lost with worker {worker}; back to the queue", "failed"),
+    "released": ("Given back unstarted by {worker}", "scheduled"),
+    "cancelled": ("Cancelled", "cancelled"),
+    "requeued": ("Retried by an operator", "created"),
+}
+
+
+def trail_event(event: Any) -> tuple[datetime, str, str]:
+    label, css = TRAIL_LABELS.get(event.kind, (event.kind, "scheduled"))
+    return event.at, label.format(attempt=event.attempt, worker=event.worker_id or "?", message=event.message), css
+
+
+def row_events(task: ScheduledTask) -> list[tuple[datetime, str, str]]:
     """(time, label, css) of what the row records, in time order.
 
     Each failed attempt is in ``attempt_log``; the latest attempt, if it has not
