@@ -292,7 +292,7 @@ def test_a_worker_started_during_an_outage_waits_works_once_it_is_back_and_stops
     drain = Drain(server, [workers.start("--worker-id", "early", *WORKER_ARGS, env=server.worker_env())])
     time.sleep(5.0)
     drain.check_alive()
-    waiting = [line for line in drain.lines[drain.processes[0].pid] if "Database unavailable while" in line]
+    waiting = [line for line in drain.lines[drain.processes[0].pid] if "start-up failed" in line]
     assert waiting, drain.output()
     assert "Traceback" not in "".join(drain.lines[drain.processes[0].pid]), drain.output()  # one line a try
     if holder is None:
