@@ -56,6 +56,8 @@ if PEER:
 DJANGO_JOBS = {
     # A stopped benchmark worker should not linger.
     "SHUTDOWN_GRACE": 5,
+    # The drain scenario measures the event trail off as well (DJANGO_JOBS_BENCH_EVENTS=0 for its workers).
+    "EVENTS": os.environ.get("DJANGO_JOBS_BENCH_EVENTS", "1") != "0",
 }
 
 # Warnings only: a worker writing two INFO lines per job to a log file would measure

@@ -4,6 +4,7 @@ database, starts real ``run_jobworker`` processes, and returns table rows (dicts
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -77,8 +78,29 @@ def drain(params: dict[str, Any]) -> list[Row]:
         label = f"drain-c{config['concurrency']}-b{config['batch_size']}"
         row = drain_once(jobs, config, params, label)
         rows.append({"scenario": "drain", **row})
+    rows.extend(drain_with_events_off_and_on(jobs, rows, params))
     tables.truncate()
     return rows
+
+
+def drain_with_events_off_and_on(jobs: int, rows: list[Row], params: dict[str, Any]) -> list[Row]:
+    """The best configuration again, with the event trail off and then on, back to back:
+    what writing a TaskEvent per state change costs the drain."""
+    measured = [row for row in rows if row.get("jobs_per_s")]
+    if not measured or not hasattr(tables, "TaskEvent"):
+        return []
+    config = max(measured, key=lambda row: row["jobs_per_s"])["metrics"]["worker_config"]
+    paired = []
+    for events in ("0", "1"):
+        tables.truncate()
+        tables.enqueue_noops(jobs)
+        os.environ["DJANGO_JOBS_BENCH_EVENTS"] = events
+        try:
+            row = drain_once(jobs, config, params, f"drain-events-{'on' if events == '1' else 'off'}")
+        finally:
+            os.environ.pop("DJANGO_JOBS_BENCH_EVENTS", None)
+        paired.append({"scenario": f"drain (events {'on' if events == '1' else 'off'})", **row})
+    return paired
 
 
 # -- 2. pickup latency --------------------------------------------------------------------

@@ -11,7 +11,7 @@ from django.db.models import Count, Max
 from django.utils import timezone
 
 from bench.benchapp.jobs import noop
-from django_jobs.models import CronSchedule, ScheduledTask, Worker
+from django_jobs.models import CronSchedule, ScheduledTask, TaskEvent, Worker
 from django_jobs.rows import column_list
 
 ENQUEUE_CHUNK = 20_000
@@ -19,7 +19,7 @@ ENQUEUE_CHUNK = 20_000
 
 def truncate(*models) -> None:
     """Empty the tables of ``models`` (django_jobs' by default) between measurements."""
-    models = models or (ScheduledTask, Worker, CronSchedule)
+    models = models or (ScheduledTask, TaskEvent, Worker, CronSchedule)
     names = [connection.ops.quote_name(model._meta.db_table) for model in models]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
