@@ -140,7 +140,12 @@ class ScheduledTask(models.Model):
         return cancelled
 
     def retry(self) -> bool:
-        """Put a failed or cancelled task back to pending, due now; return whether it changed."""
+        """Put a failed or cancelled task back to pending, due now; return whether it changed.
+
+        Raises ``UniqueKeyConflict`` (naming the holder; nothing changed) while another
+        pending or running task holds this task's ``unique_key``. Idle PostgreSQL
+        workers are woken when the change commits.
+        """
         changed = ScheduledTask.objects.filter(pk=self.pk).retry_now() == 1
         self.refresh_from_db()
         return changed
