@@ -49,7 +49,7 @@ def checked_call(job: Job[Any, Any], args: Iterable[Any], kwargs: dict[str, Any]
 def task_options(job: Job[Any, Any], run_at: datetime | None) -> dict[str, Any]:
     """The columns of a new task that come from the job and its options."""
     return {
-        "identifier": job.name,
+        "identifier": validation.job_name(job.name),  # a Django Task's module path is not checked before
         "queue": validation.queue(job.resolved_queue),
         "priority": job.priority,
         "scheduled_at": run_at or timezone.now(),
