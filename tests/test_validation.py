@@ -227,3 +227,17 @@ def test_the_api_answers_400_naming_the_field(field, value):
     assert field in errors(response)
     assert ScheduledTask.objects.count() == 0
 
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/tasks", {"job": "tests.noop", "args": [nested(DEEPEST_ARGUMENT + 1)]}, "args"),
+    ("/schedules", {"name": "deep", "job": "tests.noop", "expression": "0 0 * * *",
+                    "kwargs": {"a": nested(DEEPEST_ARGUMENT + 1)}}, "kwargs"),
+], ids=["task", "schedule"])
+def test_the_api_refuses_arguments_its_body_limit_lets_through_but_no_database_stores(path, body, field):
+    # The body may nest 32 levels; what it carries is stored one or two levels up.
+    api = ApiClient(make_user("root", superuser=True))
+    response = api.post(path, body)
+    assert response.status_code == 400, response.content
+    assert field in errors(response)
+    assert ScheduledTask.objects.count() == CronSchedule.objects.count() == 0
