@@ -241,3 +241,27 @@ def test_the_api_refuses_arguments_its_body_limit_lets_through_but_no_database_s
     assert response.status_code == 400, response.content
     assert field in errors(response)
     assert ScheduledTask.objects.count() == CronSchedule.objects.count() == 0
+
+
+# -- Django's Tasks framework (Django >= 6.0) --------------------------------------------------
+BAD_DJANGO_TASK_OPTIONS = [
+    ("run_after", datetime(9999, 12, 31, 23, 59, tzinfo=dt_timezone.utc)),
+    ("retry_delay", NAN), ("retry_delay", 1e12), ("timeout", INF), ("max_retries", 10_001),
+]
+
+
+@pytest.mark.parametrize(("option", "value"), BAD_DJANGO_TASK_OPTIONS,
+                         ids=[f"{o}={case_id(v)}" for o, v in BAD_DJANGO_TASK_OPTIONS])
+def test_the_django_tasks_backend_refuses_them_too(option, value):
+    exceptions = pytest.importorskip("django.tasks.exceptions", reason="Django's Tasks framework needs Django 6.0")
+    from tests.testapp import tasks
+
+    assert_refused(lambda: tasks.noop_task.using(**{option: value}).enqueue(), exceptions.InvalidTask, option)
+
+
+def test_the_django_tasks_backend_refuses_arguments_no_database_stores():
+    pytest.importorskip("django.tasks", reason="Django's Tasks framework needs Django 6.0")
+    from tests.testapp import tasks
+
+    assert_refused(lambda: tasks.noop_task.enqueue(nested(DEEPEST_ARGUMENT + 1)), JobArgumentsError,
+                   "positional argument")
