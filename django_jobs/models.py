@@ -198,7 +198,10 @@ class CronSchedule(models.Model):
 
     def clean(self) -> None:
         """Lengths, priority, queue, arguments and metadata, by field (admin forms show them)."""
-        errors = validation.schedule_errors(self)
+        self.check_fields(settings_rules=True)
+
+    def check_fields(self, *, settings_rules: bool = False) -> None:
+        errors = validation.schedule_errors(self, settings_rules=settings_rules)
         if errors:
             raise ValidationError(errors)
 
@@ -209,7 +212,7 @@ class CronSchedule(models.Model):
         A new, edited or re-enabled schedule fires next at its first fire time
         after now: never for a time that passed while it was off or different.
         """
-        self.clean()
+        self.check_fields()
         cron.expand(self.expression)
         cron.zone(self.timezone)
         stored = CronSchedule.objects.filter(pk=self.pk).values_list("expression", "timezone", "enabled").first()

@@ -321,21 +321,24 @@ def refuse_nul(text: str) -> str:
 
 
 # -- cron schedules -----------------------------------------------------------------------
-# CronSchedule's column lengths (name, job name, expression, time zone).
-# CronSchedule's text columns: (length, may be empty).
+# CronSchedule's text columns: (length, may be empty). An empty queue means the default.
 SCHEDULE_TEXT = {"name": (200, False), "job_name": (MAX_NAME_LENGTH, False), "expression": (100, False),
-                 "timezone": (64, True), "description": (MAX_DESCRIPTION_LENGTH, True)}
+                 "timezone": (64, True), "description": (MAX_DESCRIPTION_LENGTH, True),
+                 "queue": (MAX_QUEUE_LENGTH, True)}
 
 
-def schedule_errors(schedule: Any) -> dict[str, list[str]]:
-    """What no database could store, or no fire could enqueue, by field of a ``CronSchedule``."""
+def schedule_errors(schedule: Any, *, settings_rules: bool = False) -> dict[str, list[str]]:
+    """What no database could store, or no fire could enqueue, by field of a ``CronSchedule``.
+
+    ``settings_rules`` adds the queue names ``DJANGO_JOBS["QUEUES"]`` allows: for forms,
+    not for every save, so that a schedule left behind by a settings change can still
+    be disabled.
+    """
     checks = {name: (lambda value, name=name, length=length, empty=empty: text(value, name, length, empty=empty))
               for name, (length, empty) in SCHEDULE_TEXT.items()}
-    checks.update({
-        "queue": lambda value: value and queue(value),  # empty: DJANGO_JOBS["DEFAULT_QUEUE"]
-        "priority": priority,
-        "metadata": lambda value: json_value(value, "metadata", MAX_JSON_DEPTH),
-    })
+    checks.update({"priority": priority, "metadata": lambda value: json_value(value, "metadata", MAX_JSON_DEPTH)})
+    if settings_rules:
+        checks["queue"] = lambda value: value and queue(value)
     errors = {}
     for name, check in checks.items():
         try:

@@ -212,6 +212,17 @@ def test_a_good_schedule_still_saves():
     assert CronSchedule.objects.get(pk=row.pk).kwargs == {"a": nested(DEEPEST_ARGUMENT)}
 
 
+def test_a_queue_the_settings_no_longer_allow_is_refused_by_forms_but_the_schedule_can_still_be_disabled():
+    row = schedule(queue="reports")
+    row.save()
+    with override_settings(DJANGO_JOBS={"QUEUES": ["default"]}):
+        with pytest.raises(ValidationError) as raised:
+            row.full_clean()
+        assert "queue" in raised.value.message_dict
+        row.disable()
+    assert CronSchedule.objects.get(pk=row.pk).enabled is False
+
+
 # -- the JSON API -----------------------------------------------------------------------------
 BAD_API_TASKS = [
     ("description", "d" * 501), ("unique_key", "k" * 256), ("queue", "q" * 101), ("priority", 101),
