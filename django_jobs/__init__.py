@@ -20,10 +20,11 @@ __all__ = [
     "UnknownJob",
     "JobArgumentsError",
     "InvalidJobOption",
+    "UniqueKeyConflict",
 ]
 
 from .context import JobContext
-from .exceptions import DjangoJobsError, InvalidJobOption, JobArgumentsError, UnknownJob
+from .exceptions import DjangoJobsError, InvalidJobOption, JobArgumentsError, UniqueKeyConflict, UnknownJob
 from .registry import Job, job, registry
 
 if TYPE_CHECKING:

@@ -35,6 +35,7 @@ from django.core import checks
 from django.tasks.exceptions import InvalidTask, InvalidTaskBackend, TaskResultDoesNotExist
 from django.utils.json import normalize_json
 
+from . import validation
 from .conf import jobs_settings
 from .exceptions import InvalidJobOption
 from .registry import validated_options
@@ -113,7 +114,8 @@ class JobsBackend(BaseTaskBackend):
         args, kwargs = normalize_json(args), normalize_json(kwargs)
         check_runnable(task)
         try:
-            row = enqueue_one(job_for(task, self), args, kwargs, run_at=task.run_after)
+            run_at = None if task.run_after is None else validation.run_time(task.run_after, "run_after")
+            row = enqueue_one(job_for(task, self), args, kwargs, run_at=run_at)
         except InvalidJobOption as error:  # e.g. a queue DJANGO_JOBS['QUEUES'] does not allow
             raise InvalidTask(str(error)) from error
         return task_result(row, task, self.alias)

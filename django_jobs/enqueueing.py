@@ -21,12 +21,12 @@ from .claiming import is_transient
 from .conf import jobs_settings
 from .exceptions import InvalidJobOption, JobArgumentsError
 from .models import ScheduledTask
+from .notify import NOTIFY_CHANNEL, wake_workers
 from .signals import job_enqueued, send_each_after_commit
 
 if TYPE_CHECKING:
     from .registry import Job
 
-NOTIFY_CHANNEL = "django_jobs"
 # A key raced by another enqueue whose task finished in between: insert again.
 UNIQUE_INSERT_ATTEMPTS = 10
 UNIQUE_RETRY_PAUSE = 0.01
@@ -49,7 +49,7 @@ def checked_call(job: Job[Any, Any], args: Iterable[Any], kwargs: dict[str, Any]
 def task_options(job: Job[Any, Any], run_at: datetime | None) -> dict[str, Any]:
     """The columns of a new task that come from the job and its options."""
     return {
-        "identifier": job.name,
+        "identifier": validation.job_name(job.name),  # a Django Task's module path is not checked before
         "queue": validation.queue(job.resolved_queue),
         "priority": job.priority,
         "scheduled_at": run_at or timezone.now(),
@@ -215,13 +215,8 @@ def announce(tasks: list[ScheduledTask]) -> None:
 
 
 def notify_workers(queues: set[str], alias: str | None = None) -> None:
-    """Wake idle PostgreSQL workers. NOTIFY is transactional: delivered on commit only."""
-    connection = connections[alias or router.db_for_write(ScheduledTask)]
-    if connection.vendor != "postgresql" or not jobs_settings.NOTIFY:
-        return
-    with connection.cursor() as cursor:
-        for queue in sorted(queues):
-            cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, queue])
+    """Wake idle PostgreSQL workers of ``queues`` (``notify.wake_workers`` on the task table's database)."""
+    wake_workers(queues, alias or router.db_for_write(ScheduledTask))
 
 
 def ensure_registered(job: Job[Any, Any]) -> None:

@@ -29,6 +29,27 @@ class InvalidJobOption(DjangoJobsError, ValueError):
     """An option of a job or an enqueue (priority, queue, time, retries ...) is invalid."""
 
 
+class UniqueKeyConflict(DjangoJobsError):
+    """A task cannot go back to pending: another active task holds its ``unique_key``.
+
+    Raised by ``ScheduledTask.retry()`` (and so by every retry in admin, the API and
+    ``manage.py jobs retry``); the database's unique index decided, and nothing was
+    changed. ``holder_id`` is the task holding the key, None if it let go of the key
+    before it could be named.
+    """
+
+    def __init__(self, task_id: int, unique_key: str, holder_id: int | None, holder_status: str = "") -> None:
+        self.task_id = task_id
+        self.unique_key = unique_key
+        self.holder_id = holder_id
+        holder = f"active task {holder_id} ({holder_status})" if holder_id is not None else "another active task"
+        self.reason = f"its unique_key {unique_key!r} is held by {holder}"
+        super().__init__(
+            f"Task {task_id} was not retried: {self.reason}. Nothing was changed; retry it once that task "
+            f"has finished, or cancel that task first."
+        )
+
+
 class JobTimeout(DjangoJobsError):
     """A job ran longer than its ``timeout``."""
 

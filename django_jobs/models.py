@@ -14,12 +14,13 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Case, F, When
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from . import cron
+from . import cron, validation
 from .querysets import ScheduledTaskQuerySet, WorkerQuerySet
 from .signals import job_cancelled, send_after_commit
 
@@ -140,7 +141,12 @@ class ScheduledTask(models.Model):
         return cancelled
 
     def retry(self) -> bool:
-        """Put a failed or cancelled task back to pending, due now; return whether it changed."""
+        """Put a failed or cancelled task back to pending, due now; return whether it changed.
+
+        Raises ``UniqueKeyConflict`` (naming the holder; nothing changed) while another
+        pending or running task holds this task's ``unique_key``. Idle PostgreSQL
+        workers are woken when the change commits.
+        """
         changed = ScheduledTask.objects.filter(pk=self.pk).retry_now() == 1
         self.refresh_from_db()
         return changed
@@ -190,12 +196,23 @@ class CronSchedule(models.Model):
         """What decides the fire times; a change recomputes ``next_run``."""
         return (self.expression, self.timezone, self.enabled)
 
+    def clean(self) -> None:
+        """Lengths, priority, queue, arguments and metadata, by field (admin forms show them)."""
+        self.check_fields(settings_rules=True)
+
+    def check_fields(self, *, settings_rules: bool = False) -> None:
+        errors = validation.schedule_errors(self, settings_rules=settings_rules)
+        if errors:
+            raise ValidationError(errors)
+
     def save(self, *args, **kwargs) -> None:
-        """Validate the expression and time zone, and keep ``next_run`` true.
+        """Validate every field (``ValidationError`` by field, nothing written), and keep
+        ``next_run`` true.
 
         A new, edited or re-enabled schedule fires next at its first fire time
         after now: never for a time that passed while it was off or different.
         """
+        self.check_fields()
         cron.expand(self.expression)
         cron.zone(self.timezone)
         stored = CronSchedule.objects.filter(pk=self.pk).values_list("expression", "timezone", "enabled").first()

@@ -11,12 +11,18 @@ from datetime import datetime, timedelta
 from typing import Any, Iterable
 
 from django.apps import apps
-from django.db import connections, models
+from django.db import IntegrityError, connections, models, router, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from .exceptions import UniqueKeyConflict
+from .notify import wake_workers
+
 PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = "pending", "running", "completed", "failed", "cancelled"
 CLAIM_ORDER = ("-priority", "scheduled_at", "id")
+# A retry refused by the unique index whose key holder finished before it could be
+# named: the retry is tried again, as an enqueue racing a finishing holder is.
+RETRY_ATTEMPTS = 5
 
 
 class ScheduledTaskQuerySet(models.QuerySet):
@@ -79,8 +85,11 @@ class ScheduledTaskQuerySet(models.QuerySet):
         )
 
     def release(self, worker_id: str, now: datetime) -> int:
-        """Give back tasks a stopping worker did not finish; their attempt does not count."""
-        return self.held_by(worker_id).update(status=PENDING, scheduled_at=now, updated_at=now)
+        """Give back tasks a stopping worker did not finish; their attempt does not count.
+
+        They are due at once: other idle workers are woken to take them.
+        """
+        return self.wake_if(self.held_by(worker_id).update(status=PENDING, scheduled_at=now, updated_at=now))
 
     def lost(self, live_worker_ids: models.QuerySet, started_before: datetime) -> ScheduledTaskQuerySet:
         """Running tasks whose worker is not live."""
@@ -98,7 +107,8 @@ class ScheduledTaskQuerySet(models.QuerySet):
         common = dict(failed_at=now, error_message=error, traceback="", updated_at=now,
                       attempt_log=[*task.attempt_log, entry])
         if task.retry_count < task.max_retries:
-            return rows.update(status=PENDING, scheduled_at=now, retry_count=F("retry_count") + 1, **common)
+            retried = rows.update(status=PENDING, scheduled_at=now, retry_count=F("retry_count") + 1, **common)
+            return self.filter(pk=task.pk).wake_if(retried)
         return rows.update(status=FAILED, **common)
 
     # -- operator actions ------------------------------------------------------------
@@ -107,16 +117,70 @@ class ScheduledTaskQuerySet(models.QuerySet):
         return self.filter(status=PENDING).update(status=CANCELLED, updated_at=now)
 
     def retry_now(self) -> int:
-        """Failed or cancelled tasks back to pending, due now, with a fresh set of retries."""
+        """Failed or cancelled tasks back to pending, due now, with a fresh set of retries.
+
+        One statement, all or nothing: while another active task holds the
+        ``unique_key`` of one of them, ``UniqueKeyConflict`` naming both and nothing
+        changed. The database's unique index decides (no check-then-write race); the
+        savepoint keeps the caller's transaction usable after it refused.
+        """
+        for _ in range(RETRY_ATTEMPTS):
+            try:
+                with transaction.atomic(using=self.write_db):
+                    return self.wake_if(self.back_to_pending())
+            except IntegrityError as error:
+                conflict = self.key_conflict()
+                if conflict is not None:
+                    raise conflict from error
+                if not self.filter(status__in=(FAILED, CANCELLED), unique_key__isnull=False).exists():
+                    raise  # not about a unique key
+        raise self.unnamed_key_conflict()
+
+    def back_to_pending(self) -> int:
         now = timezone.now()
         return self.filter(status__in=(FAILED, CANCELLED)).update(
             status=PENDING, scheduled_at=now, retry_count=0, error_message="", traceback="",
             result=None, worker_id="", updated_at=now,
         )
 
+    def key_conflict(self) -> UniqueKeyConflict | None:
+        """The first retryable task of this queryset whose key an active task holds, with that task."""
+        keyed = self.filter(status__in=(FAILED, CANCELLED), unique_key__isnull=False).order_by("pk")
+        for pk, key in keyed.values_list("pk", "unique_key"):
+            holder = self.model.objects.using(self.write_db).active_with_key(key).exclude(pk=pk)
+            found = holder.values_list("pk", "status").first()
+            if found is not None:
+                return UniqueKeyConflict(pk, key, *found)
+        return None
+
+    def unnamed_key_conflict(self) -> UniqueKeyConflict:
+        # Holders kept changing hands, or two tasks of this queryset share a key.
+        pk, key = self.filter(status__in=(FAILED, CANCELLED), unique_key__isnull=False).order_by(
+            "pk").values_list("pk", "unique_key").first()
+        return UniqueKeyConflict(pk, key, None)
+
     def run_now(self) -> int:
+        """Pending tasks due now (the rest of the queryset is left alone)."""
         now = timezone.now()
-        return self.filter(status=PENDING).update(scheduled_at=now, updated_at=now)
+        return self.wake_if(self.filter(status=PENDING).update(scheduled_at=now, updated_at=now))
+
+    def edit_pending(self, **fields: Any) -> int:
+        """Change fields of tasks that are still pending (an operator's edit); a worker may
+        have claimed them since they were read, so others are left alone."""
+        return self.wake_if(self.filter(status=PENDING).update(**fields, updated_at=timezone.now()))
+
+    def wake_if(self, changed: int) -> int:
+        """After ``changed`` rows of this queryset became due (or may have): wake the
+        idle workers of their queues, on commit. Returns ``changed``."""
+        if changed:
+            wake_workers(self.order_by().values_list("queue", flat=True).distinct(), self.write_db)
+        return changed
+
+    @property
+    def write_db(self) -> str:
+        """The database this queryset's UPDATEs go to (``db`` names the read database
+        until a write has begun)."""
+        return self._db or router.db_for_write(self.model, **self._hints)
 
     def set_progress(self, worker_id: str, progress: dict[str, Any]) -> int:
         return self.held_by(worker_id).update(progress=progress)

@@ -17,7 +17,8 @@ from django.utils import timezone
 
 from . import validation
 from .conf import jobs_settings
-from .models import PausedQueue, TaskEvent
+from .models import PausedQueue, ScheduledTask, TaskEvent
+from .notify import wake_workers
 from .validation import ALL_QUEUES
 
 
@@ -48,13 +49,11 @@ def record_event(kind: str, queue: str, reason: str = "", user: Any = None) -> N
 
 def resume_queue(name: str) -> bool:
     """Resume ``name``; return False if it was not paused. Idle workers are woken."""
-    from .enqueueing import notify_workers
-
     with transaction.atomic(using=router.db_for_write(PausedQueue)):
         deleted, _ = PausedQueue.objects.filter(queue=name).delete()
         if deleted:
             record_event(TaskEvent.Kind.RESUMED, name)
-            notify_workers({name})  # delivered on commit
+            wake_workers({name}, router.db_for_write(ScheduledTask))  # delivered on commit
     return bool(deleted)
 
 
@@ -65,13 +64,11 @@ def pause_all(*, by: Any = None, reason: str = "") -> bool:
 
 def resume_all() -> bool:
     """Undo ``pause_all``; False if it was not in force. Queues paused one by one stay paused."""
-    from .enqueueing import notify_workers
-
     with transaction.atomic(using=router.db_for_write(PausedQueue)):
         deleted, _ = PausedQueue.objects.filter(queue=ALL_QUEUES).delete()
         if deleted:
             record_event(TaskEvent.Kind.RESUMED, ALL_QUEUES)
-            notify_workers({ALL_QUEUES})  # every idle worker, whatever its queues, on commit
+            wake_workers({ALL_QUEUES}, router.db_for_write(ScheduledTask))  # every idle worker, whatever its queues, on commit
     return bool(deleted)
 
 

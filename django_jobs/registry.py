@@ -146,7 +146,7 @@ class Job(Generic[P, R]):
 
     def stored_result(self, value: Any) -> Any:
         """The return value as the row stores it; TypeError/ValueError if it cannot be stored."""
-        return validation.json_value(value, "return value")
+        return validation.json_value(value, "return value", validation.MAX_JSON_DEPTH)
 
 
 def validated_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -158,8 +158,8 @@ def validated_options(options: dict[str, Any]) -> dict[str, Any]:
         "retry_delay": lambda value: validation.duration(value, "retry_delay"),
         "timeout": lambda value: validation.duration(value, "timeout", allow_none=True),
         "backoff": validation.backoff,
-        "description": lambda value: str(value),
-        "unique_key": lambda value: None if value is None else str(value),
+        "description": validation.description,
+        "unique_key": validation.unique_key,
     }
     return {name: checks[name](value) if name in checks else value for name, value in options.items()}
 
@@ -187,6 +187,7 @@ class JobRegistry:
                 f"Two functions are registered as job {name!r}: {_dotted(existing.func)} and "
                 f"{_dotted(func)}. Give one of them another name with @job(name=...)."
             )
+        validation.job_name(name)
         if options.get("takes_context"):
             _check_context_parameter(name, func)
         if options.get("cron") is not None:

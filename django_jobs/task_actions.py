@@ -1,9 +1,10 @@
 """Operator actions on tasks chosen by id: retry and cancel, with a report of what changed.
 
 Each task goes through its model method (``ScheduledTask.retry`` / ``cancel``), so
-the conditional UPDATE and the signals are the ones every other caller gets; a
-task that is not in a state the action applies to is skipped and reported with
-its status, never forced.
+the conditional UPDATE, the signals and the wake-up of workers are the ones every
+other caller gets; a task that is not in a state the action applies to is skipped
+and reported with its status, never forced. A retry the database refuses because
+another active task holds the key is reported as refused, with that task.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .enqueueing import notify_workers
+from .exceptions import UniqueKeyConflict
 from .models import ScheduledTask
 
 Status = ScheduledTask.Status
@@ -34,6 +35,8 @@ class ActionReport:
     why: str
     changed: list[int] = field(default_factory=list)
     skipped: dict[int, str] = field(default_factory=dict)
+    # Eligible, but the database refused: task id -> why (the unique key's holder).
+    refused: dict[int, str] = field(default_factory=dict)
 
     def message(self) -> str:
         """``2 tasks retried: 17, 18. 1 skipped: 19 (completed). Only failed or cancelled ...``"""
@@ -41,11 +44,17 @@ class ActionReport:
         if self.skipped:
             listed = ", ".join(f"{pk} ({status})" for pk, status in self.skipped.items())
             text += f" {len(self.skipped)} skipped: {listed}. {self.why}."
+        if self.refused:
+            listed = "; ".join(f"{pk} ({reason})" for pk, reason in self.refused.items())
+            text += f" {len(self.refused)} refused: {listed}. Nothing was changed for them."
         return text
 
     def as_json(self) -> dict[str, Any]:
-        return {"action": self.verb, "changed": self.changed,
+        data = {"action": self.verb, "changed": self.changed,
                 "skipped": {str(pk): status for pk, status in self.skipped.items()}, "reason_skipped": self.why}
+        if self.refused:  # only when there are some: the shape scripts know stays as it was
+            data["refused"] = {str(pk): reason for pk, reason in self.refused.items()}
+        return data
 
 
 def find(task_ids: Iterable[int]) -> list[ScheduledTask]:
@@ -60,11 +69,18 @@ def find(task_ids: Iterable[int]) -> list[ScheduledTask]:
 
 def retry(task_ids: Iterable[int]) -> ActionReport:
     """Failed or cancelled tasks back to pending, due now, with a fresh set of retries."""
+    return retry_each(find(task_ids))
+
+
+def retry_each(tasks: Iterable[ScheduledTask]) -> ActionReport:
+    """``retry`` of tasks already read (the admin's selection), one at a time: a task whose
+    unique key is held is refused without holding back the others."""
     report = ActionReport("retried", "Only failed or cancelled tasks can be retried")
-    for task in find(task_ids):
-        apply(report, task, task.retry() if task.status in (Status.FAILED, Status.CANCELLED) else False)
-    if report.changed:  # wake idle PostgreSQL workers: these tasks are due now
-        notify_workers(set(ScheduledTask.objects.filter(pk__in=report.changed).values_list("queue", flat=True)))
+    for task in tasks:
+        try:
+            apply(report, task, task.retry() if task.status in (Status.FAILED, Status.CANCELLED) else False)
+        except UniqueKeyConflict as conflict:
+            report.refused[task.pk] = conflict.reason
     return report
 
 

@@ -56,7 +56,7 @@ class TaskJob(Job[Any, Any]):
 
     def stored_result(self, value: Any) -> Any:
         """Django's rule first (``TypeError: Unsupported type`` for a datetime, a set ...)."""
-        return validation.json_value(normalize_json(value), "return value")
+        return validation.json_value(normalize_json(value), "return value", validation.MAX_JSON_DEPTH)
 
 
 def job_for(task: Task, backend: JobsBackend) -> TaskJob:

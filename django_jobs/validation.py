@@ -7,6 +7,7 @@ subclass whose message names the offending input.
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,9 +22,29 @@ from .exceptions import InvalidJobOption, JobArgumentsError
 PRIORITY_NAMES = {"critical": 100, "high": 50, "normal": 0, "low": -50}
 MIN_PRIORITY, MAX_PRIORITY = -100, 100
 BACKOFF_KINDS = ("exponential", "fixed")
+# Column lengths of ScheduledTask (a longer value is stored cut on SQLite, refused with
+# a DataError elsewhere): checked here so every database refuses it the same way.
 MAX_QUEUE_LENGTH = 100
+MAX_NAME_LENGTH = 255
+MAX_DESCRIPTION_LENGTH = 500
+MAX_UNIQUE_KEY_LENGTH = 255
 # Far beyond any sensible retry policy, far below the column's limit (2**31 - 1).
 MAX_RETRIES = 10_000
+# Longest delay, retry delay or timeout, and farthest run time from now: 100 years.
+# Beyond, now + delay leaves the datetime range, and a timeout overflows the timers.
+MAX_SECONDS = 100 * 365.25 * 86400
+MAX_DISTANCE = timedelta(seconds=MAX_SECONDS)
+# Deepest nesting of a stored JSON document (args list, kwargs dict, result, metadata).
+# MariaDB refuses documents 32 levels deep (its JSON_VALID check and JSON_TABLE), and
+# enqueue_many's statement reads each args list two levels down a JSON_TABLE document:
+# 29 + 2 stays under 32. SQLite stops at 1000, Python's encoder near its recursion limit.
+MAX_JSON_DEPTH = 29
+# For the depth of JSON text: every byte but brackets and quotes is deleted, and curly
+# brackets become square (the kind does not change the depth); QUOTED is a string once
+# its escapes are gone and only brackets are left in it.
+NOT_STRUCTURE = bytes(set(range(256)) - set(b'[]{}"'))
+SQUARE = bytes.maketrans(b"{}", b"[]")
+QUOTED = re.compile(rb'"[^"]*"')
 # An escaped NUL (\u0000) in JSON text, not preceded by an escaped backslash.
 ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 # json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False), without building an encoder per call.
@@ -50,8 +71,9 @@ ALL_QUEUES = "*"
 
 
 def queue(value: Any) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_QUEUE_LENGTH:
-        raise InvalidJobOption(f"queue must be a non-empty string of at most {MAX_QUEUE_LENGTH} characters, not {value!r}")
+    if not isinstance(value, str) or not value or len(value) > MAX_QUEUE_LENGTH or "\x00" in value:
+        raise InvalidJobOption(f"queue must be a non-empty string of at most {MAX_QUEUE_LENGTH} characters "
+                               f"without NUL, not {shown(value)}")
     if value == ALL_QUEUES:
         raise InvalidJobOption(f"{ALL_QUEUES!r} is not a queue name: it is reserved for pausing every queue "
                                f"(django_jobs.pause_all())")
@@ -59,6 +81,42 @@ def queue(value: Any) -> str:
     if allowed is not None and value not in allowed:
         raise InvalidJobOption(f"Unknown queue {value!r}; DJANGO_JOBS['QUEUES'] allows {list(allowed)}")
     return value
+
+
+def text(value: Any, what: str, max_length: int, *, empty: bool = True) -> str:
+    """A string option (any value is taken as its ``str()``) that fits its column.
+
+    The NUL character is refused too: PostgreSQL cannot store it in text.
+    """
+    value = value if isinstance(value, str) else str(value)
+    if len(value) > max_length:
+        raise InvalidJobOption(f"{what} must be at most {max_length} characters, not {len(value)}: {shown(value)}")
+    if "\x00" in value:
+        raise InvalidJobOption(f"{what} must not contain the NUL character (\\x00): {shown(value)}")
+    if not empty and not value:
+        raise InvalidJobOption(f"{what} must not be empty")
+    return value
+
+
+def job_name(value: Any) -> str:
+    """A job's name, stored as each task's ``identifier``."""
+    if not isinstance(value, str):
+        raise InvalidJobOption(f"job name must be a string, not {value!r}")
+    return text(value, "job name", MAX_NAME_LENGTH, empty=False)
+
+
+def description(value: Any) -> str:
+    return text(value, "description", MAX_DESCRIPTION_LENGTH)
+
+
+def unique_key(value: Any) -> str | None:
+    return None if value is None else text(value, "unique_key", MAX_UNIQUE_KEY_LENGTH, empty=False)
+
+
+def shown(value: Any) -> str:
+    """``repr`` of a value in a message, cut short: a 10 MB option must not make a 10 MB error."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
 
 
 def max_retries(value: Any) -> int:
@@ -74,12 +132,13 @@ def duration(value: Any, what: str, *, allow_none: bool = False) -> timedelta | 
         seconds = to_seconds(value, what)
     except TypeError as error:
         raise InvalidJobOption(str(error)) from None
+    if math.isnan(seconds):
+        raise InvalidJobOption(f"{what} must be a number of seconds, not NaN")
     if seconds < 0:
         raise InvalidJobOption(f"{what} must not be negative, not {value!r}")
-    try:
-        return timedelta(seconds=seconds)
-    except OverflowError:
-        raise InvalidJobOption(f"{what} of {value!r} seconds is too long") from None
+    if seconds > MAX_SECONDS:
+        raise InvalidJobOption(f"{what} of {value!r} seconds is too long: at most {MAX_SECONDS:.0f} (100 years)")
+    return timedelta(seconds=seconds)  # -0.0 is zero
 
 
 def backoff(value: Any) -> Any:
@@ -88,16 +147,32 @@ def backoff(value: Any) -> Any:
     raise InvalidJobOption(f"backoff must be 'exponential', 'fixed' or a callable attempt -> timedelta, not {value!r}")
 
 
-def run_time(value: Any) -> datetime:
-    """An aware datetime when USE_TZ is on (naive times are ambiguous across hosts)."""
+def run_time(value: Any, what: str = "run_at") -> datetime:
+    """An aware datetime when USE_TZ is on (naive times are ambiguous across hosts), within
+    100 years of now (every database stores it, and it sorts with the others).
+
+    With USE_TZ off an aware datetime becomes the same instant in local time, which is
+    what the databases other than PostgreSQL could store.
+    """
     if not isinstance(value, datetime):
-        raise InvalidJobOption(f"run time must be a datetime, not {value!r}")
+        raise InvalidJobOption(f"{what} must be a datetime, not {value!r}")
     if settings.USE_TZ and timezone.is_naive(value):
         raise InvalidJobOption(
-            f"run time {value.isoformat()} is naive but USE_TZ is True; pass an aware datetime "
+            f"{what} {value.isoformat()} is naive but USE_TZ is True; pass an aware datetime "
             f"(django.utils.timezone.make_aware, or datetime(..., tzinfo=...))."
         )
+    if not settings.USE_TZ and timezone.is_aware(value):
+        value = in_local_time(value, what)
+    if abs(value - timezone.now()) > MAX_DISTANCE:
+        raise InvalidJobOption(f"{what} {value.isoformat()} is more than 100 years from now")
     return value
+
+
+def in_local_time(value: datetime, what: str) -> datetime:
+    try:
+        return timezone.make_naive(value)
+    except OverflowError:  # datetime.max with a negative offset, say
+        raise InvalidJobOption(f"{what} {value.isoformat()} is more than 100 years from now") from None
 
 
 def json_arguments(args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any]]:
@@ -128,7 +203,7 @@ def json_documents(args: list[Any], kwargs: dict[str, Any]) -> tuple[str, str, l
         try:
             args_text, stored_args = stored_json(args)
             kwargs_text, stored_kwargs = stored_json(kwargs)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             pass
         else:
             return args_text, kwargs_text, stored_args, stored_kwargs
@@ -140,7 +215,7 @@ def stored_json(value: list[Any] | dict[str, Any]) -> tuple[str, Any]:
     """An args list or kwargs dict as JSON text and as decoded from it (no work when empty)."""
     if not value:
         return ("[]", []) if isinstance(value, list) else ("{}", {})
-    text = refuse_nul(JSON_ENCODER.encode(value))
+    text = storable(JSON_ENCODER.encode(value), MAX_JSON_DEPTH)
     return text, json.loads(text)
 
 
@@ -168,23 +243,70 @@ def json_chunks(pairs: list[list[Any]], max_rows: int, max_chars: int) -> list[s
 
 def stored_document(pairs: list[list[Any]]) -> str:
     try:
-        return refuse_nul(JSON_ENCODER.encode(pairs))
-    except (TypeError, ValueError):
+        # Each pair's args and kwargs sit two levels down: [[args, kwargs], ...].
+        return storable(JSON_ENCODER.encode(pairs), MAX_JSON_DEPTH + 2)
+    except (TypeError, ValueError, RecursionError):
         for args, kwargs in pairs:
             json_arguments(args, kwargs)  # raises the error that names the value
         raise
 
 
-def json_value(value: Any, what: str) -> Any:
+def json_value(value: Any, what: str, max_depth: int = MAX_JSON_DEPTH - 1) -> Any:
+    """``value`` as stored and read back. ``max_depth``: an argument sits one level down
+    in its args list or kwargs dict; a return value is stored as it is."""
     if value is None:  # what most jobs return: nothing to check
         return None
     try:
-        return json.loads(refuse_nul(JSON_ENCODER.encode(value)))
-    except (TypeError, ValueError) as error:
-        raise JobArgumentsError(
-            f"{what} ({type(value).__name__}) cannot be stored as JSON: {error}. "
-            f"Pass plain data (str, int, float, bool, None, list, dict, datetime, date, Decimal, UUID)."
-        ) from None
+        return json.loads(storable(JSON_ENCODER.encode(value), max_depth))
+    except RecursionError:
+        error = ValueError(f"it is nested deeper than {max_depth} levels")
+    except (TypeError, ValueError) as problem:
+        error = problem
+    raise JobArgumentsError(
+        f"{what} ({type(value).__name__}) cannot be stored as JSON: {error}. "
+        f"Pass plain data (str, int, float, bool, None, list, dict, datetime, date, Decimal, UUID)."
+    ) from None
+
+
+def storable(text: str, max_depth: int) -> str:
+    """JSON ``text`` unchanged, or ValueError if no database could store it (NUL, depth)."""
+    return refuse_deep(refuse_nul(text), max_depth)
+
+
+def refuse_deep(text: str, max_depth: int) -> str:
+    """JSON ``text`` unchanged, or ValueError if it nests deeper than ``max_depth``."""
+    if text.count("[") + text.count("{") > max_depth and deeper_than(text, max_depth):
+        raise ValueError(f"it is nested deeper than {max_depth} levels, the most every database stores")
+    return text
+
+
+def deeper_than(text: str, max_depth: int) -> bool:
+    """Whether JSON ``text`` nests deeper than ``max_depth``, each step in C, so that
+    enqueue_many's documents of thousands of calls stay cheap to check.
+
+    What is left of the text is its brackets, outside strings: escaped backslashes and
+    quotes go first (every quote left opens or closes a string), then every byte but
+    brackets and quotes (the encoder escapes anything not ASCII), then the strings.
+    Each pass then removes the empty brackets, the innermost level: anything left after
+    ``max_depth`` passes is deeper.
+    """
+    if "\\" in text:
+        text = text.replace("\\\\", "").replace('\\"', "")
+    structure = text.encode("ascii", "ignore").translate(SQUARE, NOT_STRUCTURE)
+    structure = structure.replace(b'""', b"")  # empty strings, or two with no bracket between
+    if b'"' in structure:
+        structure = QUOTED.sub(b"", structure)
+    for _ in range(max_depth):
+        structure = structure.replace(b"[]", b"")
+        if not structure:
+            return False
+    return bool(structure)
+    unescaped = text.replace("\\\\", "").replace('\\"', "")
+    structure = QUOTED.sub(b"", unescaped.encode("ascii", "ignore").translate(None, NOT_STRUCTURE))
+    steps = array("b", structure.translate(BRACKET_STEPS))
+    if max(accumulate(steps), default=0) > max_depth:
+        raise ValueError(f"it is nested deeper than {max_depth} levels, the most every database stores")
+    return text
 
 
 def refuse_nul(text: str) -> str:
@@ -196,3 +318,36 @@ def refuse_nul(text: str) -> str:
     if "\\u0000" in text and ESCAPED_NUL.search(text):
         raise ValueError("a string holds a NUL character (\\u0000), which PostgreSQL cannot store")
     return text
+
+
+# -- cron schedules -----------------------------------------------------------------------
+# CronSchedule's text columns: (length, may be empty). An empty queue means the default.
+SCHEDULE_TEXT = {"name": (200, False), "job_name": (MAX_NAME_LENGTH, False), "expression": (100, False),
+                 "timezone": (64, True), "description": (MAX_DESCRIPTION_LENGTH, True),
+                 "queue": (MAX_QUEUE_LENGTH, True)}
+
+
+def schedule_errors(schedule: Any, *, settings_rules: bool = False) -> dict[str, list[str]]:
+    """What no database could store, or no fire could enqueue, by field of a ``CronSchedule``.
+
+    ``settings_rules`` adds the queue names ``DJANGO_JOBS["QUEUES"]`` allows: for forms,
+    not for every save, so that a schedule left behind by a settings change can still
+    be disabled.
+    """
+    checks = {name: (lambda value, name=name, length=length, empty=empty: text(value, name, length, empty=empty))
+              for name, (length, empty) in SCHEDULE_TEXT.items()}
+    checks.update({"priority": priority, "metadata": lambda value: json_value(value, "metadata", MAX_JSON_DEPTH)})
+    if settings_rules:
+        checks["queue"] = lambda value: value and queue(value)
+    errors = {}
+    for name, check in checks.items():
+        try:
+            check(getattr(schedule, name))
+        except (InvalidJobOption, JobArgumentsError) as error:
+            errors[name] = [str(error)]
+    for name, call in (("args", (schedule.args, {})), ("kwargs", ([], schedule.kwargs))):
+        try:
+            json_arguments(*call)
+        except JobArgumentsError as error:
+            errors[name] = [str(error)]
+    return errors

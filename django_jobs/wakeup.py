@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 
 from django.db import connections, router
 
-from .enqueueing import NOTIFY_CHANNEL
 from .models import ScheduledTask
+from .notify import NOTIFY_CHANNEL
 
 logger = logging.getLogger(__name__)
 

@@ -179,6 +179,18 @@ def test_retry_reports_changed_and_skipped_with_reasons(admin_client):
     assert ScheduledTask.objects.get(pk=running.pk).status == "running"
 
 
+def test_retry_skips_a_task_whose_unique_key_another_active_task_holds_and_names_it(admin_client):
+    blocked, free = failed(unique_key="k"), failed()
+    holder = ScheduledTaskFactory(unique_key="k", scheduled_at=timezone.now() + timedelta(hours=1))
+    response = act(admin_client, "retry_tasks", blocked, free)
+    assert response.status_code == 200
+    assert messages_of(response) == [
+        f"1 task retried, 1 skipped (task {blocked.pk}: its unique_key 'k' is held by active task {holder.pk} "
+        f"(pending))."]
+    assert ScheduledTask.objects.get(pk=blocked.pk).status == "failed"
+    assert ScheduledTask.objects.get(pk=free.pk).status == "pending"
+
+
 def test_cancel_cancels_pending_tasks_and_sends_job_cancelled(admin_client, django_capture_on_commit_callbacks):
     waiting, done = ScheduledTaskFactory(), ScheduledTaskFactory(status="completed")
     received = []

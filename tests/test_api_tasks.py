@@ -252,6 +252,19 @@ def test_retry_is_409_for_other_states(api, status):
     assert api.post(f"/tasks/{task.pk}/retry").status_code == 409
 
 
+def test_retry_is_409_naming_the_task_that_holds_its_unique_key(api):
+    blocked = ScheduledTaskFactory(status=Status.FAILED, unique_key="k", error_message="boom")
+    holder = ScheduledTaskFactory(unique_key="k", scheduled_at=timezone.now() + timedelta(hours=1))
+
+    response = api.post(f"/tasks/{blocked.pk}/retry")
+
+    assert response.status_code == 409
+    (message,) = errors(response)["unique_key"]
+    assert f"Task {blocked.pk} was not retried" in message and f"active task {holder.pk} (pending)" in message
+    blocked.refresh_from_db()
+    assert (blocked.status, blocked.error_message) == (Status.FAILED, "boom")
+
+
 def test_actions_refuse_a_body_with_fields(api):
     task = ScheduledTaskFactory()
 

@@ -105,6 +105,20 @@ def test_retry_changes_failed_and_cancelled_and_says_why_others_were_skipped(tas
     assert (tasks["broken"].retry_count, tasks["broken"].error_message) == (0, "")
 
 
+def test_retry_of_a_task_whose_unique_key_is_held_prints_why_and_exits_non_zero(tasks):
+    blocked = ScheduledTaskFactory(status="failed", unique_key="k", error_message="boom")
+    holder = ScheduledTaskFactory(unique_key="k", scheduled_at=timezone.now() + timedelta(hours=1))
+    out = io.StringIO()
+    with pytest.raises(CommandError, match=rf"1 task not retried: {blocked.pk}: its unique_key 'k' is held by "
+                                            rf"active task {holder.pk} \(pending\)\.") as refused:
+        run("jobs", "retry", str(blocked.pk), str(tasks["broken"].pk), stdout=out)
+    assert refused.value.returncode == 1
+    assert out.getvalue().strip() == (f"1 task retried: {tasks['broken'].pk}. 1 refused: {blocked.pk} (its unique_key "
+                                      f"'k' is held by active task {holder.pk} (pending)). Nothing was changed for them.")
+    assert ScheduledTask.objects.get(pk=blocked.pk).status == "failed"
+    assert ScheduledTask.objects.get(pk=tasks["broken"].pk).status == "pending"
+
+
 def test_cancel_sends_job_cancelled_for_each_task_it_cancelled(tasks, django_capture_on_commit_callbacks):
     received = []
     job_cancelled.connect(lambda **kwargs: received.append(kwargs["task"].pk), weak=False, dispatch_uid="cmd-test")

@@ -4,9 +4,12 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from django_jobs import UniqueKeyConflict
 from django_jobs.models import ScheduledTask
 from django_jobs.signals import job_cancelled
+from django_jobs.testing import run_pending_jobs
 from tests.factories import ScheduledTaskFactory
+from tests.testapp import jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,3 +63,53 @@ def test_active_unique_key_is_enforced_by_the_database():
     ScheduledTaskFactory(unique_key="k", status="completed")
     ScheduledTaskFactory(unique_key="k", status="failed")
     assert ScheduledTask.objects.filter(unique_key="k").count() == 3
+
+
+# -- retry while another task holds the unique key ---------------------------------------------
+def failed_then_key_taken() -> tuple[ScheduledTask, ScheduledTask]:
+    """Issue 17's steps: a max_retries=0 task with unique_key "k" fails; a new task takes
+    the key for an hour later."""
+    first = jobs.always_fails.using(unique_key="k", max_retries=0).enqueue()
+    run_pending_jobs()
+    first.refresh_from_db()
+    assert first.status == "failed"
+    holder = jobs.noop.using(unique_key="k").enqueue_in(dt.timedelta(hours=1))
+    assert holder.pk != first.pk
+    return first, holder
+
+
+def snapshot(*tasks: ScheduledTask) -> list[tuple]:
+    rows = ScheduledTask.objects.filter(pk__in=[task.pk for task in tasks]).order_by("pk")
+    return list(rows.values_list("pk", "status", "scheduled_at", "retry_count", "error_message", "updated_at"))
+
+
+def test_retry_is_refused_naming_the_task_that_holds_the_key_and_changes_nothing():
+    first, holder = failed_then_key_taken()
+    before = snapshot(first, holder)
+
+    with pytest.raises(UniqueKeyConflict) as refused:
+        first.retry()
+
+    error = refused.value
+    assert (error.task_id, error.unique_key, error.holder_id) == (first.pk, "k", holder.pk)
+    assert f"Task {first.pk} was not retried" in str(error) and f"active task {holder.pk} (pending)" in str(error)
+    assert snapshot(first, holder) == before
+    assert first.status == "failed"
+
+
+def test_a_refused_retry_leaves_the_callers_transaction_usable():
+    first, holder = failed_then_key_taken()
+    with transaction.atomic():
+        with pytest.raises(UniqueKeyConflict):
+            first.retry()
+        holder.cancel()  # the savepoint rolled back alone: this transaction goes on
+        assert first.retry() is True
+    assert ScheduledTask.objects.get(pk=first.pk).status == "pending"
+    assert ScheduledTask.objects.get(pk=holder.pk).status == "cancelled"
+
+
+def test_retry_works_again_once_the_holder_has_finished():
+    first, holder = failed_then_key_taken()
+    ScheduledTask.objects.filter(pk=holder.pk).update(status="completed")
+    assert first.retry() is True
+    assert first.status == "pending" and first.unique_key == "k"

@@ -302,6 +302,26 @@ def test_notify_wakes_an_idle_postgresql_worker(workers):
     assert_exit(process, 0, timeout=30)
 
 
+def test_a_retried_task_wakes_an_idle_postgresql_worker(workers):
+    # Issue 17: ScheduledTask.retry() sent no NOTIFY, so the task waited out the
+    # worker's 30 s interval (an enqueue starts in milliseconds).
+    if connection.vendor != "postgresql":
+        pytest.skip("LISTEN/NOTIFY exists on PostgreSQL only; other databases rely on polling")
+    task = ScheduledTask.objects.create(identifier=jobs.record.name, kwargs={"label": "retried"},
+                                        status=ScheduledTask.Status.FAILED, error_message="boom")
+    process = workers.start("--interval", "30", "--worker-id", "listener")
+    wait_for(lambda: Worker.objects.filter(worker_id="listener").exists(), process, what="the worker registering")
+    time.sleep(1.5)  # past its first (empty) claim, into the 30 s wait
+
+    retried_at = time.monotonic()
+    assert task.retry() is True
+    wait_for(lambda: statuses(task) == [COMPLETED], process, timeout=3, what="the woken worker running the task")
+    assert time.monotonic() - retried_at < 3
+
+    process.send_signal(signal.SIGTERM)
+    assert_exit(process, 0, timeout=30)
+
+
 def test_tasks_waiting_behind_a_slow_job_are_given_to_another_worker(workers):
     """A worker prefetches a batch; when its only thread is stuck on a slow job, the
     waiting tasks go back to the queue and another worker runs them."""

@@ -15,7 +15,7 @@ from django.http import HttpResponseRedirect
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import get_text_list
 
-from ..enqueueing import notify_workers
+from .. import task_actions
 from ..models import ScheduledTask
 
 Status = ScheduledTask.Status
@@ -36,10 +36,12 @@ class TaskActionsAdmin(admin.ModelAdmin):
     @admin.action(description="Retry selected failed or cancelled tasks", permissions=["retry"])
     def retry_tasks(self, request, queryset):
         before = statuses_of(queryset)
-        changed = queryset.retry_now()
-        wake_workers(queryset, changed)
-        self.report(request, "retried", changed, before, eligible=(Status.FAILED, Status.CANCELLED),
-                    why="only failed or cancelled tasks can be retried")
+        # Task by task (ScheduledTask.retry): a task whose unique key another active
+        # task holds is skipped and named, and does not hold back the others.
+        eligible = (Status.FAILED, Status.CANCELLED)
+        done = task_actions.retry_each(list(queryset.filter(status__in=eligible).order_by("pk")))
+        self.report(request, "retried", len(done.changed), before, eligible=eligible,
+                    why="only failed or cancelled tasks can be retried", refused=done.refused)
         return back_to_detail(request)
 
     @admin.action(description="Cancel selected pending tasks", permissions=["cancel"])
@@ -56,14 +58,14 @@ class TaskActionsAdmin(admin.ModelAdmin):
     def run_tasks_now(self, request, queryset):
         before = statuses_of(queryset)
         changed = queryset.run_now()
-        wake_workers(queryset, changed)
         self.report(request, "moved to now", changed, before, eligible=(Status.PENDING,),
                     why="only pending tasks can be run now")
         return back_to_detail(request)
 
-    def report(self, request, verb: str, changed: int, before: Counter, *, eligible, why: str) -> None:
-        self.message_user(request, action_message(verb, changed, before, eligible, why),
-                          messages.SUCCESS if changed else messages.WARNING)
+    def report(self, request, verb: str, changed: int, before: Counter, *, eligible, why: str,
+               refused: dict[int, str] | None = None) -> None:
+        self.message_user(request, action_message(verb, changed, before, eligible, why, refused or {}),
+                          messages.SUCCESS if changed and not refused else messages.WARNING)
 
 
 def statuses_of(queryset) -> Counter:
@@ -72,27 +74,29 @@ def statuses_of(queryset) -> Counter:
     return Counter({row["status"]: row["count"] for row in rows})
 
 
-def action_message(verb: str, changed: int, before: Counter, eligible, why: str) -> str:
-    """'1 task retried, 2 skipped (1 pending, 1 running: only failed or cancelled tasks can be retried).'"""
+def action_message(verb: str, changed: int, before: Counter, eligible, why: str,
+                   refused: dict[int, str] | None = None) -> str:
+    """'1 task retried, 2 skipped (1 pending, 1 running: only failed or cancelled tasks can be retried).'
+
+    Tasks the database refused are named, each with its reason:
+    '0 tasks retried, 1 skipped (task 17: its unique_key 'k' is held by active task 18 (pending)).'
+    """
+    refused = refused or {}
     text = f"{changed} {plural(changed)} {verb}"
     skipped = max(0, sum(before.values()) - changed)
     if not skipped:
         return f"{text}."
     reasons = [f"{count} {status}" for status, count in sorted(before.items()) if status not in eligible and count]
-    raced = sum(before[status] for status in eligible) - changed
+    raced = sum(before[status] for status in eligible) - changed - len(refused)
     if raced > 0:
         reasons.append(f"{raced} changed state meanwhile")
-    return f"{text}, {skipped} skipped ({get_text_list(reasons, 'and')}: {why})."
+    groups = [f"{get_text_list(reasons, 'and')}: {why}"] if reasons else []
+    groups += [f"task {pk}: {reason}" for pk, reason in refused.items()]
+    return f"{text}, {skipped} skipped ({'; '.join(groups)})."
 
 
 def plural(count: int) -> str:
     return "task" if count == 1 else "tasks"
-
-
-def wake_workers(queryset, changed: int) -> None:
-    """Tell idle PostgreSQL workers that tasks became due (polling covers the rest)."""
-    if changed:
-        notify_workers(set(queryset.order_by().values_list("queue", flat=True).distinct()))
 
 
 def back_to_detail(request):

@@ -14,7 +14,6 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from .. import validation
-from ..enqueueing import notify_workers
 from ..exceptions import InvalidJobOption
 from ..models import ScheduledTask, Worker
 from . import display
@@ -161,12 +160,9 @@ class TaskDetailAdmin(TaskActionsAdmin):
         fields = {name: form.cleaned_data[name] for name in form.changed_data}
         if not fields:
             return
-        updated = ScheduledTask.objects.filter(pk=obj.pk, status=Status.PENDING).update(
-            **fields, updated_at=timezone.now()
-        )
+        # Wakes the workers of its (new) queue: it may be due sooner, or elsewhere.
+        updated = ScheduledTask.objects.filter(pk=obj.pk).edit_pending(**fields)
         request.djj_not_saved = not updated
-        if updated:
-            notify_workers({fields.get("queue", obj.queue)})  # it may be due sooner, or elsewhere
 
     def log_change(self, request, obj, message):
         if not getattr(request, "djj_not_saved", False):

@@ -80,7 +80,7 @@ OPERATIONS: list[Operation] = [
               {200: "Task"}, perms("scheduledtask", "cancel"), body=ACTION, conflict="The task is not pending."),
     Operation("POST", "/tasks/{id}/retry", tasks.retry_task, "Retry a failed or cancelled task", "tasks",
               {200: "Task"}, perms("scheduledtask", "retry"), body=ACTION,
-              conflict="The task is not failed or cancelled."),
+              conflict="The task is not failed or cancelled, or another active task holds its unique_key."),
     Operation("GET", "/statistics", tasks.statistics, "Counts by status, job and queue", "tasks",
               {200: "Statistics"}, VIEW_TASKS, query=tasks.STATISTICS_QUERY),
     Operation("GET", "/schedules", schedules.list_schedules, "List cron schedules", "schedules",

@@ -143,6 +143,10 @@ def save(row: CronSchedule) -> None:
             row.save()
     except IntegrityError:  # a concurrent create took the name
         raise bad_input("name", f"A schedule named {row.name!r} already exists.") from None
+    except ValidationError as error:  # the model's own checks (JSON nested deeper than every database stores)
+        api_names = {model: api for api, model in MODEL_FIELDS.items()}
+        raise ApiError(400, {api_names.get(name, name): messages for name, messages in error.message_dict.items()}) \
+            from None
 
 
 def delete_schedule(call: Call) -> HttpResponse:

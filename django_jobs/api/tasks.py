@@ -9,7 +9,7 @@ from django.http import HttpResponse
 
 import django_jobs
 
-from ..exceptions import DjangoJobsError, InvalidJobOption, JobArgumentsError, UnknownJob
+from ..exceptions import DjangoJobsError, InvalidJobOption, JobArgumentsError, UniqueKeyConflict, UnknownJob
 from ..models import ScheduledTask
 from ..registry import Job, registry
 from .fields import Array, Choices, DateTime, Integer, Number, Object, Priority, Text, allowed_queue, registered_job
@@ -157,9 +157,14 @@ def cancel_task(call: Call) -> HttpResponse:
 
 
 def retry_task(call: Call) -> HttpResponse:
-    """Put a failed or cancelled task back to pending, due now; 409 otherwise."""
+    """Put a failed or cancelled task back to pending, due now; 409 otherwise, or while
+    another active task holds its ``unique_key`` (the error names that task)."""
     task = find_task(call.params["id"])
-    if not task.retry():
+    try:
+        retried = task.retry()
+    except UniqueKeyConflict as conflict:
+        raise ApiError.field(409, "unique_key", str(conflict)) from None
+    if not retried:
         raise ApiError.field(409, "status",
                              f"Only a failed or cancelled task can be retried; this one is {task.status}.")
     return json_response(task_detail(task))

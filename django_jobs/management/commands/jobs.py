@@ -133,9 +133,16 @@ class Command(BaseCommand):
             self.write_json(report.as_json())
         else:
             self.stdout.write(report.message())
+        if report.refused:  # the database said no: scripts must see that it did not happen
+            raise CommandError(f"{count_of(report.refused)} not {report.verb}: "
+                               + "; ".join(f"{pk}: {reason}" for pk, reason in report.refused.items()) + ".")
 
     def write_json(self, data: Any) -> None:
         self.stdout.write(json.dumps(data, cls=DjangoJSONEncoder, indent=2))
+
+
+def count_of(ids: dict[int, str]) -> str:
+    return "1 task" if len(ids) == 1 else f"{len(ids)} tasks"
 
 
 def list_row(task: ScheduledTask) -> list[Any]:
