@@ -301,12 +301,6 @@ def deeper_than(text: str, max_depth: int) -> bool:
         if not structure:
             return False
     return bool(structure)
-    unescaped = text.replace("\\\\", "").replace('\\"', "")
-    structure = QUOTED.sub(b"", unescaped.encode("ascii", "ignore").translate(None, NOT_STRUCTURE))
-    steps = array("b", structure.translate(BRACKET_STEPS))
-    if max(accumulate(steps), default=0) > max_depth:
-        raise ValueError(f"it is nested deeper than {max_depth} levels, the most every database stores")
-    return text
 
 
 def refuse_nul(text: str) -> str:

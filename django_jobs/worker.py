@@ -28,16 +28,23 @@ from django.db import IntegrityError, connections
 from django.utils import timezone
 
 from . import claiming, isolation, retention, scheduler
-from .resilience import EXIT_THREAD_DIED, TRANSIENT_ERRORS, Backoff, ThreadWatch, reconnect, wait_for_database, \
-    worker_error
 from .buffer import TaskBuffer
 from .conf import jobs_settings
 from .exceptions import WorkerLost
 from .executor import Outcome, attempt
 from .models import ScheduledTask, Worker
 from .queues import is_paused, paused_names
-from .validation import ALL_QUEUES
 from .recording import record_outcomes
+from .resilience import (
+    EXIT_THREAD_DIED,
+    TRANSIENT_ERRORS,
+    Backoff,
+    ThreadWatch,
+    reconnect,
+    wait_for_database,
+    worker_error,
+)
+from .validation import ALL_QUEUES
 from .wakeup import NotificationListener, Wakeup
 
 logger = logging.getLogger(__name__)
@@ -254,7 +261,6 @@ class JobWorker:
     # -- the loop --------------------------------------------------------------------
     def loop(self) -> None:
         started = time.monotonic()
-        error_pause = 0.0
         backoff = Backoff(cap=MAX_ERROR_PAUSE)
         while not self.stopping.is_set() and not self.limit_reached(started):
             # Read before claiming: a job finishing during the claim may have

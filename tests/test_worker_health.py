@@ -20,12 +20,11 @@ import threading
 import time
 from datetime import timedelta
 
-from django.utils import timezone
-
 import pytest
 from django.db import InterfaceError, OperationalError, connections
 from django.db.backends.signals import connection_created
 from django.test import override_settings
+from django.utils import timezone
 
 from django_jobs import retention
 from django_jobs.models import CronSchedule, ScheduledTask, Worker

@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from .. import monitoring
 from ..conf import jobs_settings
-from ..validation import ALL_QUEUES
 from ..models import PausedQueue, ScheduledTask
+from ..validation import ALL_QUEUES
 from . import charts, metrics
 from .display import human_duration
 from .queue_controls import can_control
