@@ -54,7 +54,7 @@ def fire(schedule: CronSchedule, now: datetime) -> ScheduledTask | None:
     fire_time = schedule.next_run
     try:
         following = schedule.compute_next_run(now)
-    except (ValidationError, ValueError) as error:
+    except ValidationError as error:  # a row whose expression or zone no longer validates (edited by hand)
         logger.error("Cron schedule %r cannot compute its next run (%s); disabling it", schedule.name, error)
         CronSchedule.objects.filter(pk=schedule.pk).update(enabled=False)
         return None

@@ -20,19 +20,28 @@ REPO = Path(__file__).resolve().parent.parent
 ONCE_PER_DATABASE = os.environ.get("DJANGO_JOBS_ONCE_PER_DATABASE", "1") != "0"
 
 
+# Suites that need no database at all (the DST property test) run once in all of CI:
+# in the Django 5.2 SQLite cell.
+ONCE_IN_ALL = ONCE_PER_DATABASE and os.environ.get("DJANGO_JOBS_TEST_DB", "sqlite") == "sqlite"
+
+
 def pytest_collection_modifyitems(config, items):
-    if ONCE_PER_DATABASE:
-        return
-    kept = [item for item in items if item.get_closest_marker("once_per_database") is None]
-    deselected = [item for item in items if item.get_closest_marker("once_per_database") is not None]
+    def skipped_here(item) -> bool:
+        if item.get_closest_marker("once") is not None:
+            return not ONCE_IN_ALL
+        return item.get_closest_marker("once_per_database") is not None and not ONCE_PER_DATABASE
+
+    deselected = [item for item in items if skipped_here(item)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-        items[:] = kept
+        items[:] = [item for item in items if not skipped_here(item)]
 
 
 def pytest_report_header(config):
     if not ONCE_PER_DATABASE:
-        return "once_per_database suites deselected here (DJANGO_JOBS_ONCE_PER_DATABASE=0): another cell runs them"
+        return "once_per_database and once suites deselected here (DJANGO_JOBS_ONCE_PER_DATABASE=0): another cell runs them"
+    if not ONCE_IN_ALL:
+        return "once suites (no database needed) deselected here: the SQLite cell runs them"
     return None
 
 
