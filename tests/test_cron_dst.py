@@ -163,3 +163,80 @@ def test_nothing_fires_in_the_second_pass_of_the_repeated_hour_and_the_next_fire
     assert cron.next_fire_after("* * * * *", "Europe/Berlin", second_pass) == berlin(YEAR, 10, 31, 3, 0)
     first_pass = berlin(YEAR, 10, 31, 2, 30, fold=0)
     assert cron.next_fire_after("* * * * *", "Europe/Berlin", first_pass) == berlin(YEAR, 10, 31, 2, 31)
+
+
+# -- the paths that compute fire times: the worker's tick, downtime, enabling --------------------------------
+def make_schedule(expression: str, next_run: datetime, zone: str = "Europe/Berlin"):
+    from django_jobs.models import CronSchedule
+
+    schedule = CronSchedule.objects.create(name=f"s-{expression}", job_name="tests.noop", expression=expression,
+                                           timezone=zone)
+    CronSchedule.objects.filter(pk=schedule.pk).update(next_run=next_run)
+    return schedule
+
+
+def fired_at(schedule) -> list[str]:
+    from django_jobs.models import ScheduledTask
+
+    return [moment.astimezone(BERLIN).strftime("%d %H:%M%z") for moment in
+            ScheduledTask.objects.filter(cron_schedule=schedule).order_by("cron_fire_time")
+            .values_list("cron_fire_time", flat=True)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ticks_through_the_repeated_hour_fire_each_wall_minute_once_and_never_disable():
+    from django_jobs import scheduler
+
+    first = berlin(YEAR, 10, 31, 2, 58)
+    schedule = make_schedule("* * * * *", first)
+    # A worker ticking every minute from 02:58 (first pass) through the second pass to 03:02.
+    moment = first
+    while moment <= berlin(YEAR, 10, 31, 3, 2):
+        scheduler.tick(moment)
+        moment += timedelta(minutes=1)
+    schedule.refresh_from_db()
+    assert schedule.enabled
+    # 02:58 and 02:59 in the first pass, nothing in the second, then 03:00 to 03:02.
+    assert fired_at(schedule) == ["31 02:58+0200", "31 02:59+0200", "31 03:00+0100", "31 03:01+0100",
+                                  "31 03:02+0100"]
+    assert schedule.next_run == berlin(YEAR, 10, 31, 3, 3)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_back_from_downtime_in_the_second_pass_fires_once_and_keeps_the_schedule():
+    from django_jobs import scheduler
+
+    schedule = make_schedule("*/5 * * * *", berlin(YEAR, 10, 31, 1, 40))  # missed since 01:40
+    scheduler.tick(berlin(YEAR, 10, 31, 2, 32, fold=1))
+    schedule.refresh_from_db()
+    assert schedule.enabled and fired_at(schedule) == ["31 01:40+0200"]  # once, not once per missed fire
+    assert schedule.next_run == berlin(YEAR, 10, 31, 3, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ticks_through_the_spring_gap_fire_every_shifted_time():
+    from django_jobs import scheduler
+
+    schedule = make_schedule("*/20 2 * * *", berlin(YEAR, 3, 28, 3, 0))
+    moment = berlin(YEAR, 3, 28, 1, 59)
+    while moment <= berlin(YEAR, 3, 28, 4, 0):
+        scheduler.tick(moment)
+        moment += timedelta(minutes=1)
+    assert fired_at(schedule) == ["28 03:00+0200", "28 03:20+0200", "28 03:40+0200"]
+    schedule.refresh_from_db()
+    assert schedule.next_run == berlin(YEAR, 3, 29, 2, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_enabling_or_editing_computes_from_now_with_the_same_rules():
+    from django_jobs.models import CronSchedule
+
+    schedule = CronSchedule.objects.create(name="edited", job_name="tests.noop", expression="30 2 * * *",
+                                           timezone="Europe/Berlin", enabled=False)
+    assert schedule.next_run is None
+    # save() computes from the real clock; compute_next_run is what it calls, with the time given.
+    assert schedule.compute_next_run(berlin(YEAR, 3, 28, 3, 10)) == berlin(YEAR, 3, 28, 3, 30)
+    assert schedule.compute_next_run(berlin(YEAR, 10, 31, 2, 45, fold=1)) == berlin(YEAR, 11, 1, 2, 30)
+    schedule.enable()
+    schedule.refresh_from_db()
+    assert schedule.enabled and schedule.next_run is not None
