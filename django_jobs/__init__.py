@@ -15,6 +15,7 @@ __all__ = [
     "pause_all",
     "resume_all",
     "Job",
+    "Signature",
     "JobContext",
     "DjangoJobsError",
     "UnknownJob",
@@ -26,6 +27,7 @@ __all__ = [
 from .context import JobContext
 from .exceptions import DjangoJobsError, InvalidJobOption, JobArgumentsError, UniqueKeyConflict, UnknownJob
 from .registry import Job, job, registry
+from .signatures import Signature
 
 if TYPE_CHECKING:
     from .models import ScheduledTask

@@ -22,6 +22,7 @@ from .exceptions import JobArgumentsError, UnknownJob
 
 if TYPE_CHECKING:
     from .models import ScheduledTask
+    from .signatures import Signature
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -126,7 +127,8 @@ class Job(Generic[P, R]):
 
     def s(self, *args: P.args, **kwargs: P.kwargs) -> Signature[P, R]:
         """This call, checked but not enqueued: for ``django_jobs.enqueue_many`` and workflows."""
-    
+        from .signatures import Signature
+
         return Signature(self, args, kwargs)
 
     @functools.cached_property
