@@ -8,6 +8,7 @@ __all__ = [
     "job",
     "registry",
     "enqueue",
+    "enqueue_many",
     "get_statistics",
     "pause_queue",
     "resume_queue",
@@ -15,6 +16,7 @@ __all__ = [
     "pause_all",
     "resume_all",
     "Job",
+    "Signature",
     "JobContext",
     "DjangoJobsError",
     "UnknownJob",
@@ -26,8 +28,11 @@ __all__ = [
 from .context import JobContext
 from .exceptions import DjangoJobsError, InvalidJobOption, JobArgumentsError, UniqueKeyConflict, UnknownJob
 from .registry import Job, job, registry
+from .signatures import Signature
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from .models import ScheduledTask
 
 
@@ -38,6 +43,18 @@ def enqueue(name: str, args: Any = None, kwargs: Any = None, *, delay: Any = Non
     from .enqueueing import enqueue as enqueue_by_name
 
     return enqueue_by_name(name, args, kwargs, delay=delay, run_at=run_at, **options)
+
+
+def enqueue_many(signatures: "Iterable[Signature[Any, Any]]", *, delay: Any = None, run_at: Any = None
+                 ) -> "list[ScheduledTask]":
+    """Enqueue signatures (``job.s(...)``) of any jobs, queues and options in one transaction,
+    one statement per 10,000 rows. ``delay`` or ``run_at`` applies to the signatures that set
+    no time of their own; a signature that sets one in a batch that sets one is refused.
+    Every entry is checked first: an error names its position and nothing is written.
+    Returns the tasks in order; ``unique_key`` is refused (use ``.enqueue()``)."""
+    from .enqueueing import enqueue_signatures
+
+    return enqueue_signatures(signatures, delay=delay, run_at=run_at)
 
 
 def get_statistics(queue: str | None = None) -> dict[str, Any]:

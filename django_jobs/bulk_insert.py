@@ -11,6 +11,10 @@ travel as ONE JSON document that the database unpacks:
     INSERT INTO t (c1, ..., args, kwargs) SELECT %s, ..., <row's args>, <row's kwargs>
     FROM <the rows of the JSON document> ORDER BY <position> RETURNING id, ...
 
+A batch of several jobs or options (``django_jobs.enqueue_many``) uses the same statement:
+the option columns that differ between its rows (queue, priority, run time ...) travel in
+the document too, after args and kwargs, read back with each column's own type.
+
 On PostgreSQL the NOTIFY that wakes the workers is part of the same statement, so an
 enqueue in autocommit mode is one statement and one commit. Rows come back in any
 order; ids are handed out in insertion order (the rows are inserted by position),
@@ -27,6 +31,7 @@ import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -35,19 +40,21 @@ from django.db.models.signals import post_save, pre_save
 from .models import ScheduledTask
 from .rows import RowReader, init_signals_connected, listened, loaded_task
 
-Wake = tuple[str, str] | None  # (channel, payload) of the NOTIFY to send with the rows
+# (channel, payload) of the NOTIFY to send with the rows; (channel, [payload, ...]) for several.
+Wake = tuple[str, str] | tuple[str, list[str]] | None
 VARYING = ("args", "kwargs")  # the columns that differ between the rows of one call
 # The rows of one statement (see validation.json_chunks): at most this many and, unless
 # one row is larger, about this many characters of JSON.
 CHUNK_ROWS = 10_000
 CHUNK_CHARS = 4_000_000  # well under MariaDB's default max_allowed_packet (16 MB)
 
-# Per database: the rows of a JSON document [[args, kwargs], ...] as a table, each
-# row's args and kwargs as JSON, and the column that keeps the document's order.
+# Per database: the rows of a JSON document [[args, kwargs, ...], ...] as a table, each
+# row's args and kwargs as JSON, and the column that keeps the document's order. MariaDB's
+# JSON_TABLE names every value it reads in its COLUMNS list: {columns} takes the others.
 ROW_SOURCES = {
     "postgresql": ("jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS r(pair, n)", "r.pair -> 0", "r.pair -> 1", "r.n"),
     "sqlite": ("json_each(%s) AS r", "json_extract(r.value, '$[0]')", "json_extract(r.value, '$[1]')", "r.key"),
-    "mysql": ("JSON_TABLE(%s, '$[*]' COLUMNS (n FOR ORDINALITY, a JSON PATH '$[0]', k JSON PATH '$[1]')) AS r",
+    "mysql": ("JSON_TABLE(%s, '$[*]' COLUMNS (n FOR ORDINALITY, a JSON PATH '$[0]', k JSON PATH '$[1]'{columns})) AS r",
               "r.a", "r.k", "r.n"),
 }
 
@@ -79,15 +86,18 @@ def insert_task(task: ScheduledTask, connection: BaseDatabaseWrapper, wake: Wake
 
 
 def insert_tasks(
-    template: ScheduledTask, documents: list[str], connection: BaseDatabaseWrapper, wake: Wake
+    template: ScheduledTask, documents: list[str], connection: BaseDatabaseWrapper, wake: Wake,
+    varying: tuple[str, ...] = (), overrides: list[list[dict[str, Any]]] | None = None,
 ) -> list[ScheduledTask] | None:
-    """INSERT one row per ``[args, kwargs]`` of the JSON ``documents``, ``template``'s other
-    columns; one statement per document.
+    """INSERT one row per ``[args, kwargs, *varying]`` of the JSON ``documents``, ``template``'s
+    other columns; one statement per document.
 
-    Returns the new tasks in order, or None if the ORM must do it (nothing is written
-    then). The NOTIFY goes with the first statement.
+    ``varying``: the columns (attnames) whose values differ between rows, written in
+    each row by ``document_values``; ``overrides``: per document, each row's values of
+    them as its task holds them. Returns the new tasks in order, or None if the ORM
+    must do it (nothing is written then). The NOTIFY goes with the first statement.
     """
-    values = prepared_values(template, connection, constant_fields())
+    values = prepared_values(template, connection, constant_fields(varying))
     if values is None:
         return None
     build = TaskBuilder(template, connection.alias)
@@ -96,10 +106,11 @@ def insert_tasks(
     # see their instances built on the caller's thread, as usual.
     with ThreadPoolExecutor(max_workers=1) if build.fast and len(documents) > 1 else nullcontext() as pool:
         built = []
-        for document in documents:
-            rows = execute(connection, statement("json", connection, wake), [*values, document, *(wake or ())])
-            returned = returned_values(rows, connection)
-            built.append(pool.submit(build.tasks, document, returned) if pool else build.tasks(document, returned))
+        for index, document in enumerate(documents):
+            sql = statement("json", connection, wake, varying=varying)
+            rows = execute(connection, sql, [*values, document, *(wake or ())])
+            chunk = (document, returned_values(rows, connection), overrides[index] if overrides else None)
+            built.append(pool.submit(build.tasks, *chunk) if pool else build.tasks(*chunk))
             wake = None
     return [task for chunk in built for task in (chunk.result() if pool else chunk)]
 
@@ -116,8 +127,29 @@ def insert_fields() -> list[Any]:
     return [field for field in meta.local_concrete_fields if not field.generated and field is not meta.auto_field]
 
 
-def constant_fields() -> list[Any]:
-    return [field for field in insert_fields() if field.attname not in VARYING]
+def constant_fields(varying: tuple[str, ...] = ()) -> list[Any]:
+    """The columns whose value is the same in every row of a statement (a parameter each)."""
+    return [field for field in insert_fields() if field.attname not in VARYING and field.attname not in varying]
+
+
+def varying_fields(varying: tuple[str, ...]) -> list[Any]:
+    return [ScheduledTask._meta.get_field(name) for name in varying]
+
+
+def document_values(values: dict[str, Any], varying: tuple[str, ...], connection: BaseDatabaseWrapper) -> list[Any]:
+    """A row's ``varying`` columns as its JSON document holds them: the database's values,
+    as ``save()`` would send them, in a form JSON carries and ``column_sql`` reads back."""
+    return [json_ready(field.get_db_prep_save(values[field.attname], connection)) for field in varying_fields(varying)]
+
+
+def json_ready(value: Any) -> Any:
+    """A prepared value as JSON: PostgreSQL's datetimes and durations become text it casts
+    back exactly (the other databases' prepared values are text and numbers already)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return f"{value.days} days {value.seconds} seconds {value.microseconds} microseconds"
+    return value
 
 
 def prepared_values(task: ScheduledTask, connection: BaseDatabaseWrapper, fields: list[Any]) -> list[Any] | None:
@@ -167,23 +199,28 @@ _statements: dict[tuple[Any, ...], str] = {}
 
 
 def statement(kind: str, connection: BaseDatabaseWrapper, wake: Wake, relaxed: bool = False,
-              omitted: tuple[str, ...] = ()) -> str:
+              omitted: tuple[str, ...] = (), varying: tuple[str, ...] = ()) -> str:
     """The INSERT of one row without the ``omitted`` columns (``row``) or of a JSON
-    document's rows (``json``), built once."""
-    key = (kind, connection.vendor, wake is not None, relaxed, omitted)
+    document's rows with the ``varying`` columns in the document (``json``), built once."""
+    wakes = None if wake is None else isinstance(wake[1], list)
+    key = (kind, connection.vendor, wakes, relaxed, omitted, varying)
     if key not in _statements:
-        effects = side_effects(wake is not None, relaxed)
+        effects = side_effects(wakes, relaxed)
         if kind == "row":  # evaluated once per returned row: here, once
             _statements[key] = single_row_sql(connection, omitted) + "".join(f", {call}" for call in effects.values())
         else:
-            _statements[key] = with_side_effects(json_rows_sql(connection), effects)
+            _statements[key] = with_side_effects(json_rows_sql(connection, varying), effects)
     return _statements[key]
 
 
-def side_effects(wake: bool, relaxed: bool) -> dict[str, str]:
-    """PostgreSQL calls that go with the INSERT: the NOTIFY, and a commit that does not wait
-    for the disk (``synchronous_commit`` is read when the transaction commits)."""
-    effects = {"wakeup": "pg_notify(%s, %s)"} if wake else {}
+def side_effects(wakes: bool | None, relaxed: bool) -> dict[str, str]:
+    """PostgreSQL calls that go with the INSERT: the NOTIFY (``wakes``: one per queue of a
+    list, counted so that the CTE stays one row), and a commit that does not wait for the
+    disk (``synchronous_commit`` is read when the transaction commits)."""
+    effects = {}
+    if wakes is not None:
+        effects["wakeup"] = "(SELECT count(pg_notify(%s, queue)) FROM unnest(%s::text[]) AS queue)" if wakes \
+            else "pg_notify(%s, %s)"
     if relaxed:
         effects["durability"] = "set_config('synchronous_commit', 'off', true)"
     return effects
@@ -195,13 +232,33 @@ def single_row_sql(connection: BaseDatabaseWrapper, omitted: tuple[str, ...]) ->
             f"RETURNING {columns_sql(connection, ScheduledTask._meta.db_returning_fields)}")
 
 
-def json_rows_sql(connection: BaseDatabaseWrapper) -> str:
-    fields = constant_fields()
+def json_rows_sql(connection: BaseDatabaseWrapper, varying: tuple[str, ...] = ()) -> str:
+    fields = constant_fields(varying)
     source, args_sql, kwargs_sql, position = ROW_SOURCES[connection.vendor]
-    varying = [ScheduledTask._meta.get_field(name) for name in VARYING]
-    selected = ", ".join(["%s"] * len(fields) + [args_sql, kwargs_sql])
-    return (f"{insert_into(connection, fields + varying)} SELECT {selected} FROM {source} ORDER BY {position} "
+    extra = varying_fields(varying)
+    written = [ScheduledTask._meta.get_field(name) for name in VARYING] + extra
+    read = [column_sql(connection, field, index) for index, field in enumerate(extra, start=len(VARYING))]
+    if connection.vendor == "mysql":
+        source = source.format(columns="".join(f", {name} {field.db_type(connection)} PATH '$[{index}]'"
+                                               for index, (field, name) in enumerate(zip(extra, read), len(VARYING))))
+        read = [f"r.{name}" for name in read]
+    selected = ", ".join(["%s"] * len(fields) + [args_sql, kwargs_sql] + read)
+    return (f"{insert_into(connection, fields + written)} SELECT {selected} FROM {source} ORDER BY {position} "
             f"RETURNING {columns_sql(connection, ScheduledTask._meta.db_returning_fields)}")
+
+
+def column_sql(connection: BaseDatabaseWrapper, field: Any, index: int) -> str:
+    """How the statement reads a varying column from item ``index`` of a row of the document.
+
+    PostgreSQL casts the text to the column's type; SQLite takes the JSON value (text or
+    number, as the ORM would store it); on MariaDB it is a JSON_TABLE column of the
+    column's type, named here.
+    """
+    if connection.vendor == "postgresql":
+        return f"CAST(r.pair ->> {index} AS {field.db_type(connection)})"
+    if connection.vendor == "sqlite":
+        return f"json_extract(r.value, '$[{index}]')"
+    return f"v{index}"
 
 
 def insert_into(connection: BaseDatabaseWrapper, fields: list[Any]) -> str:
@@ -262,15 +319,22 @@ class TaskBuilder:
         """One task with these arguments and the values the INSERT returned."""
         return (self.without_init if self.fast else self.with_init)(args, kwargs, returned)
 
-    def tasks(self, document: str, returned: list[Sequence[Any]]) -> list[ScheduledTask]:
+    def tasks(self, document: str, returned: list[Sequence[Any]],
+              overrides: list[dict[str, Any]] | None = None) -> list[ScheduledTask]:
+        """The tasks of a document's rows; ``overrides``: each row's own option values."""
         pairs = json.loads(document)
         if len(returned) != len(pairs):
             raise RuntimeError(f"Inserted {len(pairs)} tasks but the database returned {len(returned)} rows.")
         make = self.without_init if self.fast else self.with_init
-        return [make(args, kwargs, values) for (args, kwargs), values in zip(pairs, returned)]
+        if not overrides:
+            return [make(args, kwargs, values) for (args, kwargs), values in zip(pairs, returned)]
+        return [make(row[0], row[1], values, own) for row, values, own in zip(pairs, returned, overrides)]
 
-    def values(self, args: Any, kwargs: Any, returned: Sequence[Any]) -> dict[str, Any]:
+    def values(self, args: Any, kwargs: Any, returned: Sequence[Any],
+               own: dict[str, Any] | None = None) -> dict[str, Any]:
         values = self.state.copy()
+        if own:
+            values.update(own)
         for name in self.mutable:
             value = values[name]
             values[name] = copy.deepcopy(value) if value else value.copy()  # mostly [] or {}: copy() is 10x faster
@@ -278,10 +342,12 @@ class TaskBuilder:
         values["args"], values["kwargs"] = args, kwargs
         return values
 
-    def without_init(self, args: Any, kwargs: Any, returned: Sequence[Any]) -> ScheduledTask:
-        return loaded_task(self.values(args, kwargs, returned), self.alias)
+    def without_init(self, args: Any, kwargs: Any, returned: Sequence[Any],
+                     own: dict[str, Any] | None = None) -> ScheduledTask:
+        return loaded_task(self.values(args, kwargs, returned, own), self.alias)
 
-    def with_init(self, args: Any, kwargs: Any, returned: Sequence[Any]) -> ScheduledTask:
-        task = ScheduledTask(**self.values(args, kwargs, returned))
+    def with_init(self, args: Any, kwargs: Any, returned: Sequence[Any],
+                  own: dict[str, Any] | None = None) -> ScheduledTask:
+        task = ScheduledTask(**self.values(args, kwargs, returned, own))
         task._state.adding, task._state.db = False, self.alias
         return task

@@ -25,6 +25,7 @@ from .notify import NOTIFY_CHANNEL, wake_workers
 from .signals import job_enqueued, send_each_after_commit
 
 if TYPE_CHECKING:
+    from .batch import Batch
     from .registry import Job
 
 # A key raced by another enqueue whose task finished in between: insert again.
@@ -151,6 +152,37 @@ def insert_many(template: ScheduledTask, documents: list[str], alias: str) -> li
     return tasks
 
 
+def enqueue_signatures(entries: Iterable[Any], *, delay: Any = None, run_at: datetime | None = None
+                       ) -> list[ScheduledTask]:
+    """``django_jobs.enqueue_many``: signatures of any jobs and options, in one transaction."""
+    from .batch import planned
+
+    batch = planned(entries, delay, run_at)
+    if not batch.signatures:
+        return []
+    alias = router.db_for_write(ScheduledTask)
+    with transaction.atomic(using=alias):
+        tasks = insert_batch(batch, alias)
+        announce(tasks)
+    return tasks
+
+
+def insert_batch(batch: Batch, alias: str) -> list[ScheduledTask]:
+    """The rows of ``batch``: one JSON insert per chunk where available, else ``bulk_create``."""
+    connection = connections[alias]
+    if bulk_insert.available(connection):
+        varying = batch.varying()
+        documents, overrides = batch.documents(varying, connection)
+        wake = wake_for_all(batch.queues, connection)
+        tasks = bulk_insert.insert_tasks(batch.template(), documents, connection, wake, varying, overrides)
+        if tasks is not None:
+            return tasks
+    tasks = batch.unsaved_tasks()
+    ScheduledTask.objects.using(alias).bulk_create(tasks, batch_size=5000)
+    notify_workers(batch.queues, alias)
+    return tasks
+
+
 def relaxed_commit(connection: Any) -> bool:
     """Whether this INSERT may commit without waiting for the disk (``ENQUEUE_SYNCHRONOUS_COMMIT``).
 
@@ -165,6 +197,13 @@ def wake_for(queue: str, connection: Any) -> tuple[str, str] | None:
     if connection.vendor != "postgresql" or not jobs_settings.NOTIFY:
         return None
     return (NOTIFY_CHANNEL, queue)
+
+
+def wake_for_all(queues: set[str], connection: Any) -> bulk_insert.Wake:
+    """``wake_for`` of several queues: one NOTIFY each, from the same statement."""
+    if len(queues) == 1:
+        return wake_for(next(iter(queues)), connection)
+    return None if wake_for("", connection) is None else (NOTIFY_CHANNEL, sorted(queues))
 
 
 def insert_unique(task: ScheduledTask) -> tuple[ScheduledTask, bool]:

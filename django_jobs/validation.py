@@ -211,6 +211,25 @@ def json_documents(args: list[Any], kwargs: dict[str, Any]) -> tuple[str, str, l
     return JSON_ENCODER.encode(stored_args), JSON_ENCODER.encode(stored_kwargs), stored_args, stored_kwargs
 
 
+def json_pair(args: list[Any], kwargs: dict[str, Any]) -> tuple[str, list[Any], dict[str, Any]]:
+    """``json_documents`` of a signature: ``[args, kwargs]`` as one JSON text, and decoded.
+
+    One encoding and one decoding for both (half the calls, for 100,000 signatures);
+    the pair is one level deeper than each. When that fails, ``json_arguments`` raises
+    the error that names the value.
+    """
+    if isinstance(args, list) and isinstance(kwargs, dict) and all(isinstance(key, str) for key in kwargs):
+        try:
+            text = storable(JSON_ENCODER.encode([args, kwargs]), MAX_JSON_DEPTH + 1)
+        except (TypeError, ValueError, RecursionError):
+            pass
+        else:
+            stored_args, stored_kwargs = json.loads(text)
+            return text, stored_args, stored_kwargs
+    stored_args, stored_kwargs = json_arguments(args, kwargs)  # raises the error that names the value
+    return storable(JSON_ENCODER.encode([stored_args, stored_kwargs]), MAX_JSON_DEPTH + 1), stored_args, stored_kwargs
+
+
 def stored_json(value: list[Any] | dict[str, Any]) -> tuple[str, Any]:
     """An args list or kwargs dict as JSON text and as decoded from it (no work when empty)."""
     if not value:
