@@ -94,3 +94,45 @@ def retention_problems(configured: dict[str, Any]) -> list[Any]:
         return [Error(str(error), hint="Example: DJANGO_JOBS['RETENTION'] = {'completed': '7d', 'failed': '30d'}; "
                       "None turns automatic pruning off.", id="django_jobs.E007")]
     return []
+
+
+@register()  # reads settings only: no database tag, so that runserver and check report it
+def check_sqlite_transaction_mode(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """W002: a SQLite database of this app without ``transaction_mode = "IMMEDIATE"``.
+
+    SQLite starts a transaction as a reader (DEFERRED) and cannot turn a read snapshot
+    into a write once another connection has written: the write then fails at once
+    with "database is locked", whatever the timeout. Saving a cron schedule (read, then
+    write, in one ``atomic()``) or enqueueing inside ``atomic()`` beside a worker or a
+    second web thread does that. IMMEDIATE takes the write lock at BEGIN, where the
+    timeout makes the transaction wait for it instead.
+    """
+    return [sqlite_warning(alias) for alias in sorted(app_databases()) if lacks_immediate(alias)]
+
+
+def app_databases() -> set[str]:
+    """The aliases the router writes this app's models to."""
+    from django.apps import apps
+    from django.db import router
+
+    return {router.db_for_write(model) for model in apps.get_app_config("django_jobs").get_models()}
+
+
+def lacks_immediate(alias: str) -> bool:
+    from django.conf import settings
+
+    database = settings.DATABASES.get(alias, {})
+    if not database.get("ENGINE", "").endswith("sqlite3"):
+        return False
+    return str((database.get("OPTIONS") or {}).get("transaction_mode", "")).upper() != "IMMEDIATE"
+
+
+def sqlite_warning(alias: str) -> Any:
+    return Warning(
+        f"DATABASES[{alias!r}] is SQLite without OPTIONS['transaction_mode'] = 'IMMEDIATE': a transaction that "
+        "reads and then writes (saving a cron schedule, enqueueing inside atomic()) fails at once with "
+        "'database is locked' when another connection writes at the same time.",
+        hint=f"Add \"transaction_mode\": \"IMMEDIATE\" to DATABASES[{alias!r}][\"OPTIONS\"] (Django 5.1+), "
+             "with a \"timeout\" (seconds) to wait for the write lock.",
+        id="django_jobs.W002",
+    )

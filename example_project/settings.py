@@ -28,9 +28,11 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / '
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The worker runs jobs on threads while the web process writes too: wait for the
     # write lock instead of failing with "database is locked", and let readers work
-    # alongside the writer (WAL).
+    # alongside the writer (WAL). IMMEDIATE takes the write lock when a transaction
+    # begins: a transaction that reads and then writes (saving a cron schedule) can
+    # otherwise not wait for it and fails at once (system check django_jobs.W002).
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL;"}
+        {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE"}
     )
 
 INSTALLED_APPS = [

@@ -1,7 +1,7 @@
 import pytest
 from django.test import override_settings
 
-from django_jobs.checks import check_settings
+from django_jobs.checks import check_settings, check_sqlite_transaction_mode
 
 
 def ids(**settings):
@@ -24,3 +24,31 @@ def test_defaults_pass():
 ])
 def test_bad_settings_are_reported(settings, expected):
     assert ids(**settings) == expected
+
+
+def sqlite_database(**options):
+    return {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "db.sqlite3", "OPTIONS": options}}
+
+
+@pytest.mark.parametrize("databases, expected", [
+    (sqlite_database(timeout=30), ["django_jobs.W002"]),
+    (sqlite_database(timeout=30, transaction_mode="DEFERRED"), ["django_jobs.W002"]),
+    (sqlite_database(timeout=30, transaction_mode="IMMEDIATE"), []),
+    (sqlite_database(transaction_mode="immediate"), []),
+    ({"default": {"ENGINE": "django.db.backends.postgresql", "NAME": "shop"}}, []),
+])
+def test_a_sqlite_database_without_immediate_transactions_is_reported(databases, expected):
+    # Only the settings are read: replacing DATABASES opens no connection.
+    with override_settings(DATABASES=databases):
+        problems = check_sqlite_transaction_mode()
+    assert [problem.id for problem in problems] == expected
+    for problem in problems:
+        assert "transaction_mode" in problem.hint and "IMMEDIATE" in problem.hint
+
+
+def test_the_example_project_ships_immediate_transactions_on_sqlite():
+    from example_project import settings as example
+
+    assert example.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"  # its default
+    with override_settings(DATABASES=example.DATABASES):
+        assert check_sqlite_transaction_mode() == []
