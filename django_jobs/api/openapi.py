@@ -29,6 +29,13 @@ ERRORS = {
     404: "No such object (or a schedule owned by someone else), or no such path.",
     413: "The body is larger than DJANGO_JOBS['API_MAX_BODY_SIZE'].",
     415: "The body is not application/json.",
+    500: "A database error that is not the client's fault (logged on the server).",
+    503: "The database is busy (a lock) or unreachable: try again after Retry-After seconds.",
+}
+# Headers an error answer always carries.
+ERROR_HEADERS = {
+    503: {"Retry-After": {"description": "Seconds to wait before trying again.", "required": True,
+                          "schema": {"type": "integer", "minimum": 0}}},
 }
 SUCCESS = {200: "OK", 201: "Created", 204: "Done; no content."}
 
@@ -94,7 +101,7 @@ def query_params(operation: Operation) -> list[dict[str, Any]]:
 def responses(operation: Operation) -> dict[str, Any]:
     answers = {str(status): answer(SUCCESS[status], schema) for status, schema in operation.responses.items()}
     for status in error_statuses(operation):
-        answers[str(status)] = answer(ERRORS[status], "Error")
+        answers[str(status)] = answer(ERRORS[status], "Error", status)
     if operation.conflict:
         answers["409"] = answer(operation.conflict, "Error")
     return answers
@@ -108,11 +115,15 @@ def error_statuses(operation: Operation) -> list[int]:
         statuses.append(404)
     if operation.body is not None:
         statuses += [413, 415]
+    if not operation.public:  # public operations read no database
+        statuses += [500, 503]
     return statuses
 
 
-def answer(description: str, schema: str | None) -> dict[str, Any]:
-    if schema is None:
-        return {"description": description}
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+def answer(description: str, schema: str | None, status: int = 0) -> dict[str, Any]:
+    described: dict[str, Any] = {"description": description}
+    if schema is not None:
+        described["content"] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
+    if status in ERROR_HEADERS:
+        described["headers"] = ERROR_HEADERS[status]
+    return described

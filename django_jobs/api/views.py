@@ -1,12 +1,15 @@
 """One view per path. Each request goes: method (405) -> authentication (401, or
 403 for a failed CSRF check) -> permission (403) -> input (400, 413, 415) ->
-the operation. Every refusal is an ``ApiError`` and answered as JSON."""
+the operation. Every refusal is an ``ApiError`` and answered as JSON, and so is a
+database error (``database_error``): an API client never gets Django's HTML page."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
+from django.db import DatabaseError, DataError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -15,6 +18,11 @@ from .body import check_text, read_json_object
 from .fields import Field, FieldError, clean_fields
 from .http import ApiError, Call, bad_input
 from .routes import PATH_PARAMETERS, Operation
+
+logger = logging.getLogger(__name__)
+# Seconds a client should wait before trying again after a 503: a SQLite write lock
+# or a database restart is usually over within a second or two.
+RETRY_AFTER = 1
 
 
 def endpoint(operations: dict[str, Operation]) -> Callable[..., HttpResponse]:
@@ -33,8 +41,29 @@ def endpoint(operations: dict[str, Operation]) -> Callable[..., HttpResponse]:
             return run(operation, request, params)
         except ApiError as error:
             return error.response()
+        except DatabaseError as error:
+            return database_error(request, error).response()
 
     return view
+
+
+def database_error(request: HttpRequest, error: DatabaseError) -> ApiError:
+    """The answer to a database error no operation handled.
+
+    A lock ("database is locked" on SQLite, a lock wait timeout) or a lost connection
+    is an ``OperationalError`` or ``InterfaceError``: the request may well succeed
+    when repeated, so 503 with ``Retry-After``. A ``DataError`` is a value the
+    database refused that the input checks let through: bad input, 400. Anything
+    else is our fault: 500, still in the API's error shape.
+    """
+    logger.error("API %s %s: database error: %s", request.method, request.path, error,
+                 exc_info=not isinstance(error, (OperationalError, InterfaceError)))
+    if isinstance(error, (OperationalError, InterfaceError)):
+        return ApiError.field(503, "database", "The database is busy or unavailable; try again shortly.",
+                              **{"Retry-After": str(RETRY_AFTER)})
+    if isinstance(error, DataError):
+        return ApiError.field(400, "body", f"The database refused a value: {error}.")
+    return ApiError.field(500, "database", "The database refused the operation.")
 
 
 def run(operation: Operation, request: HttpRequest, params: dict[str, Any]) -> HttpResponse:
