@@ -77,10 +77,13 @@ def test_every_missing_required_field_is_named(api):
     assert set(errors(response)) == {"name", "job", "expression"}
 
 
-def test_a_taken_name_is_a_400(api):
+def test_a_taken_name_is_a_409(api):
     CronScheduleFactory(name="nightly")
 
-    assert "already exists" in errors(api.post("/schedules", DAILY))["name"][0]
+    response = api.post("/schedules", DAILY)
+
+    assert response.status_code == 409  # a conflict with another schedule, not bad input
+    assert "already exists" in errors(response)["name"][0]
 
 
 def test_read_one(api, alice):
@@ -136,11 +139,24 @@ def test_patch_changes_only_the_given_fields_and_recomputes_the_next_run(api, al
 def test_patch_checks_arguments_against_a_new_job(api, alice):
     row = CronScheduleFactory(owner=alice, job_name="tests.noop", args=[1])
 
-    response = api.patch(f"/schedules/{row.pk}", {"job": "tests.always_fails"})
+    response = api.patch(f"/schedules/{row.pk}", {"job": "tests.always_fails", "args": [1], "kwargs": {}})
 
     assert response.status_code == 400 and list(errors(response)) == ["args"]
     row.refresh_from_db()
     assert row.job_name == "tests.noop"
+
+
+@pytest.mark.parametrize("body", [{"job": "tests.always_fails"}, {"args": [2]}, {"job": "tests.add", "args": [1, 2]}])
+def test_patch_changes_job_args_and_kwargs_together(api, alice, body):
+    # The new call is checked (and documented) as a whole, never against the stored one.
+    row = CronScheduleFactory(owner=alice, job_name="tests.noop", args=[1])
+
+    response = api.patch(f"/schedules/{row.pk}", body)
+
+    assert response.status_code == 400
+    assert set(errors(response)) == {"job", "args", "kwargs"} - set(body)
+    changed = api.patch(f"/schedules/{row.pk}", {"job": "tests.add", "args": [1], "kwargs": {"b": 2}})
+    assert changed.status_code == 200 and (changed.json()["job"], changed.json()["args"]) == ("tests.add", [1])
 
 
 def test_patch_of_a_schedule_declared_in_code_changes_only_enabled():
@@ -150,16 +166,18 @@ def test_patch_of_a_schedule_declared_in_code_changes_only_enabled():
     refused = root.patch(f"/schedules/{row.pk}", {"expression": "@daily", "enabled": False})
     switched = root.patch(f"/schedules/{row.pk}", {"enabled": False})
 
-    assert refused.status_code == 400 and list(errors(refused)) == ["expression"]
+    assert refused.status_code == 409 and list(errors(refused)) == ["expression"]
     assert switched.status_code == 200 and switched.json()["enabled"] is False
     assert root.delete(f"/schedules/{row.pk}").status_code == 409
 
 
-def test_patch_to_a_taken_name_is_a_400(api, alice):
+def test_patch_to_a_taken_name_is_a_409(api, alice):
     CronScheduleFactory(name="taken")
     row = CronScheduleFactory(owner=alice)
 
-    assert list(errors(api.patch(f"/schedules/{row.pk}", {"name": "taken"}))) == ["name"]
+    response = api.patch(f"/schedules/{row.pk}", {"name": "taken"})
+
+    assert response.status_code == 409 and list(errors(response)) == ["name"]
     assert api.patch(f"/schedules/{row.pk}", {"name": row.name}).status_code == 200  # its own name is fine
 
 

@@ -9,8 +9,10 @@ A refused value raises ``FieldError`` with a message that says what is expected;
 from __future__ import annotations
 
 import copy
+import functools
 import re
-from collections.abc import Callable
+import zoneinfo
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,17 +21,51 @@ from django.conf import settings
 from django.utils import timezone
 
 from .. import validation
+from ..conf import jobs_settings
 from ..exceptions import InvalidJobOption, UnknownJob
 from .http import ApiError
 
 MISSING: Any = object()
 WHOLE_NUMBER = re.compile(r"-?[0-9]{1,19}")
-# Every supported database stores these years; beyond them some refuse the value.
-EARLIEST_YEAR, LATEST_YEAR = 1970, 9998
+# Every supported database stores the years 1970 to 9998; beyond them some refuse the
+# value. A date-time is checked by the year it is written in, one year inside those on
+# each side, so that its UTC time is in them whatever its offset (offsets are under a
+# day) and a pattern in the OpenAPI document can say exactly what is accepted.
+EARLIEST_YEAR, LATEST_YEAR = 1971, 9997
+YEAR = "(197[1-9]|19[89][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-7])"
+# RFC 3339 (what JSON Schema's date-time format means), with an explicit offset and no
+# leap second: stricter than datetime.fromisoformat, which also reads other ISO 8601 forms.
+DATE_TIME = re.compile(
+    "^" + YEAR + "-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    "([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+# Text without the NUL character, which PostgreSQL cannot store (body.py refuses it in
+# any string of a request; the document says so with this pattern).
+NO_NUL = "^[^\\u0000]*$"
+# Any JSON value without NUL in its strings and keys (job arguments, metadata).
+JSON_VALUE: dict[str, Any] = {"$ref": "#/components/schemas/JsonValue"}
 
 
 class FieldError(ValueError):
     """A value a field refuses."""
+
+
+def whole_number(value: Any) -> Any:
+    """``value`` as an int when it is a whole number written as a float (``2.0``, ``1e2``):
+    JSON has one number type, and JSON Schema's ``integer`` is any number without a
+    fraction. Anything else is returned as it is."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """The values a text field accepts, known only when a request comes (registered
+    jobs, DJANGO_JOBS["QUEUES"], time zones): checked, and listed as the field's enum."""
+
+    values: Callable[[], Collection[str] | None]  # None: any value
+    refusal: Callable[[str], str]  # the message for a value that is not one of them
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +119,11 @@ class Text(Field):
     max_length: int
     min_length: int = 0
     choices: tuple[str, ...] = ()
+    one_of: OneOf | None = None
+    # A regular expression the whole value must match (also in the document, so written
+    # for both Python and ECMA 262: [0-9] rather than \d), and the message of a mismatch.
+    pattern: str = ""
+    mismatch: Callable[[str], str] = lambda value: "Not in the expected form."
 
     def check(self, value: Any) -> str:
         if not isinstance(value, str):
@@ -94,14 +135,21 @@ class Text(Field):
             raise FieldError(f"At most {self.max_length} characters ({len(value)} given).")
         if self.choices and value not in self.choices:
             raise FieldError(f"Must be one of {', '.join(self.choices)}.")
+        if self.pattern and not re.fullmatch(self.pattern, value):
+            raise FieldError(self.mismatch(value))
+        allowed = self.one_of.values() if self.one_of else None
+        if allowed is not None and value not in allowed:
+            raise FieldError(self.one_of.refusal(value))  # type: ignore[union-attr]
         return value
 
     def value_schema(self) -> dict[str, Any]:
-        schema: dict[str, Any] = {"type": "string", "maxLength": self.max_length}
+        schema: dict[str, Any] = {"type": "string", "maxLength": self.max_length, "pattern": self.pattern or NO_NUL}
         if self.min_length:
             schema["minLength"] = self.min_length
-        if self.choices:
-            schema["enum"] = list(self.choices)
+        allowed = self.one_of.values() if self.one_of else None
+        if self.choices or allowed is not None:
+            schema["enum"] = [value for value in sorted(allowed or self.choices)
+                              if self.min_length <= len(value) <= self.max_length]
         return schema
 
 
@@ -114,6 +162,7 @@ class Integer(Field):
         return int(text) if WHOLE_NUMBER.fullmatch(text) else text
 
     def check(self, value: Any) -> int:
+        value = whole_number(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise FieldError("Must be a whole number.")
         if not self.minimum <= value <= self.maximum:
@@ -164,7 +213,7 @@ class Array(Field):
         return value
 
     def value_schema(self) -> dict[str, Any]:
-        return {"type": "array"}
+        return {"type": "array", "items": JSON_VALUE}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,7 +226,7 @@ class Object(Field):
         return value
 
     def value_schema(self) -> dict[str, Any]:
-        return {"type": "object"}
+        return {"type": "object", "propertyNames": {"pattern": NO_NUL}, "additionalProperties": JSON_VALUE}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -194,20 +243,14 @@ class DateTime(Field):
             raise FieldError(f"Not an ISO 8601 date-time: {value[:40]!r}.") from None
         if timezone.is_naive(moment):
             raise FieldError("Must include a UTC offset, such as 2026-05-01T09:00:00+02:00 or 2026-05-01T07:00:00Z.")
-        return local_time(in_range(moment))
+        if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
+            raise FieldError(f"Must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}.")
+        if not DATE_TIME.fullmatch(value):
+            raise FieldError("Write it as RFC 3339: 2026-05-01T09:00:00+02:00 (a T, seconds, and Z or an offset).")
+        return local_time(moment.astimezone(UTC))
 
     def value_schema(self) -> dict[str, Any]:
-        return {"type": "string", "format": "date-time"}
-
-
-def in_range(moment: datetime) -> datetime:
-    try:
-        utc = moment.astimezone(UTC)
-    except OverflowError:
-        utc = None
-    if utc is None or not EARLIEST_YEAR <= utc.year <= LATEST_YEAR:
-        raise FieldError(f"Must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}.")
-    return utc
+        return {"type": "string", "format": "date-time", "pattern": DATE_TIME.pattern}
 
 
 def local_time(moment: datetime) -> datetime:
@@ -220,6 +263,7 @@ class Priority(Field):
     """-100..100, higher runs first, or a name (critical 100, high 50, normal 0, low -50)."""
 
     def check(self, value: Any) -> int:
+        value = whole_number(value)
         names = validation.PRIORITY_NAMES
         if isinstance(value, str) and value in names:
             return names[value]
@@ -250,28 +294,95 @@ class Choices(Field):
         return value
 
     def value_schema(self) -> dict[str, Any]:
-        return {"type": "string", "description": f"One or more of {', '.join(self.choices)}, separated by commas."}
+        one = "(" + "|".join(map(re.escape, self.choices)) + ")"
+        return {"type": "string", "pattern": f"^{one}(,{one})*$",
+                "description": f"One or more of {', '.join(self.choices)}, separated by commas."}
 
 
-def registered_job(name: str) -> None:
-    """Validator: ``name`` is a registered job."""
+def registered_jobs() -> Collection[str]:
     from ..registry import registry
 
-    if name not in registry:
-        raise FieldError(str(UnknownJob(name)))
+    return list(registry)
 
 
-def allowed_queue(name: str) -> None:
-    """Validator: ``DJANGO_JOBS["QUEUES"]``, when set, allows ``name``."""
+def allowed_queues() -> Collection[str] | None:
+    return jobs_settings.QUEUES
+
+
+def queue_refusal(name: str) -> str:
     try:
         validation.queue(name)
     except InvalidJobOption as error:
-        raise FieldError(str(error)) from None
+        return str(error)
+    return f"Unknown queue {name!r}."
 
 
-def clean_fields(spec: dict[str, Field], data: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
+@functools.cache
+def time_zones() -> frozenset[str]:
+    # "" is the project's TIME_ZONE. Only the zones the system lists: ZoneInfo also
+    # opens other files of the zone directory (posixrules, localtime ...).
+    return frozenset(zoneinfo.available_timezones()) | {""}
+
+
+def zone_refusal(name: str) -> str:
+    return f"Unknown time zone {name!r}; use an IANA name such as 'Europe/Berlin'."
+
+
+REGISTERED_JOB = OneOf(registered_jobs, lambda name: str(UnknownJob(name)))
+ALLOWED_QUEUE = OneOf(allowed_queues, queue_refusal)
+TIME_ZONE = OneOf(time_zones, zone_refusal)
+
+
+class Rule:
+    """A check of several fields of a body together, and its JSON Schema."""
+
+    def check(self, data: dict[str, Any]) -> dict[str, list[str]]:
+        """Messages by field; {} when ``data`` (cleaned fields) keeps the rule."""
+        raise NotImplementedError
+
+    def schema(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Exclusive(Rule):
+    """At most one of ``names``."""
+
+    names: tuple[str, ...]
+
+    def check(self, data: dict[str, Any]) -> dict[str, list[str]]:
+        given = [name for name in self.names if name in data]
+        if len(given) < 2:
+            return {}
+        return {given[0]: [f"Give {' or '.join(self.names)}, not both."]}
+
+    def schema(self) -> dict[str, Any]:
+        return {"not": {"anyOf": [{"required": [first, second]} for index, first in enumerate(self.names)
+                                  for second in self.names[index + 1:]]}}
+
+
+@dataclass(frozen=True)
+class Together(Rule):
+    """All of ``names`` or none of them."""
+
+    names: tuple[str, ...]
+
+    def check(self, data: dict[str, Any]) -> dict[str, list[str]]:
+        given = [name for name in self.names if name in data]
+        if not given or len(given) == len(self.names):
+            return {}
+        message = f"Give {', '.join(self.names)} together: they change as a whole."
+        return {name: [message] for name in self.names if name not in data}
+
+    def schema(self) -> dict[str, Any]:
+        return {"dependentRequired": {name: [other for other in self.names if other != name] for name in self.names}}
+
+
+def clean_fields(spec: dict[str, Field], data: dict[str, Any], *, partial: bool = False,
+                 rules: tuple[Rule, ...] = ()) -> dict[str, Any]:
     """``data`` checked against ``spec``: every unknown, missing or refused field is
-    reported at once (400). ``partial`` (PATCH) requires nothing and fills no defaults."""
+    reported at once (400), then the ``rules`` of well-formed fields. ``partial``
+    (PATCH) requires nothing and fills no defaults."""
     errors: dict[str, list[str]] = {}
     cleaned: dict[str, Any] = {}
     for name in data.keys() - spec.keys():
@@ -286,13 +397,17 @@ def clean_fields(spec: dict[str, Field], data: dict[str, Any], *, partial: bool 
             errors[name] = ["This field is required."]
         elif not partial and field.default is not MISSING:
             cleaned[name] = copy.deepcopy(field.default)
+    for rule in rules if not errors else ():
+        errors.update(rule.check(cleaned))
+        if errors:  # a later rule may presume this one kept
+            break
     if errors:
         raise ApiError(400, errors)
     return cleaned
 
 
-def spec_schema(spec: dict[str, Field], *, partial: bool = False) -> dict[str, Any]:
-    """The JSON Schema of an object made of ``spec``'s fields."""
+def spec_schema(spec: dict[str, Field], *, partial: bool = False, rules: tuple[Rule, ...] = ()) -> dict[str, Any]:
+    """The JSON Schema of an object made of ``spec``'s fields, keeping ``rules``."""
     schema: dict[str, Any] = {
         "type": "object",
         "properties": {name: field.schema() for name, field in spec.items()},
@@ -301,4 +416,6 @@ def spec_schema(spec: dict[str, Field], *, partial: bool = False) -> dict[str, A
     required = [name for name, field in spec.items() if field.required and not partial]
     if required:
         schema["required"] = required
+    if rules:
+        schema["allOf"] = [rule.schema() for rule in rules]
     return schema

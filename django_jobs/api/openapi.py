@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 
 from .. import __version__
-from .fields import Field, spec_schema
+from .fields import Field
 from .schemas import COMPONENTS
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ def describe(operation: Operation, path_parameters: dict[str, tuple[str, Field]]
     if operation.body:
         described["requestBody"] = {"required": not operation.partial and any(
             field.required for field in operation.body.values()),
-            "content": {"application/json": {"schema": spec_schema(operation.body, partial=operation.partial)}}}
+            "content": {"application/json": {"schema": operation.body_schema()}}}
     if operation.public:
         described["security"] = []
     return described

@@ -6,18 +6,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.http import HttpResponse
 
+from .. import validation
 from . import openapi, queues, schedules, tasks
-from .fields import Field, Integer, Text
+from .fields import ALLOWED_QUEUE, Field, Integer, Rule, Text, spec_schema
 from .http import Call, json_response
 from .paging import MAX_ID
 
 # Path parameters: Django converter and field.
 PATH_PARAMETERS: dict[str, tuple[str, Field]] = {
     "id": ("int", Integer(minimum=1, maximum=MAX_ID)),
-    "name": ("str", Text(min_length=1, max_length=100, description="Queue name.")),
+    "name": ("str", Text(min_length=1, max_length=validation.MAX_QUEUE_LENGTH, one_of=ALLOWED_QUEUE,
+                         description="Queue name.")),
 }
 
 
@@ -44,6 +47,7 @@ class Operation:
     public: bool = False
     body: dict[str, Field] | None = None
     partial: bool = False
+    rules: tuple[Rule, ...] = ()  # checks of several body fields together
     query: dict[str, Field] = field(default_factory=dict)
     conflict: str = ""  # when set, the operation may answer 409 for this reason
 
@@ -54,6 +58,10 @@ class Operation:
     @property
     def description(self) -> str:
         return " ".join((self.handler.__doc__ or "").split())
+
+    def body_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the body, from the same fields and rules that check it."""
+        return spec_schema(self.body or {}, partial=self.partial, rules=self.rules)
 
 
 def serve_openapi(call: Call) -> HttpResponse:
@@ -73,7 +81,8 @@ OPERATIONS: list[Operation] = [
     Operation("GET", "/tasks", tasks.list_tasks, "List tasks", "tasks", {200: "TaskPage"}, VIEW_TASKS,
               query=tasks.TASK_QUERY),
     Operation("POST", "/tasks", tasks.create_task, "Schedule a job now, after a delay, or at a time", "tasks",
-              {201: "Task", 200: "Task"}, perms("scheduledtask", "add"), body=tasks.TASK_INPUT),
+              {201: "Task", 200: "Task"}, perms("scheduledtask", "add"), body=tasks.TASK_INPUT,
+              rules=tasks.TASK_RULES),
     Operation("GET", "/tasks/{id}", tasks.get_task, "A task's status, result, error and attempts", "tasks",
               {200: "Task"}, VIEW_TASKS),
     Operation("POST", "/tasks/{id}/cancel", tasks.cancel_task, "Cancel a pending task", "tasks",
@@ -86,11 +95,14 @@ OPERATIONS: list[Operation] = [
     Operation("GET", "/schedules", schedules.list_schedules, "List cron schedules", "schedules",
               {200: "SchedulePage"}, VIEW_SCHEDULES, query=schedules.SCHEDULE_QUERY),
     Operation("POST", "/schedules", schedules.create_schedule, "Create a cron schedule", "schedules",
-              {201: "Schedule"}, perms("cronschedule", "add"), body=schedules.SCHEDULE_INPUT),
+              {201: "Schedule"}, perms("cronschedule", "add"), body=schedules.SCHEDULE_INPUT,
+              rules=schedules.CREATE_RULES, conflict="A schedule of that name exists."),
     Operation("GET", "/schedules/{id}", schedules.get_schedule, "A cron schedule", "schedules",
               {200: "Schedule"}, VIEW_SCHEDULES),
     Operation("PATCH", "/schedules/{id}", schedules.update_schedule, "Change a cron schedule", "schedules",
-              {200: "Schedule"}, perms("cronschedule", "change"), body=schedules.SCHEDULE_INPUT, partial=True),
+              {200: "Schedule"}, perms("cronschedule", "change"), body=schedules.SCHEDULE_INPUT, partial=True,
+              rules=schedules.CHANGE_RULES, conflict="A schedule of that name exists, or the schedule is declared "
+              "in code (then only enabled can change)."),
     Operation("DELETE", "/schedules/{id}", schedules.delete_schedule, "Delete a cron schedule", "schedules",
               {204: None}, perms("cronschedule", "delete"), conflict="The schedule is declared in code."),
     Operation("POST", "/schedules/{id}/enable", schedules.enable_schedule, "Enable a cron schedule", "schedules",

@@ -12,32 +12,86 @@ from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.utils import timezone
 
-from .. import cron, validation
+from .. import cron
 from ..models import CronSchedule
 from ..registry import registry
-from .fields import Array, Boolean, Object, Priority, Text, registered_job
-from .http import ApiError, Call, bad_input, json_response, no_content, not_found
+from .calls import JobCall
+from .fields import (ALLOWED_QUEUE, REGISTERED_JOB, TIME_ZONE, Array, Boolean, FieldError, Object, Priority, Text,
+                     Together)
+from .http import ApiError, Call, json_response, no_content, not_found
 from .paging import MAX_ID, PAGE_QUERY, page
 from .serializers import schedule as serialize
 from .serializers import task_detail
-from .tasks import argument_errors
+
+
+def cron_field(number: str) -> str:
+    """One field of a cron expression: items of ``*`` or ``N`` or ``N-N``, each with an
+    optional ``/step``, separated by commas (what croniter reads, without names)."""
+    item = f"([*]|{number}(-{number})?)(/[1-9][0-9]?)?"
+    return f"{item}(,{item})*"
+
+
+# The expressions the API accepts, written so that the OpenAPI document can say it: five
+# fields in numbers, or a macro. croniter reads more (names, odd spacing); declare those
+# in code. What a pattern cannot say is the one thing also refused: never firing (0 0 30 2 *).
+CRON_FIELDS = ("([1-5]?[0-9])", "(1?[0-9]|2[0-3])", "([1-9]|[12][0-9]|3[01])", "([1-9]|1[0-2])", "[0-6]")
+CRON_PATTERN = ("^(@(" + "|".join(name.removeprefix("@") for name in cron.MACROS) + ")|"
+                + " ".join(cron_field(number) for number in CRON_FIELDS) + ")$")
+
+
+def cron_refusal(expression: str) -> str:
+    """Why ``expression`` does not match CRON_PATTERN: cron's own message when it is not
+    a cron expression at all, else what the API is stricter about."""
+    try:
+        cron.expand(expression)
+    except ValidationError as error:
+        return " ".join(error.messages)
+    return ("Write the 5 fields as numbers with * , - / and single spaces, or a macro such as @daily "
+            "(month and day names are for schedules declared in code).")
+
+
+def fires(expression: str) -> None:
+    """Validator: a valid cron expression that fires at least once (in UTC here; the
+    schedule's own zone is checked again when it is saved)."""
+    try:
+        cron.expand(expression)
+        cron.next_fire_after(expression, "UTC", timezone.now())
+    except ValidationError as error:
+        raise FieldError(" ".join(error.messages)) from None
+    except ValueError:
+        raise FieldError(f"{expression!r} never fires.") from None
+
+
+def column_length(name: str) -> int:
+    """The ``max_length`` of a CronSchedule column: the database's limit is the API's."""
+    return CronSchedule._meta.get_field(name).max_length  # type: ignore[return-value]
+
 
 SCHEDULE_INPUT = {
-    "name": Text(required=True, min_length=1, max_length=200, description="Unique."),
-    "job": Text(required=True, min_length=1, max_length=255, validators=(registered_job,),
+    "name": Text(required=True, min_length=1, max_length=column_length("name"), description="Unique."),
+    "job": Text(required=True, min_length=1, max_length=column_length("job_name"), one_of=REGISTERED_JOB,
                 description="Registered name of the job."),
-    "expression": Text(required=True, min_length=1, max_length=100,
-                       description="5 fields (minute hour day-of-month month day-of-week) or @hourly, @daily ..."),
-    "timezone": Text(max_length=64, default="", description="IANA name; empty means the project's TIME_ZONE."),
+    "expression": Text(required=True, min_length=1, max_length=column_length("expression"),
+                       pattern=CRON_PATTERN, mismatch=cron_refusal, validators=(fires,),
+                       description="5 fields (minute hour day-of-month month day-of-week) or @hourly, @daily ...; "
+                                   "it must fire at least once (not 0 0 30 2 *)."),
+    "timezone": Text(max_length=column_length("timezone"), default="", one_of=TIME_ZONE,
+                     description="IANA name; empty means the project's TIME_ZONE."),
     "args": Array(default=[]),
     "kwargs": Object(default={}),
-    "queue": Text(min_length=1, max_length=100, description="Default: the job's queue."),
+    "queue": Text(min_length=1, max_length=column_length("queue"), one_of=ALLOWED_QUEUE,
+                  description="Default: the job's queue."),
     "priority": Priority(description="Default: the job's priority."),
     "enabled": Boolean(default=True),
-    "description": Text(max_length=500, default=""),
+    "description": Text(max_length=column_length("description"), default=""),
     "metadata": Object(default={}),
 }
-SCHEDULE_QUERY = {"enabled": Boolean(), "job": Text(max_length=255), "queue": Text(max_length=100), **PAGE_QUERY}
+# The arguments fit the job; a change of any of job, args and kwargs gives all three,
+# so that the new call can be checked (and documented) without the stored one.
+CREATE_RULES = (JobCall(),)
+CHANGE_RULES = (Together(("job", "args", "kwargs")), JobCall())
+SCHEDULE_QUERY = {"enabled": Boolean(), "job": Text(max_length=column_length("job_name")),
+                  "queue": Text(max_length=column_length("queue")), **PAGE_QUERY}
 MODEL_FIELDS = {"job": "job_name"}
 DECLARED_MESSAGE = "This schedule is declared in code: only enabled can change here (change the code instead)."
 
@@ -85,56 +139,37 @@ def update_schedule(call: Call) -> HttpResponse:
     if row.declared_in_code:
         refused = {name: [DECLARED_MESSAGE] for name in call.body if name != "enabled"}
         if refused:
-            raise ApiError(400, refused)
+            raise ApiError(409, refused)
     apply_changes(row, call.body)
     save(row)
     return json_response(serialize(row))
 
 
 def apply_changes(row: CronSchedule, data: dict[str, Any]) -> None:
-    """Set ``data`` on ``row``; 400 naming every field that is wrong."""
+    """Set ``data`` on ``row``; 400 naming every field that is wrong, then 409 for a
+    name another schedule has."""
     for name, value in data.items():
         setattr(row, MODEL_FIELDS.get(name, name), value)
-    errors: dict[str, list[str]] = {}
-    for name, check in CHECKS.items():
-        if name in data:
-            try:
-                check(row)
-            except (ValidationError, ValueError) as error:  # InvalidJobOption is a ValueError
-                errors[name] = error.messages if isinstance(error, ValidationError) else [str(error)]
-    if not errors and data.keys() & {"job", "args", "kwargs"}:
-        errors.update(schedule_argument_errors(row))
-    if errors:
-        raise ApiError(400, errors)
+    if "expression" in data or "timezone" in data:
+        check_timing(row)
+    if "name" in data and CronSchedule.objects.filter(name=row.name).exclude(pk=row.pk).exists():
+        raise name_taken(row)
 
 
-def check_name(row: CronSchedule) -> None:
-    if CronSchedule.objects.filter(name=row.name).exclude(pk=row.pk).exists():
-        raise ValueError(f"A schedule named {row.name!r} already exists.")
+def name_taken(row: CronSchedule) -> ApiError:
+    return ApiError.field(409, "name", f"A schedule named {row.name!r} already exists.")
 
 
 def check_timing(row: CronSchedule) -> None:
-    """The expression is valid in its zone and fires at least once (``0 0 30 2 *`` never does)."""
-    cron.expand(row.expression)
-    cron.zone(row.timezone)
+    """400 under expression unless it is valid and fires at least once in the schedule's
+    zone (``0 0 30 2 *`` never does); the zone itself is checked by its field."""
     try:
+        cron.expand(row.expression)
         cron.next_fire_after(row.expression, row.timezone, timezone.now())
+    except ValidationError as error:
+        raise ApiError(400, {"expression": error.messages}) from None
     except ValueError:
-        raise ValueError(f"{row.expression!r} never fires.") from None
-
-
-CHECKS = {
-    "name": check_name,
-    "expression": check_timing,
-    "timezone": lambda row: cron.zone(row.timezone),
-    "queue": lambda row: validation.queue(row.queue),
-}
-
-
-def schedule_argument_errors(row: CronSchedule) -> dict[str, list[str]]:
-    if row.job_name not in registry:
-        return {}  # reported under job
-    return argument_errors(registry.get(row.job_name), row.args, row.kwargs)
+        raise ApiError.field(400, "expression", f"{row.expression!r} never fires.") from None
 
 
 def save(row: CronSchedule) -> None:
@@ -142,7 +177,7 @@ def save(row: CronSchedule) -> None:
         with transaction.atomic(using=router.db_for_write(CronSchedule)):
             row.save()
     except IntegrityError:  # a concurrent create took the name
-        raise bad_input("name", f"A schedule named {row.name!r} already exists.") from None
+        raise name_taken(row) from None
     except ValidationError as error:  # the model's own checks (JSON nested deeper than every database stores)
         api_names = {model: api for api, model in MODEL_FIELDS.items()}
         raise ApiError(400, {api_names.get(name, name): messages for name, messages in error.message_dict.items()}) \

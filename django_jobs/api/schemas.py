@@ -103,7 +103,22 @@ SCHEDULE = {
 
 STATUS_COUNTS = {status: INTEGER for status in ScheduledTask.Status.values}
 
+# Any JSON value whose strings and keys hold no NUL character (request bodies refuse
+# it: PostgreSQL cannot store it). Nesting deeper than body.MAX_DEPTH is refused too,
+# which JSON Schema cannot say without 32 copies of this.
+NO_NUL_TEXT: dict[str, Any] = {"type": "string", "pattern": "^[^\\u0000]*$"}
+JSON_VALUE_SCHEMA: dict[str, Any] = {
+    "description": "Any JSON value without the NUL character in its strings, nested at most 32 levels deep.",
+    "anyOf": [
+        {"type": ["null", "boolean", "number"]},
+        NO_NUL_TEXT,
+        {"type": "array", "items": ref("JsonValue")},
+        {"type": "object", "propertyNames": NO_NUL_TEXT, "additionalProperties": ref("JsonValue")},
+    ],
+}
+
 COMPONENTS: dict[str, Any] = {
+    "JsonValue": JSON_VALUE_SCHEMA,
     "Error": closed({"errors": {
         "type": "object", "minProperties": 1,
         "additionalProperties": {"type": "array", "items": STRING, "minItems": 1},

@@ -3,16 +3,17 @@ statistics, and the registered jobs. Thin shells over ``django_jobs``."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.http import HttpResponse
 
 import django_jobs
 
+from .. import validation
 from ..exceptions import DjangoJobsError, InvalidJobOption, JobArgumentsError, UniqueKeyConflict, UnknownJob
 from ..models import ScheduledTask
-from ..registry import Job, registry
-from .fields import Array, Choices, DateTime, Integer, Number, Object, Priority, Text, allowed_queue, registered_job
+from ..registry import registry
+from .calls import JobCall
+from .fields import (ALLOWED_QUEUE, REGISTERED_JOB, Array, Choices, DateTime, Exclusive, Integer, Number, Object,
+                     Priority, Text)
 from .http import ApiError, Call, bad_input, json_response, not_found
 from .paging import MAX_ID, PAGE_QUERY, page
 from .serializers import job as serialize_job
@@ -20,45 +21,51 @@ from .serializers import task_detail, task_summary
 
 # Far enough for any real delay, near enough that now + delay is a valid date everywhere.
 MAX_DELAY = 100 * 365.25 * 86400
-# The smallest positive integer column among the supported databases.
-MAX_RETRIES = 2**31 - 1
 ENQUEUE_OPTIONS = ("queue", "priority", "description", "max_retries", "unique_key")
 
+
+
+def column_length(name: str) -> int:
+    """The ``max_length`` of a ScheduledTask column: the database's limit is the API's."""
+    return ScheduledTask._meta.get_field(name).max_length  # type: ignore[return-value]
+
+
+# Limits come from the library (validation) and the model, never restated here.
 TASK_INPUT = {
-    "job": Text(required=True, min_length=1, max_length=255, validators=(registered_job,),
+    "job": Text(required=True, min_length=1, max_length=column_length("identifier"), one_of=REGISTERED_JOB,
                 description="Registered name of the job."),
     "args": Array(default=[], description="Positional arguments."),
     "kwargs": Object(default={}, description="Keyword arguments."),
     "delay": Number(minimum=0, maximum=MAX_DELAY, description="Run no sooner than this many seconds from now."),
-    "run_at": DateTime(description="Run no sooner than this time (ISO 8601 with a UTC offset). Not with delay."),
-    "queue": Text(min_length=1, max_length=100, validators=(allowed_queue,), description="Default: the job's queue."),
+    "run_at": DateTime(description="Run no sooner than this time (RFC 3339, with Z or a UTC offset). Not with delay."),
+    "queue": Text(min_length=1, max_length=validation.MAX_QUEUE_LENGTH, one_of=ALLOWED_QUEUE,
+                  description="Default: the job's queue."),
     "priority": Priority(description="Default: the job's priority."),
-    "description": Text(max_length=500),
-    "max_retries": Integer(minimum=0, maximum=MAX_RETRIES, description="Default: the job's."),
-    "unique_key": Text(min_length=1, max_length=255, nullable=True,
+    "description": Text(max_length=column_length("description")),
+    "max_retries": Integer(minimum=0, maximum=validation.MAX_RETRIES, description="Default: the job's."),
+    "unique_key": Text(min_length=1, max_length=column_length("unique_key"), nullable=True,
                        description="While an active task holds the key, that task is returned (200) instead."),
 }
+# The arguments fit the job's signature; a delay or a time, not both.
+TASK_RULES = (JobCall(), Exclusive(("delay", "run_at")))
 
 TASK_QUERY = {
     "status": Choices(choices=tuple(ScheduledTask.Status.values)),
-    "queue": Text(max_length=100),
-    "job": Text(max_length=255),
+    "queue": Text(max_length=column_length("queue")),
+    "job": Text(max_length=column_length("identifier")),
     "schedule": Integer(minimum=1, maximum=MAX_ID, description="Tasks fired by this cron schedule."),
-    "unique_key": Text(max_length=255),
+    "unique_key": Text(max_length=column_length("unique_key")),
     **PAGE_QUERY,
 }
-STATISTICS_QUERY = {"queue": Text(max_length=100, description="Count only this queue.")}
+STATISTICS_QUERY = {"queue": Text(max_length=column_length("queue"), description="Count only this queue.")}
 TASK_FILTERS = {"status": "status__in", "queue": "queue", "job": "identifier", "schedule": "cron_schedule_id",
                 "unique_key": "unique_key"}
 
 
 def create_task(call: Call) -> HttpResponse:
     """Enqueue a job by name: 201 with the new task, or 200 with the active task holding ``unique_key``."""
-    data = call.body
-    job = registry.get(data["job"])  # registered: the field checked it
-    check_arguments(job, data["args"], data["kwargs"])
-    if "delay" in data and "run_at" in data:
-        raise bad_input("delay", "Give delay or run_at, not both.")
+    data = call.body  # the job is registered and the arguments fit it: TASK_INPUT and TASK_RULES
+    job = registry.get(data["job"])
     holder = active_holder(data.get("unique_key"))
     options = {name: data[name] for name in ENQUEUE_OPTIONS if name in data}
     try:
@@ -67,47 +74,6 @@ def create_task(call: Call) -> HttpResponse:
     except DjangoJobsError as error:
         raise bad_input(field_of(error), str(error)) from None
     return json_response(task_detail(task), 200 if task.pk == holder else 201)
-
-
-def check_arguments(job: Job[Any, Any], args: list[Any], kwargs: dict[str, Any]) -> None:
-    """400 naming ``args`` or ``kwargs`` when the call does not fit the function."""
-    errors = argument_errors(job, args, kwargs)
-    if errors:
-        raise ApiError(400, errors)
-
-
-def argument_errors(job: Job[Any, Any], args: list[Any], kwargs: dict[str, Any]) -> dict[str, list[str]]:
-    """Why a call does not fit the job's function, under ``args`` or ``kwargs``; {} if it fits."""
-    unexpected = unexpected_keywords(job, kwargs)
-    if unexpected:
-        takes = ", ".join(job.call_signature.parameters) or "no arguments"
-        return {"kwargs": [f"Unexpected keyword argument(s) {', '.join(map(repr, unexpected))}: "
-                           f"job {job.name!r} takes {takes}."]}
-    try:
-        job.check_arguments(args, kwargs)
-    except JobArgumentsError as error:
-        return {arguments_field(job, args, kwargs): [str(error)]}
-    return {}
-
-
-def unexpected_keywords(job: Job[Any, Any], kwargs: dict[str, Any]) -> list[str]:
-    # Python reports a missing argument before an unexpected one; a typo ("yaer")
-    # is better named for what it is.
-    parameters = job.call_signature.parameters.values()
-    if any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
-        return []
-    accepted = {parameter.name for parameter in parameters
-                if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)}
-    return sorted(set(kwargs) - accepted)
-
-
-def arguments_field(job: Job[Any, Any], args: list[Any], kwargs: dict[str, Any]) -> str:
-    # The positional arguments alone fit: what is wrong is in (or missing from) kwargs.
-    try:
-        job.call_signature.bind_partial(*args)
-    except TypeError:
-        return "args"
-    return "kwargs" if kwargs else "args"
 
 
 def active_holder(key: str | None) -> int | None:

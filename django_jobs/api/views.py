@@ -105,7 +105,7 @@ def clean_query(operation: Operation, request: HttpRequest) -> dict[str, Any]:
 def clean_body(operation: Operation, request: HttpRequest) -> dict[str, Any]:
     if operation.body is None:
         return {}
-    return clean_fields(operation.body, read_json_object(request), partial=operation.partial)
+    return clean_fields(operation.body, read_json_object(request), partial=operation.partial, rules=operation.rules)
 
 
 @csrf_exempt
