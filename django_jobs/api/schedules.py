@@ -16,8 +16,18 @@ from .. import cron
 from ..models import CronSchedule
 from ..registry import registry
 from .calls import JobCall
-from .fields import (ALLOWED_QUEUE, REGISTERED_JOB, TIME_ZONE, Array, Boolean, FieldError, Object, Priority, Text,
-                     Together)
+from .fields import (
+    ALLOWED_QUEUE,
+    REGISTERED_JOB,
+    TIME_ZONE,
+    Array,
+    Boolean,
+    FieldError,
+    Object,
+    Priority,
+    Text,
+    Together,
+)
 from .http import ApiError, Call, json_response, no_content, not_found
 from .paging import MAX_ID, PAGE_QUERY, page
 from .serializers import schedule as serialize

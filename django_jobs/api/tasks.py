@@ -12,8 +12,19 @@ from ..exceptions import DjangoJobsError, InvalidJobOption, JobArgumentsError, U
 from ..models import ScheduledTask
 from ..registry import registry
 from .calls import JobCall
-from .fields import (ALLOWED_QUEUE, REGISTERED_JOB, Array, Choices, DateTime, Exclusive, Integer, Number, Object,
-                     Priority, Text)
+from .fields import (
+    ALLOWED_QUEUE,
+    REGISTERED_JOB,
+    Array,
+    Choices,
+    DateTime,
+    Exclusive,
+    Integer,
+    Number,
+    Object,
+    Priority,
+    Text,
+)
 from .http import ApiError, Call, bad_input, json_response, not_found
 from .paging import MAX_ID, PAGE_QUERY, page
 from .serializers import job as serialize_job
