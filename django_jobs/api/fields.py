@@ -14,7 +14,7 @@ import re
 import zoneinfo
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -27,18 +27,28 @@ from .http import ApiError
 
 MISSING: Any = object()
 WHOLE_NUMBER = re.compile(r"-?[0-9]{1,19}")
-# Every supported database stores the years 1970 to 9998; beyond them some refuse the
-# value. A date-time is checked by the year it is written in, one year inside those on
-# each side, so that its UTC time is in them whatever its offset (offsets are under a
-# day) and a pattern in the OpenAPI document can say exactly what is accepted.
-EARLIEST_YEAR, LATEST_YEAR = 1971, 9997
-YEAR = "(197[1-9]|19[89][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-7])"
-# RFC 3339 (what JSON Schema's date-time format means), with an explicit offset and no
-# leap second: stricter than datetime.fromisoformat, which also reads other ISO 8601 forms.
-DATE_TIME = re.compile(
-    "^" + YEAR + "-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
-    "([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
-)
+# Every supported database stores the years from 1970, and the library refuses a run
+# time more than validation.MAX_SECONDS (100 years) from now. A date-time is checked by
+# the year it is written in, a year inside those bounds on each side, so that it keeps
+# them whatever its offset (offsets are under a day) and the pattern in the OpenAPI
+# document (generated when it is served) says exactly what is accepted.
+EARLIEST_YEAR = 1971
+
+
+def latest_year() -> int:
+    return (timezone.now() + timedelta(seconds=validation.MAX_SECONDS)).year - 2
+
+
+@functools.lru_cache(maxsize=4)
+def date_time_pattern(latest: int) -> re.Pattern[str]:
+    """RFC 3339 (what JSON Schema's date-time format means), with an explicit offset and no
+    leap second, in the years EARLIEST_YEAR to ``latest``: stricter than
+    datetime.fromisoformat, which also reads other ISO 8601 forms."""
+    years = "|".join(str(year) for year in range(EARLIEST_YEAR, latest + 1))
+    return re.compile(
+        f"^({years})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+        "([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+    )
 # Text without the NUL character, which PostgreSQL cannot store (body.py refuses it in
 # any string of a request; the document says so with this pattern).
 NO_NUL = "^[^\\u0000]*$"
@@ -243,14 +253,15 @@ class DateTime(Field):
             raise FieldError(f"Not an ISO 8601 date-time: {value[:40]!r}.") from None
         if timezone.is_naive(moment):
             raise FieldError("Must include a UTC offset, such as 2026-05-01T09:00:00+02:00 or 2026-05-01T07:00:00Z.")
-        if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
-            raise FieldError(f"Must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}.")
-        if not DATE_TIME.fullmatch(value):
+        latest = latest_year()
+        if not EARLIEST_YEAR <= moment.year <= latest:
+            raise FieldError(f"Must be between the years {EARLIEST_YEAR} and {latest}.")
+        if not date_time_pattern(latest).fullmatch(value):
             raise FieldError("Write it as RFC 3339: 2026-05-01T09:00:00+02:00 (a T, seconds, and Z or an offset).")
         return local_time(moment.astimezone(UTC))
 
     def value_schema(self) -> dict[str, Any]:
-        return {"type": "string", "format": "date-time", "pattern": DATE_TIME.pattern}
+        return {"type": "string", "format": "date-time", "pattern": date_time_pattern(latest_year()).pattern}
 
 
 def local_time(moment: datetime) -> datetime:

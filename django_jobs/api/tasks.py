@@ -30,8 +30,6 @@ from .paging import MAX_ID, PAGE_QUERY, page
 from .serializers import job as serialize_job
 from .serializers import task_detail, task_summary
 
-# Far enough for any real delay, near enough that now + delay is a valid date everywhere.
-MAX_DELAY = 100 * 365.25 * 86400
 ENQUEUE_OPTIONS = ("queue", "priority", "description", "max_retries", "unique_key")
 
 
@@ -47,7 +45,7 @@ TASK_INPUT = {
                 description="Registered name of the job."),
     "args": Array(default=[], description="Positional arguments."),
     "kwargs": Object(default={}, description="Keyword arguments."),
-    "delay": Number(minimum=0, maximum=MAX_DELAY, description="Run no sooner than this many seconds from now."),
+    "delay": Number(minimum=0, maximum=validation.MAX_SECONDS, description="Run no sooner than this many seconds from now."),
     "run_at": DateTime(description="Run no sooner than this time (RFC 3339, with Z or a UTC offset). Not with delay."),
     "queue": Text(min_length=1, max_length=validation.MAX_QUEUE_LENGTH, one_of=ALLOWED_QUEUE,
                   description="Default: the job's queue."),
