@@ -23,8 +23,8 @@ import os
 from dataclasses import dataclass
 
 import pytest
-from django.conf import settings
 import schemathesis
+from django.conf import settings
 from django.db import connection
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.engine import events
