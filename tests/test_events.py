@@ -1,10 +1,12 @@
-"""The event trail: one TaskEvent row per state change, written by the database itself.
+"""The event trail: one TaskEvent row per state change, written by the database itself
+(PostgreSQL; on MariaDB and SQLite only queue pauses are on the trail for now, and the
+admin draws a task's timeline from the row).
 
 Every path that changes a task is driven for real (a worker process's claim and bulk
 completion, enqueue_many, the single enqueue, retries, recovery from a dead worker, a
 stopping worker's release, operator actions, pauses) and the trail read back; a
 rolled-back change leaves no event; deleting or pruning a task removes its events;
-``EVENTS = False`` writes none. On all three databases.
+``EVENTS = False`` writes none.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import connections, transaction
+from django.db import connection, connections, transaction
 from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
@@ -24,12 +26,17 @@ from django_jobs.worker import recover_lost_tasks
 from tests.testapp import jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)
+# Task events come from PostgreSQL's triggers; MariaDB and SQLite have none yet (events.TRIGGERS).
+postgresql_only = pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="task events are written by PostgreSQL triggers only, for now; see test_no_task_events_elsewhere_yet")
 
 
 def trail(task: ScheduledTask) -> list[tuple[str, int]]:
     return list(TaskEvent.objects.filter(task=task).order_by("at", "id").values_list("kind", "attempt"))
 
 
+@postgresql_only
 @pytest.mark.slow
 def test_a_worker_process_leaves_the_whole_history_of_each_task(workers):
     flaky = jobs.fail_until.enqueue(2)
@@ -47,6 +54,7 @@ def test_a_worker_process_leaves_the_whole_history_of_each_task(workers):
     assert started.at <= TaskEvent.objects.get(task=result, kind="completed").at
 
 
+@postgresql_only
 def test_operator_actions_cancel_and_retry_are_on_the_trail():
     task = jobs.noop.enqueue()
     assert task.cancel()
@@ -55,6 +63,7 @@ def test_operator_actions_cancel_and_retry_are_on_the_trail():
     assert trail(task) == [("enqueued", 0), ("cancelled", 0), ("requeued", 0)]
 
 
+@postgresql_only
 def test_a_lost_worker_s_task_is_recovered_on_the_trail_and_fails_when_no_retry_is_left():
     long_ago = timezone.now() - timedelta(hours=1)
     retrying = jobs.noop.enqueue()
@@ -70,6 +79,7 @@ def test_a_lost_worker_s_task_is_recovered_on_the_trail_and_fails_when_no_retry_
     assert trail(last)[-1] == ("failed", 1)
 
 
+@postgresql_only
 def test_a_task_given_back_unstarted_is_released_on_the_trail():
     task = jobs.noop.enqueue()
     ScheduledTask.objects.filter(pk=task.pk).mark_running("w:1", timezone.now())
@@ -77,6 +87,7 @@ def test_a_task_given_back_unstarted_is_released_on_the_trail():
     assert trail(task) == [("enqueued", 0), ("started", 1), ("released", 1)]
 
 
+@postgresql_only
 def test_a_rolled_back_enqueue_leaves_no_event():
     with pytest.raises(RuntimeError):
         with transaction.atomic():
@@ -86,6 +97,7 @@ def test_a_rolled_back_enqueue_leaves_no_event():
     assert not TaskEvent.objects.exists()
 
 
+@postgresql_only
 def test_every_enqueue_path_writes_enqueued():
     single = jobs.noop.enqueue()  # PostgreSQL: the prepared libpq statement, outside a transaction
     with transaction.atomic():
@@ -109,6 +121,7 @@ def test_pausing_and_resuming_queues_are_events_without_a_task(django_user_model
                     ("paused", "*", "deploy", None), ("resumed", "*", "", None)]
 
 
+@postgresql_only
 def test_deleting_or_pruning_a_task_deletes_its_events():
     kept, deleted, pruned = (jobs.noop.enqueue() for _ in range(3))
     deleted.delete()
@@ -117,6 +130,7 @@ def test_deleting_or_pruning_a_task_deletes_its_events():
     assert set(TaskEvent.objects.values_list("task_id", flat=True)) == {kept.pk}
 
 
+@postgresql_only
 def test_events_off_writes_no_event_but_deletes_still_clean_up():
     connections.close_all()  # the switch is read when a connection opens
     with override_settings(DJANGO_JOBS={"EVENTS": False}):
@@ -136,6 +150,7 @@ def test_events_off_writes_no_event_but_deletes_still_clean_up():
     assert not TaskEvent.objects.filter(task_id=loud.pk).exists()
 
 
+@postgresql_only
 def test_the_admin_task_page_shows_the_trail(admin_client):
     task = jobs.fail_until.enqueue(3)
     from django_jobs.testing import run_pending_jobs
@@ -144,6 +159,17 @@ def test_the_admin_task_page_shows_the_trail(admin_client):
     html = admin_client.get(reverse("admin:django_jobs_scheduledtask_change", args=[task.pk])).content.decode()
     assert "Attempt 1 failed, will retry: RuntimeError: failing on attempt 1" in html
     assert "Started attempt 1 on inline:" in html and "Enqueued" in html
+
+
+@pytest.mark.skipif(connection.vendor == "postgresql", reason="PostgreSQL writes task events")
+def test_no_task_events_elsewhere_yet_and_the_admin_draws_the_row(admin_client):
+    task = jobs.fail_until.enqueue(3)
+    from django_jobs.testing import run_pending_jobs
+
+    run_pending_jobs()
+    assert not TaskEvent.objects.filter(task__isnull=False).exists()
+    html = admin_client.get(reverse("admin:django_jobs_scheduledtask_change", args=[task.pk])).content.decode()
+    assert "Enqueued" in html and "Attempt 1 failed" in html
 
 
 @pytest.fixture
