@@ -246,7 +246,6 @@ class TaskEvent(models.Model):
     """
 
     class Kind(models.TextChoices):
-        ENQUEUED = "enqueued", _("enqueued")
         STARTED = "started", _("started")
         COMPLETED = "completed", _("completed")
         RETRIED = "retried", _("failed, will retry")

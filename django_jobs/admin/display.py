@@ -136,9 +136,10 @@ def timeline_events(task: ScheduledTask) -> list[tuple[datetime, str, str]]:
     row whose trail does not reach its present state (written before the trail, with
     ``EVENTS`` off for a while, or by hand), what the row itself records."""
     events = list(task.events.order_by("at", "id"))
-    if not events or events[-1].kind not in STATES_AFTER[task.status]:
+    if not events or events[-1].kind not in STATES_AFTER[task.status]:  # (a new task has none)
         return row_events(task)
-    trail = [trail_event(event) for event in events]
+    # The enqueue is the row itself (created_at), not an event row.
+    trail = [(task.created_at, "Enqueued", "created"), *(trail_event(event) for event in events)]
     extra = [(task.cron_fire_time, "Cron fire time", "cron")]
     if task.status == Status.PENDING:
         extra.append((task.scheduled_at, "Due (not before)", "scheduled"))
@@ -147,7 +148,7 @@ def timeline_events(task: ScheduledTask) -> list[tuple[datetime, str, str]]:
 
 # The kinds of event that can leave a task in each status.
 STATES_AFTER = {
-    Status.PENDING: {"enqueued", "retried", "recovered", "released", "requeued"},
+    Status.PENDING: {"retried", "recovered", "released", "requeued"},
     Status.RUNNING: {"started"},
     Status.COMPLETED: {"completed"},
     Status.FAILED: {"failed"},
@@ -155,7 +156,6 @@ STATES_AFTER = {
 }
 
 TRAIL_LABELS = {
-    "enqueued": ("Enqueued", "created"),
     "started": ("Started attempt {attempt} on {worker}", "started"),
     "completed": ("Completed attempt {attempt}", "completed"),
     "retried": ("Attempt {attempt} failed, will retry: {message}", "failed"),

@@ -27,7 +27,7 @@ class Migration(migrations.Migration):
             name='TaskEvent',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('enqueued', 'enqueued'), ('started', 'started'), ('completed', 'completed'), ('retried', 'failed, will retry'), ('failed', 'failed'), ('cancelled', 'cancelled'), ('recovered', 'recovered from a lost worker'), ('released', 'given back unstarted'), ('requeued', 'retried by an operator'), ('paused', 'queue paused'), ('resumed', 'queue resumed')], max_length=20, verbose_name='event')),
+                ('kind', models.CharField(choices=[('started', 'started'), ('completed', 'completed'), ('retried', 'failed, will retry'), ('failed', 'failed'), ('cancelled', 'cancelled'), ('recovered', 'recovered from a lost worker'), ('released', 'given back unstarted'), ('requeued', 'retried by an operator'), ('paused', 'queue paused'), ('resumed', 'queue resumed')], max_length=20, verbose_name='event')),
                 ('at', models.DateTimeField(help_text='When the change was written.', verbose_name='at')),
                 ('attempt', models.PositiveIntegerField(default=0, help_text='The attempt it belongs to; 0: none yet.', verbose_name='attempt')),
                 ('worker_id', models.CharField(blank=True, default='', max_length=255, verbose_name='worker')),
