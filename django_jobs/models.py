@@ -91,6 +91,14 @@ class ScheduledTask(models.Model):
         _("cron fire time"), null=True, blank=True,
         help_text=_("The fire time of its schedule this task stands for; unique per schedule."),
     )
+    # The user the task was enqueued for (``using(owner=user)``, or the API's caller).
+    # No index of its own on every row: migration 0008 indexes only the rows that have
+    # an owner (PostgreSQL, SQLite); InnoDB indexes a foreign key's column by itself.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("owner"), null=True, blank=True,
+        on_delete=models.SET_NULL, related_name="job_tasks", db_index=False,
+        help_text=_("The user the task belongs to; in the API, only they and superusers see it."),
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -153,6 +161,11 @@ class ScheduledTask(models.Model):
 
 
 class CronSchedule(models.Model):
+    class Overlap(models.TextChoices):
+        SKIP = "skip", _("skip the fire while the previous task is pending or running")
+        QUEUE = "queue", _("enqueue the fire once the previous task has finished")
+        ALLOW = "allow", _("enqueue every fire at once, even while the previous one runs")
+
     name = models.CharField(_("name"), max_length=200, unique=True)
     job_name = models.CharField(_("job name"), max_length=255, help_text=_("Registered name of the job to enqueue."))
     expression = models.CharField(
@@ -170,6 +183,18 @@ class CronSchedule(models.Model):
     )
     last_run = models.DateTimeField(_("last run"), null=True, blank=True)
     next_run = models.DateTimeField(_("next run"), null=True, blank=True)
+    overlap = models.CharField(
+        _("overlap"), max_length=8, choices=Overlap.choices, default=Overlap.SKIP,
+        help_text=_("What a fire does while the schedule's previous task is still pending or running."),
+    )
+    skipped_fires = models.PositiveIntegerField(
+        _("skipped fires"), default=0, editable=False,
+        help_text=_("Fire times not enqueued because the previous task was still pending or running."))
+    last_skipped_at = models.DateTimeField(_("last skipped fire"), null=True, blank=True, editable=False)
+    waiting_fire = models.DateTimeField(
+        _("waiting fire"), null=True, blank=True, editable=False,
+        help_text=_("overlap=queue: the oldest fire time waiting for the previous task to finish; "
+                    "the fire times after it up to the last run wait too."))
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, verbose_name=_("owner"), null=True, blank=True,
         on_delete=models.SET_NULL, related_name="job_schedules",

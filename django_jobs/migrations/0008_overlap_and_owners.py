@@ -1,0 +1,67 @@
+"""Cron overlap control and task owners.
+
+Schedules that exist already keep today's behaviour (``overlap="allow"``: every fire
+is enqueued); schedules created from now on skip a fire while their previous task is
+pending or running. Task owners get an index over owned rows only where the database
+has partial indexes; MySQL/MariaDB index a foreign key's column by themselves.
+"""
+
+import django.db.models.deletion
+from django.conf import settings
+from django.db import migrations, models
+
+TABLE = "django_jobs_scheduledtask"
+OWNER_INDEX = "django_jobs_owner_idx"
+
+
+def create_owner_index(apps, schema_editor):
+    if schema_editor.connection.vendor in ("postgresql", "sqlite"):
+        schema_editor.execute(f"CREATE INDEX {OWNER_INDEX} ON {TABLE} (owner_id, id) WHERE owner_id IS NOT NULL")
+
+
+def drop_owner_index(apps, schema_editor):
+    if schema_editor.connection.vendor in ("postgresql", "sqlite"):
+        schema_editor.execute(f"DROP INDEX {OWNER_INDEX}")
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        migrations.swappable_dependency(settings.AUTH_USER_MODEL),
+        ("django_jobs", "0007_event_trail"),
+    ]
+
+    operations = [
+        migrations.AddField(
+            model_name="cronschedule",
+            name="overlap",
+            field=models.CharField(choices=[("skip", "skip the fire while the previous task is pending or running"), ("queue", "enqueue the fire once the previous task has finished"), ("allow", "enqueue every fire at once, even while the previous one runs")], default="allow", help_text="What a fire does while the schedule's previous task is still pending or running.", max_length=8, verbose_name="overlap"),
+        ),
+        # Only the model's default changes: existing rows keep "allow" from above.
+        migrations.AlterField(
+            model_name="cronschedule",
+            name="overlap",
+            field=models.CharField(choices=[("skip", "skip the fire while the previous task is pending or running"), ("queue", "enqueue the fire once the previous task has finished"), ("allow", "enqueue every fire at once, even while the previous one runs")], default="skip", help_text="What a fire does while the schedule's previous task is still pending or running.", max_length=8, verbose_name="overlap"),
+        ),
+        migrations.AddField(
+            model_name="cronschedule",
+            name="skipped_fires",
+            field=models.PositiveIntegerField(default=0, editable=False, help_text="Fire times not enqueued because the previous task was still pending or running.", verbose_name="skipped fires"),
+        ),
+        migrations.AddField(
+            model_name="cronschedule",
+            name="last_skipped_at",
+            field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name="last skipped fire"),
+        ),
+        migrations.AddField(
+            model_name="cronschedule",
+            name="waiting_fire",
+            field=models.DateTimeField(blank=True, editable=False, help_text="overlap=queue: the oldest fire time waiting for the previous task to finish; the fire times after it up to the last run wait too.", null=True, verbose_name="waiting fire"),
+        ),
+        migrations.AddField(
+            model_name="scheduledtask",
+            name="owner",
+            field=models.ForeignKey(blank=True, db_index=False, help_text="The user the task belongs to; in the API, only they and superusers see it.", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name="job_tasks", to=settings.AUTH_USER_MODEL, verbose_name="owner"),
+        ),
+        migrations.RunPython(create_owner_index, drop_owner_index),
+    ]
