@@ -60,3 +60,20 @@ class TaskCancelled(DjangoJobsError):
 
 class WorkerLost(DjangoJobsError):
     """The worker holding a task stopped sending heartbeats."""
+
+
+class ScheduleBusy(DjangoJobsError):
+    """A cron schedule cannot run now: its previous task is still pending or running.
+
+    Raised by ``CronSchedule.run_now()`` (admin's "run now", the API's ``/run``) when the
+    schedule's ``overlap`` is ``"skip"`` or ``"queue"``; nothing was enqueued. ``holder_id``
+    is that task, None if it finished before it could be named.
+    """
+
+    def __init__(self, schedule: str, overlap: str, holder_id: int | None, holder_status: str = "") -> None:
+        self.schedule = schedule
+        self.overlap = overlap
+        self.holder_id = holder_id
+        holder = f"task {holder_id} ({holder_status})" if holder_id is not None else "its previous task"
+        super().__init__(f"Cron schedule {schedule!r} allows no overlap (overlap={overlap!r}) and {holder} "
+                         f"is still pending or running; nothing was enqueued.")

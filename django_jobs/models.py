@@ -160,6 +160,10 @@ class ScheduledTask(models.Model):
         return changed
 
 
+# Fields of a schedule that only the scheduler writes once the row exists.
+SCHEDULER_OWNED = frozenset({"skipped_fires", "last_skipped_at", "waiting_fires"})
+
+
 class CronSchedule(models.Model):
     class Overlap(models.TextChoices):
         SKIP = "skip", _("skip the fire while the previous task is pending or running")
@@ -191,10 +195,11 @@ class CronSchedule(models.Model):
         _("skipped fires"), default=0, editable=False,
         help_text=_("Fire times not enqueued because the previous task was still pending or running."))
     last_skipped_at = models.DateTimeField(_("last skipped fire"), null=True, blank=True, editable=False)
-    waiting_fire = models.DateTimeField(
-        _("waiting fire"), null=True, blank=True, editable=False,
-        help_text=_("overlap=queue: the oldest fire time waiting for the previous task to finish; "
-                    "the fire times after it up to the last run wait too."))
+    # A short list (at most ``scheduler.MAX_WAITING_FIRES``), changed only under the
+    # schedule row's lock: see ``scheduler.release_waiting``.
+    waiting_fires = models.JSONField(
+        _("waiting fires"), default=list, blank=True, editable=False,
+        help_text=_("overlap=queue: fire times waiting for the previous task to finish, oldest first."))
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, verbose_name=_("owner"), null=True, blank=True,
         on_delete=models.SET_NULL, related_name="job_schedules",
@@ -241,8 +246,18 @@ class CronSchedule(models.Model):
         cron.expand(self.expression)
         cron.zone(self.timezone)
         stored = CronSchedule.objects.filter(pk=self.pk).values_list("expression", "timezone", "enabled").first()
+        clear_waiting = self.overlap != self.Overlap.QUEUE
         if stored != self.timing() or (self.enabled and self.next_run is None):
             self.next_run = self.compute_next_run(timezone.now()) if self.enabled else None
+            clear_waiting = True  # fire times of what the schedule was: like missed ones, not run
+        if clear_waiting:
+            self.waiting_fires = []
+        if stored is not None and not kwargs.get("force_insert") and kwargs.get("update_fields") is None:
+            # The scheduler counts skips and queues fires on the row meanwhile: an edit
+            # made from an older copy must not write its stale values back.
+            kwargs["update_fields"] = [field.name for field in self._meta.concrete_fields
+                                       if not field.primary_key and field.name not in SCHEDULER_OWNED
+                                       or field.name == "waiting_fires" and clear_waiting]
         super().save(*args, **kwargs)
 
     def compute_next_run(self, after):
@@ -258,10 +273,14 @@ class CronSchedule(models.Model):
         self.save()
 
     def run_now(self) -> "ScheduledTask":
-        """Enqueue one task of this schedule now, outside its fire times."""
-        from .scheduler import enqueue_for_schedule
+        """Enqueue one task of this schedule now, outside its fire times.
 
-        return enqueue_for_schedule(self, fire_time=None)
+        Raises ``ScheduleBusy`` (nothing enqueued) while the schedule's previous task is
+        pending or running, unless ``overlap`` is ``"allow"``.
+        """
+        from .scheduler import run_now
+
+        return run_now(self)
 
 
 class TaskEvent(models.Model):

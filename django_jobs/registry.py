@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from . import validation
 from .conf import jobs_settings
-from .exceptions import JobArgumentsError, UnknownJob
+from .exceptions import InvalidJobOption, JobArgumentsError, UnknownJob
 
 if TYPE_CHECKING:
     from .models import ScheduledTask
@@ -57,6 +57,7 @@ class Job(Generic[P, R]):
     timeout: timedelta | None = None
     takes_context: bool = False
     cron: str | None = None
+    cron_overlap: str | None = None
     description: str = ""
     unique_key: str | None = None
 
@@ -216,6 +217,8 @@ class JobRegistry:
             _check_context_parameter(name, func)
         if options.get("cron") is not None:
             _check_cron(name, options["cron"])
+        if options.get("cron_overlap") is not None:
+            _check_cron_overlap(name, options)
         job = Job(func=func, name=name, **validated_options(options))
         self._jobs[name] = job
         return job
@@ -273,9 +276,11 @@ def job(func: Callable[..., Any] | None = None, /, *, name: str | None = None, *
 
     Options: ``queue``, ``priority`` (-100..100 or critical/high/normal/low),
     ``max_retries``, ``retry_delay``, ``backoff`` (exponential, fixed or a callable
-    attempt -> timedelta), ``timeout``, ``takes_context``, ``cron``.
+    attempt -> timedelta), ``timeout``, ``takes_context``, ``cron``, ``cron_overlap``
+    (skip, queue or allow: what a fire does while the previous task still runs).
     """
-    unknown = set(options) - (ENQUEUE_OPTIONS - {"unique_key", "description"}) - {"takes_context", "cron"}
+    unknown = (set(options) - (ENQUEUE_OPTIONS - {"unique_key", "description"})
+               - {"takes_context", "cron", "cron_overlap"})
     if unknown:
         raise UnknownJobOption(f"Unknown @job option(s) {sorted(unknown)}")
 
@@ -303,6 +308,15 @@ def _check_cron(name: str, expression: str) -> None:
         expand(expression)
     except ValidationError as error:
         raise ImproperlyConfigured(f"@job {name!r} has an invalid cron: {'; '.join(error.messages)}") from None
+
+
+def _check_cron_overlap(name: str, options: dict[str, Any]) -> None:
+    if options.get("cron") is None:
+        raise ImproperlyConfigured(f"@job {name!r} has cron_overlap but no cron: it applies to cron fires only.")
+    try:
+        validation.overlap(options["cron_overlap"])
+    except InvalidJobOption as error:
+        raise ImproperlyConfigured(f"@job {name!r}: cron_{error}") from None
 
 
 def _check_context_parameter(name: str, func: Callable[..., Any]) -> None:

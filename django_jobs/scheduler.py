@@ -10,6 +10,14 @@ Two things make a fire time enqueue exactly one task:
 Missed fires (all workers down across several fire times): the schedule fires
 once, for its oldest missed fire time, then continues from the next fire time
 after now.
+
+Overlap (``CronSchedule.overlap``): with ``skip`` and ``queue`` every task of a
+schedule carries the same ``unique_key`` (``overlap_key``), so the database's unique
+index on active keys lets only one of them be pending or running, whatever the number
+of schedulers. A fire that the index refuses is counted as skipped (``skip``), or
+appended to ``waiting_fires`` and enqueued by a later tick once the previous task has
+finished (``queue``). ``waiting_fires`` changes only while its transaction holds the
+schedule row (the advance in ``fire`` or the no-op update in ``release_waiting``).
 """
 
 from __future__ import annotations
@@ -20,12 +28,13 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import IntegrityError, router, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from . import cron, validation
 from .conf import jobs_settings
 from .enqueueing import after_insert, build_task
-from .exceptions import DjangoJobsError
+from .exceptions import DjangoJobsError, ScheduleBusy
 from .executor import TaskLog
 from .models import CronSchedule, ScheduledTask
 from .registry import registry
@@ -41,6 +50,11 @@ def tick(now: datetime | None = None) -> list[ScheduledTask]:
         task = fire(schedule, now)
         if task is not None:
             enqueued.append(task)
+    for schedule in CronSchedule.objects.filter(enabled=True, overlap=CronSchedule.Overlap.QUEUE):
+        if schedule.waiting_fires:
+            task = release_waiting(schedule)
+            if task is not None:
+                enqueued.append(task)
     for schedule in CronSchedule.objects.filter(enabled=True, next_run__isnull=True):
         # Enabled with a bulk update (admin action, SQL): start from now.
         CronSchedule.objects.filter(pk=schedule.pk, next_run__isnull=True).update(
@@ -65,9 +79,86 @@ def fire(schedule: CronSchedule, now: datetime) -> ScheduledTask | None:
         )
         if not advanced:
             return None  # another worker fired it
+        if schedule.overlap == CronSchedule.Overlap.QUEUE and waiting_fires(schedule):
+            wait(schedule, fire_time, reason="earlier fires are waiting")  # keep the order
+            return None
         task = enqueue_for_schedule(schedule, fire_time)
+        if task is None and schedule.overlap != CronSchedule.Overlap.ALLOW:
+            holder = active_holder(schedule)
+            if holder is not None:
+                overlapped(schedule, fire_time, holder)
     if task is not None:
         TaskLog(task, logger).info("enqueued by cron schedule %r for %s", schedule.name, fire_time.isoformat())
+    return task
+
+
+# -- overlap -----------------------------------------------------------------------------
+
+# The most fire times an ``overlap="queue"`` schedule keeps waiting; later ones are skipped.
+MAX_WAITING_FIRES = 100
+
+
+def overlap_key(schedule: CronSchedule) -> str | None:
+    """The ``unique_key`` every task of ``schedule`` carries, None when overlaps are allowed."""
+    if schedule.overlap == CronSchedule.Overlap.ALLOW:
+        return None
+    return f"django_jobs.cron:{schedule.pk}"
+
+
+def active_holder(schedule: CronSchedule) -> ScheduledTask | None:
+    """The schedule's pending or running task (found through the unique index on active keys)."""
+    key = overlap_key(schedule)
+    return ScheduledTask.objects.filter(active_unique_key=key).only("pk", "status").first() if key else None
+
+
+def waiting_fires(schedule: CronSchedule) -> list[str]:
+    """The stored list, read fresh (the caller's transaction holds the schedule row)."""
+    return CronSchedule.objects.filter(pk=schedule.pk).values_list("waiting_fires", flat=True).first() or []
+
+
+def overlapped(schedule: CronSchedule, fire_time: datetime, holder: ScheduledTask) -> None:
+    if schedule.overlap == CronSchedule.Overlap.QUEUE:
+        wait(schedule, fire_time, reason=f"task #{holder.pk} is still {holder.status}")
+        return
+    skip(schedule, fire_time, reason=f"task #{holder.pk} is still {holder.status}")
+
+
+def skip(schedule: CronSchedule, fire_time: datetime, *, reason: str) -> None:
+    CronSchedule.objects.filter(pk=schedule.pk).update(
+        skipped_fires=F("skipped_fires") + 1, last_skipped_at=fire_time)
+    logger.info("Cron schedule %r: fire time %s skipped, %s", schedule.name, fire_time.isoformat(), reason)
+
+
+def wait(schedule: CronSchedule, fire_time: datetime, *, reason: str) -> None:
+    waiting = waiting_fires(schedule)
+    if len(waiting) >= MAX_WAITING_FIRES:
+        skip(schedule, fire_time, reason=f"{len(waiting)} fires are waiting already ({reason})")
+        return
+    CronSchedule.objects.filter(pk=schedule.pk).update(waiting_fires=[*waiting, fire_time.isoformat()])
+    logger.info("Cron schedule %r: fire time %s waits, %s", schedule.name, fire_time.isoformat(), reason)
+
+
+def release_waiting(schedule: CronSchedule) -> ScheduledTask | None:
+    """Enqueue the oldest waiting fire of an ``overlap="queue"`` schedule once nothing of
+    it is pending or running; None while its previous task is still active."""
+    if active_holder(schedule) is not None:
+        return None  # the common case, decided without a lock
+    alias = router.db_for_write(CronSchedule)
+    with transaction.atomic(using=alias):
+        # A no-op write first: the schedule row is ours (on SQLite, the database) before
+        # the list is read, so a concurrent ``fire`` or release cannot lose an entry.
+        CronSchedule.objects.filter(pk=schedule.pk).update(waiting_fires=F("waiting_fires"))
+        waiting = waiting_fires(schedule)
+        if not waiting:
+            return None
+        fire_time = datetime.fromisoformat(waiting[0])
+        task = enqueue_for_schedule(schedule, fire_time)
+        if task is None and active_holder(schedule) is not None:
+            return None  # started again meanwhile (run from another worker's release)
+        CronSchedule.objects.filter(pk=schedule.pk).update(waiting_fires=waiting[1:])
+    if task is not None:
+        TaskLog(task, logger).info("enqueued by cron schedule %r for %s, which waited for the previous task",
+                                   schedule.name, fire_time.isoformat())
     return task
 
 
@@ -88,6 +179,17 @@ def enqueue_for_schedule(schedule: CronSchedule, fire_time: datetime | None) -> 
     return task
 
 
+def run_now(schedule: CronSchedule) -> ScheduledTask:
+    """One task of ``schedule`` now, outside its fire times; ``ScheduleBusy`` (nothing
+    enqueued) while its previous task is pending or running and overlaps are not allowed."""
+    task = enqueue_for_schedule(schedule, fire_time=None)
+    if task is None:
+        holder = active_holder(schedule)
+        raise ScheduleBusy(schedule.name, schedule.overlap, holder.pk if holder else None,
+                           holder.status if holder else "")
+    return task
+
+
 def build_schedule_task(schedule: CronSchedule, fire_time: datetime | None) -> ScheduledTask:
     common = {"cron_schedule": schedule, "cron_fire_time": fire_time, "scheduled_at": fire_time or timezone.now(),
               "description": schedule.description or f"cron: {schedule.name}"}
@@ -103,6 +205,8 @@ def build_schedule_task(schedule: CronSchedule, fire_time: datetime | None) -> S
                              failed_at=timezone.now(), max_retries=0, **common)
     for name, value in common.items():
         setattr(task, name, value)
+    if schedule.overlap != CronSchedule.Overlap.ALLOW:
+        task.unique_key = overlap_key(schedule)
     return task
 
 
@@ -113,8 +217,10 @@ def declared_schedules() -> dict[str, dict[str, Any]]:
     as CronSchedule field values. Raises ImproperlyConfigured naming an invalid one."""
     declared: dict[str, dict[str, Any]] = {}
     for name in registry:
-        if registry.get(name).cron:
-            declared[name] = {"job_name": name, "expression": registry.get(name).cron}
+        job = registry.get(name)
+        if job.cron:
+            declared[name] = {"job_name": name, "expression": job.cron,
+                              **({"overlap": job.cron_overlap} if job.cron_overlap else {})}
     for name, spec in (jobs_settings.CRON or {}).items():
         declared[name] = schedule_fields(name, spec)
     return {name: complete_declared(name, fields) for name, fields in declared.items()}
@@ -129,7 +235,7 @@ def schedule_fields(name: str, spec: Any) -> dict[str, Any]:
     return {"job_name": spec["job"], "expression": spec["cron"], **{key: spec[key] for key in DECLARABLE if key in spec}}
 
 
-DECLARABLE = ("args", "kwargs", "queue", "priority", "timezone", "description")
+DECLARABLE = ("args", "kwargs", "queue", "priority", "timezone", "description", "overlap")
 
 
 def complete_declared(name: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -142,11 +248,15 @@ def complete_declared(name: str, fields: dict[str, Any]) -> dict[str, Any]:
         queue = validation.queue(fields.get("queue", job.resolved_queue))
         job.check_arguments(fields.get("args", []), fields.get("kwargs", {}))
         args, kwargs = validation.json_arguments(fields.get("args", []), fields.get("kwargs", {}))
+        # Undeclared: a new row takes the model's default, an existing row keeps its own
+        # (rows from before overlap control existed keep "allow").
+        overlap = {"overlap": validation.overlap(fields["overlap"])} if "overlap" in fields else {}
     except (ValidationError, DjangoJobsError) as error:
         message = "; ".join(error.messages) if isinstance(error, ValidationError) else str(error)
         raise ImproperlyConfigured(f"Cron schedule {name!r} is invalid: {message}") from None
     return {"job_name": job.name, "expression": expression, "args": args, "kwargs": kwargs, "queue": queue,
-            "priority": priority, "timezone": fields.get("timezone", ""), "description": fields.get("description", "")}
+            "priority": priority, "timezone": fields.get("timezone", ""), "description": fields.get("description", ""),
+            **overlap}
 
 
 # Set on rows the sync disabled because their declaration was removed, so that

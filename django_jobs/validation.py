@@ -70,6 +70,16 @@ def priority(value: Any) -> int:
 ALL_QUEUES = "*"
 
 
+OVERLAPS = ("skip", "queue", "allow")
+
+
+def overlap(value: Any) -> str:
+    """A cron schedule's ``overlap``: what a fire does while its previous task is active."""
+    if value not in OVERLAPS or not isinstance(value, str):
+        raise InvalidJobOption(f"overlap must be one of {', '.join(OVERLAPS)}, not {shown(value)}")
+    return value
+
+
 def queue(value: Any) -> str:
     if not isinstance(value, str) or not value or len(value) > MAX_QUEUE_LENGTH or "\x00" in value:
         raise InvalidJobOption(f"queue must be a non-empty string of at most {MAX_QUEUE_LENGTH} characters "
@@ -349,7 +359,8 @@ def schedule_errors(schedule: Any, *, settings_rules: bool = False) -> dict[str,
     """
     checks = {name: (lambda value, name=name, length=length, empty=empty: text(value, name, length, empty=empty))
               for name, (length, empty) in SCHEDULE_TEXT.items()}
-    checks.update({"priority": priority, "metadata": lambda value: json_value(value, "metadata", MAX_JSON_DEPTH)})
+    checks.update({"priority": priority, "overlap": overlap,
+                   "metadata": lambda value: json_value(value, "metadata", MAX_JSON_DEPTH)})
     if settings_rules:
         checks["queue"] = lambda value: value and queue(value)
     errors = {}

@@ -347,7 +347,7 @@ SCHEDULE_CODENAMES = ("view_cronschedule", "add_cronschedule", "change_cronsched
 
 def new_schedule(client, **fields):
     data = {"name": "report", "job_name": "tests.noop", "expression": "0 3 * * *", "timezone": "", "enabled": "on",
-            "args": "[]", "kwargs": "{}", "queue": "default", "priority": 0, "description": "", "metadata": "{}",
+            "args": "[]", "kwargs": "{}", "queue": "default", "priority": 0, "description": "", "metadata": "{}", "overlap": "skip",
             "_save": "Save", **fields}
     return client.post(reverse("admin:django_jobs_cronschedule_add"), data, follow=True)
 
@@ -623,3 +623,25 @@ def test_task_page_timeline_shows_every_failed_attempt(admin_client):
     positions = [html.index(label) for label in order]
     assert positions == sorted(positions)
     assert "not shown" not in html
+
+
+def test_the_schedule_page_shows_overlap_skips_and_waiting_fires(admin_client):
+    new_schedule(admin_client, overlap="queue")
+    schedule = CronSchedule.objects.get(name="report")
+    assert schedule.overlap == "queue"
+    CronSchedule.objects.filter(pk=schedule.pk).update(
+        skipped_fires=3, waiting_fires=["2026-12-05T03:00:00+00:00", "2026-12-06T03:00:00+00:00"])
+    listing = admin_client.get(reverse("admin:django_jobs_cronschedule_changelist")).content.decode()
+    assert "overlap: queue, 3 skipped, 2 waiting" in listing
+    page = admin_client.get(reverse("admin:django_jobs_cronschedule_change", args=[schedule.pk])).content.decode()
+    assert "skipped fires" in page.lower() and "waiting fires" in page.lower()
+
+
+def test_run_now_on_a_busy_schedule_says_why_and_enqueues_nothing(admin_client):
+    new_schedule(admin_client)
+    schedule = CronSchedule.objects.get(name="report")
+    first = schedule.run_now()
+    response = admin_client.post(reverse("admin:django_jobs_cronschedule_changelist"),
+                                 {"action": "run_schedules_now", "_selected_action": [schedule.pk]}, follow=True)
+    assert f"task {first.pk} (pending) is still pending or running" in response.content.decode()
+    assert ScheduledTask.objects.filter(cron_schedule=schedule).count() == 1

@@ -61,6 +61,7 @@ def test_queue_and_priority_default_to_the_job(api):
     ({"kwargs": {"c": 1}}, "kwargs", "Unexpected keyword argument(s) 'c'"),
     ({"name": ""}, "name", "empty"),
     ({"enabled": "yes"}, "enabled", "true or false"),
+    ({"overlap": "never"}, "overlap", "Must be one of skip, queue, allow"),
     ({"owner": "bob"}, "owner", "Unknown field"),
 ])
 def test_bad_input_is_a_400_naming_the_field(api, change, field, message):
@@ -200,6 +201,20 @@ def test_run_now_enqueues_one_task_of_the_schedule(api, alice):
     assert response.status_code == 201
     task = ScheduledTask.objects.get()
     assert (response.json()["id"], task.cron_schedule_id, task.args) == (task.pk, row.pk, [1, 2])
+
+
+def test_overlap_is_set_listed_and_a_busy_run_now_is_a_409(api, alice):
+    body = api.post("/schedules", {**DAILY, "overlap": "queue"}).json()
+    assert (body["overlap"], body["skipped_fires"], body["waiting_fires"]) == ("queue", 0, [])
+    assert api.post("/schedules", {**DAILY, "name": "other"}).json()["overlap"] == "skip"
+    assert [row["name"] for row in api.get("/schedules?overlap=queue").json()["results"]] == [DAILY["name"]]
+
+    first = api.post(f"/schedules/{body['id']}/run")
+    busy = api.post(f"/schedules/{body['id']}/run")
+
+    assert first.status_code == 201 and busy.status_code == 409
+    assert f"task {first.json()['id']} (pending)" in errors(busy)["overlap"][0]
+    assert ScheduledTask.objects.filter(cron_schedule_id=body["id"]).count() == 1
 
 
 def test_delete_keeps_the_tasks(api, alice):

@@ -132,7 +132,7 @@ def test_expressions_are_validated_on_save_and_in_forms():
 
 
 def test_run_now_enqueues_outside_the_fire_times():
-    schedule = CronScheduleFactory(job_name="tests.add", args=[2, 2], queue="reports", priority=50)
+    schedule = CronScheduleFactory(job_name="tests.add", args=[2, 2], queue="reports", priority=50, overlap="allow")
     task = schedule.run_now()
     assert (task.cron_schedule_id, task.cron_fire_time, task.queue, task.priority) == (schedule.pk, None, "reports", 50)
     assert schedule.run_now().pk != task.pk  # manual runs are not deduplicated

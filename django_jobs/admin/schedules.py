@@ -3,7 +3,7 @@ validation with clear messages, and per-owner visibility for non-superusers."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django import forms
 from django.contrib import admin, messages
@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from .. import cron
-from ..exceptions import DjangoJobsError
+from ..exceptions import DjangoJobsError, ScheduleBusy
 from ..models import CronSchedule, ScheduledTask
 from ..registry import registry
 from .display import human_duration, short_time, status_badge
@@ -23,7 +23,8 @@ from .display import human_duration, short_time, status_badge
 UPCOMING = 5
 # Rows declared in code are rewritten from the code at each worker start, so only
 # ``enabled`` is theirs to change here (a schedule an operator disables stays off).
-CODE_OWNED = ("name", "job_name", "expression", "timezone", "args", "kwargs", "queue", "priority", "description")
+CODE_OWNED = ("name", "job_name", "expression", "timezone", "args", "kwargs", "queue", "priority", "description",
+              "overlap")
 
 
 class CronScheduleForm(forms.ModelForm):
@@ -55,15 +56,16 @@ class CronScheduleForm(forms.ModelForm):
 class CronScheduleAdmin(admin.ModelAdmin):
     form = CronScheduleForm
     list_display = ("name", "job_name", "timing", "enabled", "next_fire", "last_fire", "last_task", "owner")
-    list_filter = ("enabled", "declared_in_code", "queue")
+    list_filter = ("enabled", "overlap", "declared_in_code", "queue")
     list_select_related = ("owner",)
     search_fields = ("name", "job_name", "description")
     actions = ("enable_schedules", "disable_schedules", "run_schedules_now")
     raw_id_fields = ("owner",)
     fieldsets = (
-        (None, {"fields": ("name", "job_name", ("expression", "timezone"), "enabled", "upcoming")}),
+        (None, {"fields": ("name", "job_name", ("expression", "timezone"), "enabled", "overlap", "upcoming")}),
         ("Task", {"fields": (("args", "kwargs"), ("queue", "priority"), "description")}),
-        ("Record", {"fields": ("owner", "declared_in_code", ("last_run", "next_run"), ("created_at", "updated_at"))}),
+        ("Record", {"fields": ("owner", "declared_in_code", ("last_run", "next_run"),
+                               ("skipped_fires", "last_skipped_at"), "waiting", ("created_at", "updated_at"))}),
         ("Metadata", {"classes": ("collapse",), "fields": ("metadata",)}),
     )
 
@@ -93,7 +95,8 @@ class CronScheduleAdmin(admin.ModelAdmin):
         return super().has_delete_permission(request, obj) and self.owns(request, obj)
 
     def get_readonly_fields(self, request, obj=None):
-        readonly = ["upcoming", "declared_in_code", "last_run", "next_run", "created_at", "updated_at"]
+        readonly = ["upcoming", "declared_in_code", "last_run", "next_run", "skipped_fires", "last_skipped_at",
+                    "waiting", "created_at", "updated_at"]
         if not request.user.is_superuser:
             readonly.append("owner")
         if obj is not None and obj.declared_in_code:
@@ -113,7 +116,20 @@ class CronScheduleAdmin(admin.ModelAdmin):
     @admin.display(description="schedule", ordering="expression")
     def timing(self, schedule):
         zone = schedule.timezone or f"{cron.zone('').key} (default)"
-        return format_html('<code>{}</code><div class="djj-quiet">{}</div>', schedule.expression, zone)
+        overlap = f"overlap: {schedule.overlap}"
+        if schedule.skipped_fires:
+            overlap += f", {schedule.skipped_fires} skipped"
+        if schedule.waiting_fires:
+            overlap += f", {len(schedule.waiting_fires)} waiting"
+        return format_html('<code>{}</code><div class="djj-quiet">{}</div><div class="djj-quiet">{}</div>',
+                           schedule.expression, zone, overlap)
+
+    @admin.display(description="waiting fires")
+    def waiting(self, schedule):
+        if not schedule.waiting_fires:
+            return "none"
+        return format_html_join(", ", "{}", ((short_time(datetime.fromisoformat(moment)),)
+                                             for moment in schedule.waiting_fires))
 
     @admin.display(description="next run", ordering="next_run")
     def next_fire(self, schedule):
@@ -175,7 +191,12 @@ class CronScheduleAdmin(admin.ModelAdmin):
 
     @admin.action(description="Run selected schedules now (one extra task each)", permissions=["change"])
     def run_schedules_now(self, request, queryset):
-        tasks = [task for task in (schedule.run_now() for schedule in queryset) if task is not None]
+        tasks = []
+        for schedule in queryset:
+            try:
+                tasks.append(schedule.run_now())
+            except ScheduleBusy as busy:
+                self.message_user(request, str(busy), messages.WARNING)
         links = format_html_join(", ", '<a href="{}">#{}</a>', (
             (reverse("admin:django_jobs_scheduledtask_change", args=[task.pk], current_app=self.admin_site.name),
              task.pk) for task in tasks))

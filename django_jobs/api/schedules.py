@@ -12,7 +12,8 @@ from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.utils import timezone
 
-from .. import cron
+from .. import cron, validation
+from ..exceptions import ScheduleBusy
 from ..models import CronSchedule
 from ..registry import registry
 from .calls import JobCall
@@ -93,6 +94,9 @@ SCHEDULE_INPUT = {
                   description="Default: the job's queue."),
     "priority": Priority(description="Default: the job's priority."),
     "enabled": Boolean(default=True),
+    "overlap": Text(max_length=column_length("overlap"), choices=validation.OVERLAPS, default="skip",
+                    description="A fire while the previous task is pending or running: skip it (counted in "
+                                "skipped_fires), queue it (enqueued once the previous task finished) or allow it."),
     "description": Text(max_length=column_length("description"), default=""),
     "metadata": Object(default={}),
 }
@@ -101,6 +105,7 @@ SCHEDULE_INPUT = {
 CREATE_RULES = (JobCall(),)
 CHANGE_RULES = (Together(("job", "args", "kwargs")), JobCall())
 SCHEDULE_QUERY = {"enabled": Boolean(), "job": Text(max_length=column_length("job_name")),
+                  "overlap": Text(max_length=column_length("overlap"), choices=validation.OVERLAPS),
                   "queue": Text(max_length=column_length("queue")), **PAGE_QUERY}
 MODEL_FIELDS = {"job": "job_name"}
 DECLARED_MESSAGE = "This schedule is declared in code: only enabled can change here (change the code instead)."
@@ -122,7 +127,7 @@ def find_schedule(call: Call) -> CronSchedule:
 def list_schedules(call: Call) -> HttpResponse:
     """The caller's schedules (all of them for a superuser), oldest first."""
     filters = {MODEL_FIELDS.get(name, name): value for name, value in call.query.items()
-               if name in ("enabled", "job", "queue")}
+               if name in ("enabled", "job", "queue", "overlap")}
     return page(call, visible(call.user).filter(**filters), serialize, newest_first=False)
 
 
@@ -218,6 +223,10 @@ def disable_schedule(call: Call) -> HttpResponse:
 
 
 def run_schedule(call: Call) -> HttpResponse:
-    """Enqueue one task of the schedule now, outside its fire times: 201 with the task."""
-    task = find_schedule(call).run_now()
+    """Enqueue one task of the schedule now, outside its fire times: 201 with the task;
+    409 while its previous task is pending or running and ``overlap`` is not ``allow``."""
+    try:
+        task = find_schedule(call).run_now()
+    except ScheduleBusy as busy:
+        raise ApiError.field(409, "overlap", str(busy)) from None
     return json_response(task_detail(task), 201)

@@ -55,8 +55,8 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name="cronschedule",
-            name="waiting_fire",
-            field=models.DateTimeField(blank=True, editable=False, help_text="overlap=queue: the oldest fire time waiting for the previous task to finish; the fire times after it up to the last run wait too.", null=True, verbose_name="waiting fire"),
+            name="waiting_fires",
+            field=models.JSONField(blank=True, default=list, editable=False, help_text="overlap=queue: fire times waiting for the previous task to finish, oldest first.", verbose_name="waiting fires"),
         ),
         migrations.AddField(
             model_name="scheduledtask",
