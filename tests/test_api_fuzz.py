@@ -34,7 +34,8 @@ pytestmark = [pytest.mark.django_db, pytest.mark.once_per_database]
 SEED = int(os.environ.get("DJANGO_JOBS_API_FUZZ_SEED", "20261123"))
 CASES = int(os.environ.get("DJANGO_JOBS_API_FUZZ_CASES", "120"))
 # Names an error may use besides the request's own fields.
-GENERAL_FIELDS = {"body", "content_type", "id", "name", "path", "method", "status", "declared_in_code"}
+# ("overlap": a run-now refused while the schedule's previous task is active.)
+GENERAL_FIELDS = {"body", "content_type", "id", "name", "path", "method", "status", "declared_in_code", "overlap"}
 
 STRINGS = [
     "", " ", "tests.add", "tests.noop", "tests.progress", "no.such.job", "default", "mail", "critical", "low",
