@@ -26,7 +26,7 @@ from .signatures import Signature, timing
 # The columns a signature's job and run time decide (``enqueueing.task_options``); the
 # others are the same for every new task. ``unique_key`` is refused in a batch.
 OPTION_COLUMNS = ("identifier", "queue", "priority", "scheduled_at", "description", "max_retries", "retry_delay",
-                  "backoff", "timeout")
+                  "backoff", "timeout", "owner_id")
 
 
 @dataclasses.dataclass

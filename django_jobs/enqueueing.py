@@ -60,6 +60,7 @@ def task_options(job: Job[Any, Any], run_at: datetime | None) -> dict[str, Any]:
         "backoff": job.backoff_kind,
         "timeout": job.timeout,
         "unique_key": job.unique_key,
+        "owner_id": job.owner_id,
     }
 
 
@@ -68,7 +69,8 @@ def enqueue_one(job: Job[Any, Any], args: Iterable[Any], kwargs: dict[str, Any],
     options = task_options(job, run_at)
     alias = router.db_for_write(ScheduledTask)
     connection = connections[alias]
-    if options["unique_key"] is None and direct_insert.usable(connection):
+    # Owned tasks take the cursor path: a prepared statement per owner would churn the cache.
+    if options["unique_key"] is None and options["owner_id"] is None and direct_insert.usable(connection):
         created = options["scheduled_at"] if run_at is None else timezone.now()  # "now" is one time
         task = direct_insert.insert(options, created, (args_text, kwargs_text), (stored_args, stored_kwargs),
                                     connection, wake_for(options["queue"], connection), relaxed_commit(connection))

@@ -25,6 +25,10 @@ from .querysets import ScheduledTaskQuerySet, WorkerQuerySet
 from .signals import job_cancelled, send_after_commit
 
 
+def sees_all_tasks(user: Any) -> bool:
+    return user.is_superuser or user.has_perm("django_jobs.see_all_scheduledtask")
+
+
 class ScheduledTask(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")
@@ -97,7 +101,7 @@ class ScheduledTask(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, verbose_name=_("owner"), null=True, blank=True,
         on_delete=models.SET_NULL, related_name="job_tasks", db_index=False,
-        help_text=_("The user the task belongs to; in the API, only they and superusers see it."),
+        help_text=_("The user the task belongs to: only they and users who see every task (superusers, see_all_scheduledtask) see it in admin and the API."),
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
@@ -121,10 +125,18 @@ class ScheduledTask(models.Model):
         permissions = [
             ("retry_scheduledtask", _("Can retry failed or cancelled tasks")),
             ("cancel_scheduledtask", _("Can cancel pending tasks")),
+            ("see_all_scheduledtask", _("Can see and act on every user's tasks, not only their own")),
         ]
 
     def __str__(self) -> str:
         return f"{self.identifier} #{self.pk} ({self.status})"
+
+    @classmethod
+    def visible_to(cls, user: Any) -> models.QuerySet[ScheduledTask]:
+        """The tasks ``user`` may see and act on (admin, API): every task for a superuser or a
+        holder of ``see_all_scheduledtask`` (operators), else the ones they own."""
+        rows = cls.objects.all()
+        return rows if sees_all_tasks(user) else rows.filter(owner=user)
 
     @property
     def attempt(self) -> int:

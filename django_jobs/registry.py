@@ -29,8 +29,10 @@ R = TypeVar("R")
 
 # Options ``using()`` and ``django_jobs.enqueue(**options)`` accept.
 ENQUEUE_OPTIONS = frozenset(
-    {"queue", "priority", "description", "max_retries", "retry_delay", "backoff", "timeout", "unique_key"}
+    {"queue", "priority", "description", "max_retries", "retry_delay", "backoff", "timeout", "unique_key", "owner"}
 )
+# Options that belong to one call, never to a job's declaration.
+PER_CALL_OPTIONS = frozenset({"unique_key", "description", "owner"})
 # How many call shapes a job remembers as fitting (``Job.check_arguments``).
 MAX_SHAPES = 100
 
@@ -60,6 +62,7 @@ class Job(Generic[P, R]):
     cron_overlap: str | None = None
     description: str = ""
     unique_key: str | None = None
+    owner_id: Any = None  # the primary key of the owning user (``using(owner=user)``)
 
     # -- running inline ---------------------------------------------------------
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -186,7 +189,10 @@ def validated_options(options: dict[str, Any]) -> dict[str, Any]:
         "description": validation.description,
         "unique_key": validation.unique_key,
     }
-    return {name: checks[name](value) if name in checks else value for name, value in options.items()}
+    checked = {name: checks[name](value) if name in checks else value for name, value in options.items()}
+    if "owner" in checked:
+        checked["owner_id"] = validation.owner(checked.pop("owner"))
+    return checked
 
 
 # Finds a job that is not registered (a Django Task, by its module path): returns it,
@@ -279,7 +285,7 @@ def job(func: Callable[..., Any] | None = None, /, *, name: str | None = None, *
     attempt -> timedelta), ``timeout``, ``takes_context``, ``cron``, ``cron_overlap``
     (skip, queue or allow: what a fire does while the previous task still runs).
     """
-    unknown = (set(options) - (ENQUEUE_OPTIONS - {"unique_key", "description"})
+    unknown = (set(options) - (ENQUEUE_OPTIONS - PER_CALL_OPTIONS)
                - {"takes_context", "cron", "cron_overlap"})
     if unknown:
         raise UnknownJobOption(f"Unknown @job option(s) {sorted(unknown)}")

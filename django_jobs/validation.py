@@ -70,6 +70,18 @@ def priority(value: Any) -> int:
 ALL_QUEUES = "*"
 
 
+def owner(value: Any) -> Any:
+    """A task's owner: a saved user of ``AUTH_USER_MODEL`` (its primary key is returned), or None."""
+    if value is None:
+        return None
+    from django.contrib.auth import get_user_model
+
+    model = get_user_model()
+    if not isinstance(value, model) or value.pk is None:
+        raise InvalidJobOption(f"owner must be a saved {model._meta.label} or None, not {shown(value)}")
+    return value.pk
+
+
 OVERLAPS = ("skip", "queue", "allow")
 
 

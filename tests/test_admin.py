@@ -244,10 +244,10 @@ def test_a_user_without_the_retry_permission_cannot_retry_by_posting(client):
 def test_task_page_offers_the_buttons_its_status_and_the_user_allow(client):
     dead, waiting = failed(), ScheduledTaskFactory(scheduled_at=timezone.now() + timedelta(hours=1))
     operator = as_user(client, staff("op", "view_scheduledtask", "change_scheduledtask", "retry_scheduledtask",
-                                     "cancel_scheduledtask"))
+                                     "cancel_scheduledtask", "see_all_scheduledtask"))
     assert [label for _, label in operator.get(task_page(dead)).context["djj_buttons"]] == ["Retry now"]
     assert [label for _, label in operator.get(task_page(waiting)).context["djj_buttons"]] == ["Run now", "Cancel"]
-    viewer = as_user(client, staff("viewer", "view_scheduledtask"))
+    viewer = as_user(client, staff("viewer", "view_scheduledtask", "see_all_scheduledtask"))
     assert viewer.get(task_page(dead)).context["djj_buttons"] == []
 
 

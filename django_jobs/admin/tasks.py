@@ -12,7 +12,7 @@ from django.contrib.admin.views.main import ChangeList
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from ..models import ScheduledTask
+from ..models import ScheduledTask, sees_all_tasks
 from . import display
 from .dashboard import dashboard_view
 from .filters import JobNameFilter, QueueFilter
@@ -63,6 +63,26 @@ class ScheduledTaskAdmin(TaskDetailAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # tasks are enqueued by code, which validates the job and its arguments
+
+    # -- who sees what: only their own tasks, unless superuser or see_all_scheduledtask -----
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        return queryset if sees_all_tasks(request.user) else queryset.filter(owner=request.user)
+
+    def get_list_display(self, request):
+        shown = super().get_list_display(request)
+        return (*shown, "owner_name") if sees_all_tasks(request.user) else shown
+
+    def get_list_filter(self, request):
+        shown = super().get_list_filter(request)
+        return (*shown, "owner") if sees_all_tasks(request.user) else shown
+
+    def get_list_select_related(self, request):
+        return ("owner",) if sees_all_tasks(request.user) else False
+
+    @admin.display(description="owner", ordering="owner")
+    def owner_name(self, task):
+        return task.owner.get_username() if task.owner_id else ""
 
     # -- list columns ------------------------------------------------------------------
     @admin.display(description="status", ordering="status")

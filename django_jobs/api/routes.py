@@ -82,7 +82,7 @@ OPERATIONS: list[Operation] = [
               query=tasks.TASK_QUERY),
     Operation("POST", "/tasks", tasks.create_task, "Schedule a job now, after a delay, or at a time", "tasks",
               {201: "Task", 200: "Task"}, perms("scheduledtask", "add"), body=tasks.TASK_INPUT,
-              rules=tasks.TASK_RULES),
+              rules=tasks.TASK_RULES, conflict="An active task of another user holds the unique_key."),
     Operation("GET", "/tasks/{id}", tasks.get_task, "A task's status, result, error and attempts", "tasks",
               {200: "Task"}, VIEW_TASKS),
     Operation("POST", "/tasks/{id}/cancel", tasks.cancel_task, "Cancel a pending task", "tasks",

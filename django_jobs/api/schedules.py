@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, router, transaction
 from django.db.models import QuerySet
@@ -106,6 +107,8 @@ CREATE_RULES = (JobCall(),)
 CHANGE_RULES = (Together(("job", "args", "kwargs")), JobCall())
 SCHEDULE_QUERY = {"enabled": Boolean(), "job": Text(max_length=column_length("job_name")),
                   "overlap": Text(max_length=column_length("overlap"), choices=validation.OVERLAPS),
+                  "owner": Text(max_length=150, description="Username of the owner (a user who is not a "
+                                                            "superuser sees only their own schedules anyway)."),
                   "queue": Text(max_length=column_length("queue")), **PAGE_QUERY}
 MODEL_FIELDS = {"job": "job_name"}
 DECLARED_MESSAGE = "This schedule is declared in code: only enabled can change here (change the code instead)."
@@ -128,6 +131,8 @@ def list_schedules(call: Call) -> HttpResponse:
     """The caller's schedules (all of them for a superuser), oldest first."""
     filters = {MODEL_FIELDS.get(name, name): value for name, value in call.query.items()
                if name in ("enabled", "job", "queue", "overlap")}
+    if "owner" in call.query:
+        filters[f"owner__{get_user_model().USERNAME_FIELD}"] = call.query["owner"]
     return page(call, visible(call.user).filter(**filters), serialize, newest_first=False)
 
 

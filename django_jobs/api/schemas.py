@@ -64,6 +64,7 @@ TASK_SUMMARY = {
     "progress": {**nullable(ref("Progress")), "description": "Set by jobs with takes_context through set_progress."},
     "worker_id": STRING,
     "unique_key": nullable(STRING),
+    "owner": {**nullable(STRING), "description": "Username of the owner: the user who created it through the API."},
     "cron_schedule": {**nullable(INTEGER), "description": "Id of the schedule that fired it."},
     "cron_fire_time": nullable(DATETIME),
     "created_at": DATETIME,

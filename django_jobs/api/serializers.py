@@ -45,6 +45,7 @@ def task_summary(task: ScheduledTask) -> dict[str, Any]:
         "progress": task.progress,
         "worker_id": task.worker_id,
         "unique_key": task.unique_key,
+        "owner": task.owner.get_username() if task.owner_id else None,
         "cron_schedule": task.cron_schedule_id,
         "cron_fire_time": task.cron_fire_time,
         "created_at": task.created_at,

@@ -1,15 +1,24 @@
 """Task operations: schedule (now, delayed, at), status, list, cancel, retry,
-statistics, and the registered jobs. Thin shells over ``django_jobs``."""
+statistics, and the registered jobs. Thin shells over ``django_jobs``.
+
+A task created here belongs to the caller (``owner``). A user who is not a superuser
+and lacks ``see_all_scheduledtask`` sees and acts only on the tasks they own: anyone
+else's is answered 404, as if it did not exist; the others see every task and can
+filter by ``?owner=<username>``."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
 from django.http import HttpResponse
 
 import django_jobs
 
 from .. import validation
 from ..exceptions import DjangoJobsError, InvalidJobOption, JobArgumentsError, UniqueKeyConflict, UnknownJob
-from ..models import ScheduledTask
+from ..models import ScheduledTask, sees_all_tasks
 from ..registry import registry
 from .calls import JobCall
 from .fields import (
@@ -64,6 +73,8 @@ TASK_QUERY = {
     "job": Text(max_length=column_length("identifier")),
     "schedule": Integer(minimum=1, maximum=MAX_ID, description="Tasks fired by this cron schedule."),
     "unique_key": Text(max_length=column_length("unique_key")),
+    "owner": Text(max_length=150, description="Username of the owner (a user who is not a superuser sees only "
+                                              "their own tasks anyway)."),
     **PAGE_QUERY,
 }
 STATISTICS_QUERY = {"queue": Text(max_length=column_length("queue"), description="Count only this queue.")}
@@ -79,10 +90,22 @@ def create_task(call: Call) -> HttpResponse:
     options = {name: data[name] for name in ENQUEUE_OPTIONS if name in data}
     try:
         task = django_jobs.enqueue(job.name, data["args"], data["kwargs"], delay=data.get("delay"),
-                                   run_at=data.get("run_at"), **options)
+                                   run_at=data.get("run_at"), owner=call.user, **options)
     except DjangoJobsError as error:
         raise bad_input(field_of(error), str(error)) from None
+    if not may_see(call.user, task):  # the key is held by a task of another user: say no more
+        raise ApiError.field(409, "unique_key", "An active task you cannot see holds this unique_key.")
+    if task.owner_id == call.user.pk:
+        task.owner = call.user  # serialised without a query
     return json_response(task_detail(task), 200 if task.pk == holder else 201)
+
+
+def visible(user: Any) -> QuerySet[ScheduledTask]:
+    return ScheduledTask.visible_to(user)
+
+
+def may_see(user: Any, task: ScheduledTask) -> bool:
+    return task.owner_id == user.pk or sees_all_tasks(user)
 
 
 def active_holder(key: str | None) -> int | None:
@@ -107,17 +130,21 @@ def field_of(error: DjangoJobsError) -> str:
 
 def list_tasks(call: Call) -> HttpResponse:
     """Tasks, newest first, filtered by status, queue, job, schedule or unique key."""
-    rows = ScheduledTask.objects.defer("traceback", "attempt_log")
+    rows = visible(call.user).defer("traceback", "attempt_log").select_related("owner")
     filters = {TASK_FILTERS[name]: value for name, value in call.query.items() if name in TASK_FILTERS}
+    if "owner" in call.query:
+        filters[f"owner__{get_user_model().USERNAME_FIELD}"] = call.query["owner"]
     return page(call, rows.filter(**filters), task_summary, newest_first=True)
 
 
 def get_task(call: Call) -> HttpResponse:
-    return json_response(task_detail(find_task(call.params["id"])))
+    return json_response(task_detail(find_task(call)))
 
 
-def find_task(pk: int) -> ScheduledTask:
-    task = ScheduledTask.objects.filter(pk=pk).first() if 1 <= pk <= MAX_ID else None
+def find_task(call: Call) -> ScheduledTask:
+    """The task of the path's id if the caller may see it; else 404, whether it exists or not."""
+    pk = call.params["id"]
+    task = visible(call.user).select_related("owner").filter(pk=pk).first() if 1 <= pk <= MAX_ID else None
     if task is None:
         raise not_found("id", f"No task with id {pk}.")
     return task
@@ -125,7 +152,7 @@ def find_task(pk: int) -> ScheduledTask:
 
 def cancel_task(call: Call) -> HttpResponse:
     """Cancel a pending task; 409 for a task in any other state."""
-    task = find_task(call.params["id"])
+    task = find_task(call)
     if not task.cancel():
         raise ApiError.field(409, "status", f"Only a pending task can be cancelled; this one is {task.status}.")
     return json_response(task_detail(task))
@@ -134,7 +161,7 @@ def cancel_task(call: Call) -> HttpResponse:
 def retry_task(call: Call) -> HttpResponse:
     """Put a failed or cancelled task back to pending, due now; 409 otherwise, or while
     another active task holds its ``unique_key`` (the error names that task)."""
-    task = find_task(call.params["id"])
+    task = find_task(call)
     try:
         retried = task.retry()
     except UniqueKeyConflict as conflict:

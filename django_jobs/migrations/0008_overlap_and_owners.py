@@ -61,7 +61,11 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="scheduledtask",
             name="owner",
-            field=models.ForeignKey(blank=True, db_index=False, help_text="The user the task belongs to; in the API, only they and superusers see it.", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name="job_tasks", to=settings.AUTH_USER_MODEL, verbose_name="owner"),
+            field=models.ForeignKey(blank=True, db_index=False, help_text="The user the task belongs to: only they and users who see every task (superusers, see_all_scheduledtask) see it in admin and the API.", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name="job_tasks", to=settings.AUTH_USER_MODEL, verbose_name="owner"),
         ),
         migrations.RunPython(create_owner_index, drop_owner_index),
+        migrations.AlterModelOptions(
+            name='scheduledtask',
+            options={'ordering': ('-id',), 'permissions': [('retry_scheduledtask', 'Can retry failed or cancelled tasks'), ('cancel_scheduledtask', 'Can cancel pending tasks'), ('see_all_scheduledtask', "Can see and act on every user's tasks, not only their own")], 'verbose_name': 'scheduled task', 'verbose_name_plural': 'scheduled tasks'},
+        ),
     ]
