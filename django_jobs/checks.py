@@ -91,7 +91,8 @@ def retention_problems(configured: dict[str, Any]) -> list[Any]:
     try:
         parse_policy(policy)
     except (TypeError, ValueError) as error:
-        return [Error(str(error), hint="Example: DJANGO_JOBS['RETENTION'] = {'completed': '7d', 'failed': '30d'}; "
+        return [Error(str(error), hint="Example: DJANGO_JOBS['RETENTION'] = {'completed': '7d', "
+                      "'failed': {'older_than': '30d', 'keep': 1000}}; "
                       "None turns automatic pruning off.", id="django_jobs.E007")]
     return []
 

@@ -77,8 +77,9 @@ SETTINGS: dict[str, Setting] = {
     "MAX_TRACEBACK_LENGTH": Setting(20_000, "Characters of a traceback kept on a failed task."),
     "RETENTION": Setting(
         None,
-        "Automatic pruning by workers: {'completed': '7d', 'failed': '30d', 'cancelled': '30d'} "
-        "(ages as 90s, 15m, 12h, 7d, 2w, seconds or a timedelta). None: off.",
+        "Automatic pruning by workers: {'completed': '7d', 'failed': {'older_than': '30d', 'keep': 1000}} "
+        "(per status an age as 90s, 15m, 12h, 7d, 2w, seconds or a timedelta, or a dict of 'older_than' "
+        "and/or 'keep', the newest tasks that stay; a task goes past either limit). None: off.",
     ),
     "RETENTION_INTERVAL": Setting(300.0, "Seconds between a worker's automatic pruning runs.", is_duration=True),
     "API_MAX_BODY_SIZE": Setting(1_048_576, "Largest request body the JSON API reads, in bytes (larger: 413)."),

@@ -13,7 +13,13 @@ The age of a task is read from the time it finished:
 - ``failed``: ``failed_at`` (its last failed attempt, which made it ``failed``);
 - ``cancelled``: ``updated_at`` (the cancellation is its last change).
 
-Rows without that time (written by hand) are never pruned. Each status is walked
+Each status is pruned by age (``older_than``), by count (``keep``: the newest N stay)
+or both: a task goes when it is older than its age **or** not among the newest ``keep``.
+Both limits are thresholds on the same (age column, pk) order, so the later of the two
+decides, and the walk below deletes everything up to it. The count's threshold is read
+once, before the first batch: tasks that finish meanwhile are newer, and stay.
+
+Rows without that time (written by hand) are never pruned, nor counted. Each status is walked
 in the order of its time column, resuming after the last row seen, so each row is
 read once however many batches it takes (``executed_at`` and ``failed_at`` have
 indexes for the dashboard; ``updated_at`` has none, which only matters if
@@ -73,50 +79,112 @@ def parse_duration(value: Any, what: str = "duration") -> timedelta:
     return duration
 
 
-def parse_policy(policy: Mapping[str, Any], what: str = "RETENTION") -> dict[str, timedelta]:
-    """``{"completed": "7d", ...}`` as ``{status: timedelta}``.
+@dataclass(frozen=True)
+class Limit:
+    """What of one status to keep: tasks younger than ``older_than`` and the newest ``keep``
+    (either may be None: no such limit)."""
 
-    TypeError if it is not a dict; ValueError on a bad status or age.
+    older_than: timedelta | None = None
+    keep: int | None = None
+
+
+LIMIT_KEYS = ("older_than", "keep")
+
+
+def parse_policy(policy: Mapping[str, Any], what: str = "RETENTION") -> dict[str, Limit]:
+    """``{"completed": "7d", "failed": {"older_than": "30d", "keep": 1000}, ...}`` as
+    ``{status: Limit}``: an age alone, or a dict with ``older_than``, ``keep`` or both.
+
+    TypeError if it is not a dict; ValueError on a bad status, age or count.
     """
     if not isinstance(policy, Mapping):
-        raise TypeError(f"{what} must be a dict like {{'completed': '7d', 'failed': '30d'}}, not {policy!r}")
-    unknown = sorted(set(policy) - set(PRUNABLE))
+        raise TypeError(f"{what} must be a dict like {{'completed': '7d', 'failed': {{'keep': 1000}}}}, "
+                        f"not {policy!r}")
+    unknown = sorted(set(policy) - set(PRUNABLE), key=str)
     if unknown:
         raise ValueError(f"{what} has unknown status(es) {', '.join(map(repr, unknown))}; "
                          f"only finished tasks can be pruned: {', '.join(PRUNABLE)}")
-    return {status: parse_duration(age, f"{what}[{status!r}]") for status, age in policy.items()}
+    return {status: parse_limit(value, f"{what}[{status!r}]") for status, value in policy.items()}
+
+
+def parse_limit(value: Any, what: str) -> Limit:
+    if not isinstance(value, Mapping):
+        return Limit(older_than=parse_duration(value, what))
+    unknown = sorted(set(value) - set(LIMIT_KEYS), key=str)
+    if unknown:
+        raise ValueError(f"{what} has unknown key(s) {', '.join(map(repr, unknown))}; use 'older_than', "
+                         f"'keep' or both, like {{'older_than': '7d', 'keep': 100}}")
+    if not value:
+        raise ValueError(f"{what} is empty; give 'older_than' (an age), 'keep' (a count) or both")
+    keep = value.get("keep")
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 0):
+        raise ValueError(f"{what}['keep']: {keep!r} is not a count; use a whole number, 0 or more "
+                         f"(the newest tasks that stay)")
+    older_than = value.get("older_than")
+    return Limit(older_than=None if older_than is None else parse_duration(older_than, f"{what}['older_than']"),
+                 keep=keep)
 
 
 @dataclass(frozen=True)
 class Rule:
-    """Tasks of ``status`` whose age field is older than ``cutoff``."""
+    """Tasks of ``status`` whose age field is older than ``cutoff``, or — with ``through``,
+    an (age, pk) pair — at or before that row in (age, pk) order."""
 
     status: str
-    cutoff: datetime
+    cutoff: datetime | None
+    through: tuple[datetime, int] | None = None
 
     @property
     def field(self) -> str:
         return AGE_FIELDS[Status(self.status)]
 
     def rows(self):
-        return ScheduledTask.objects.filter(status=self.status, **{f"{self.field}__lt": self.cutoff})
+        rows = ScheduledTask.objects.filter(status=self.status)
+        if self.through is None:
+            return rows.filter(**{f"{self.field}__lt": self.cutoff})
+        # The ``<=`` bounds the index scan; the OR admits the tied rows up to the pk.
+        moment, pk = self.through
+        return rows.filter(Q(**{f"{self.field}__lt": moment}) | Q(pk__lte=pk), **{f"{self.field}__lte": moment})
+
+    def describe(self) -> str:
+        return (f"older than {self.cutoff.isoformat()}" if self.through is None
+                else f"up to #{self.through[1]} of {self.through[0].isoformat()}")
 
 
-def prune(older_than: Mapping[str, Any], *, batch_size: int = DEFAULT_BATCH_SIZE, dry_run: bool = False,
+def rule_for(status: str, limit: Limit, now: datetime) -> Rule | None:
+    """The rule that deletes what ``limit`` does not keep: the later of its two thresholds;
+    None when nothing goes (fewer than ``keep`` tasks, and no age)."""
+    cutoff = None if limit.older_than is None else now - limit.older_than
+    through = None
+    if limit.keep is not None:
+        field = AGE_FIELDS[Status(status)]
+        newest = ScheduledTask.objects.filter(status=status, **{f"{field}__isnull": False})
+        # The first task past the newest ``keep``: it and everything before it go.
+        through = newest.order_by(f"-{field}", "-pk").values_list(field, "pk")[limit.keep:limit.keep + 1].first()
+    if through is not None and (cutoff is None or through[0] >= cutoff):
+        return Rule(status, cutoff, through)
+    return Rule(status, cutoff) if cutoff is not None else None
+
+
+def prune(policy: Mapping[str, Any], *, batch_size: int = DEFAULT_BATCH_SIZE, dry_run: bool = False,
           now: datetime | None = None, should_stop: Callable[[], bool] = lambda: False) -> dict[str, int]:
-    """Delete finished tasks older than their status's age; return the count per status.
+    """Delete the finished tasks ``policy`` does not keep; return the count per status.
 
-    ``older_than`` maps ``completed`` / ``failed`` / ``cancelled`` to an age (see
-    ``parse_duration``). With ``dry_run`` nothing is deleted and the counts are what
-    would be. ``should_stop`` is asked between batches (a stopping worker).
+    ``policy`` maps ``completed`` / ``failed`` / ``cancelled`` to an age (see
+    ``parse_duration``) or to ``{"older_than": age, "keep": count}`` (either or both; a
+    task goes when it is past either limit). With ``dry_run`` nothing is deleted and the
+    counts are what would be. ``should_stop`` is asked between batches (a stopping worker).
     """
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, not {batch_size}")
     now = now or timezone.now()
-    rules = [Rule(status, now - age) for status, age in parse_policy(older_than, "older_than").items()]
-    if dry_run:
-        return {rule.status: rule.rows().count() for rule in rules}
-    return {rule.status: delete_in_batches(rule, batch_size, should_stop) for rule in rules}
+    limits = parse_policy(policy, "policy")
+    counts = dict.fromkeys(limits, 0)
+    for status, limit in limits.items():
+        rule = rule_for(status, limit, now)
+        if rule is not None:
+            counts[status] = rule.rows().count() if dry_run else delete_in_batches(rule, batch_size, should_stop)
+    return counts
 
 
 def delete_in_batches(rule: Rule, batch_size: int, should_stop: Callable[[], bool]) -> int:
@@ -129,7 +197,7 @@ def delete_in_batches(rule: Rule, batch_size: int, should_stop: Callable[[], boo
         deleted += delete_batch(rule, [pk for _, pk in batch])
         after = batch[-1]
     if deleted:
-        logger.info("Pruned %d %s task(s) older than %s", deleted, rule.status, rule.cutoff.isoformat())
+        logger.info("Pruned %d %s task(s) %s", deleted, rule.status, rule.describe())
     return deleted
 
 
@@ -153,7 +221,7 @@ def delete_batch(rule: Rule, ids: list[int]) -> int:
 
 # -- automatic retention in workers ---------------------------------------------------
 
-def configured_policy() -> dict[str, timedelta] | None:
+def configured_policy() -> dict[str, Limit] | None:
     """``DJANGO_JOBS["RETENTION"]`` parsed, or None when automatic retention is off."""
     policy = jobs_settings.RETENTION
     return parse_policy(policy) if policy else None
@@ -185,7 +253,7 @@ def prune_once(should_stop: Callable[[], bool], on_error: Callable[[BaseExceptio
         logger.error("DJANGO_JOBS['RETENTION'] is invalid, nothing pruned: %s", error)
         return {}
     try:
-        return prune(policy, should_stop=should_stop) if policy else {}
+        return prune(jobs_settings.RETENTION, should_stop=should_stop) if policy else {}
     except DatabaseError as error:
         if on_error is not None:
             on_error(error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -241,6 +242,8 @@ def test_prune_jobs_dry_run_and_json():
     (("--completed-older-than", "7days"), "--completed-older-than: '7days' is not a duration; use a number"),
     (("--failed-older-than", "0d"), "--failed-older-than: '0d' must be longer than zero"),
     (("--completed-older-than", "1d", "--batch-size", "0"), "--batch-size must be at least 1"),
+    (("--keep-completed", "-1"), "--keep-completed: '-1' is not a count"),
+    (("--keep-failed", "ten"), "--keep-failed: 'ten' is not a count"),
 ])
 def test_prune_jobs_refuses_bad_input_with_a_clear_message(arguments, message):
     finished("completed", 30 * DAY)
@@ -249,9 +252,104 @@ def test_prune_jobs_refuses_bad_input_with_a_clear_message(arguments, message):
     assert ScheduledTask.objects.count() == 1
 
 
+def test_prune_jobs_keeps_the_newest_n_and_combines_with_an_age():
+    completed = [finished("completed", days * DAY) for days in range(1, 6)]  # newest first
+    failed = [finished("failed", days * DAY) for days in range(1, 4)]
+    out = run("--keep-completed", "2", "--keep-failed", "5", "--failed-older-than", "36h")
+    assert out.splitlines() == ["Deleted 3 completed tasks", "Deleted 2 failed tasks", "Deleted 5 task(s) in all"]
+    assert remaining() == {completed[0].pk, completed[1].pk, failed[0].pk}
+
+
+# -- keeping the newest N ---------------------------------------------------------------------
+def test_keep_leaves_the_newest_n_of_each_status_and_never_touches_active_tasks():
+    completed = [finished("completed", days * DAY) for days in range(1, 11)]  # newest first
+    failed = [finished("failed", days * DAY) for days in range(1, 4)]
+    active = [ScheduledTaskFactory(status="pending"), ScheduledTaskFactory(status="running")]
+    counts = retention.prune({"completed": {"keep": 3}, "failed": {"keep": 5}}, batch_size=3)
+    assert counts == {"completed": 7, "failed": 0}
+    assert remaining() == {task.pk for task in completed[:3] + failed + active}
+
+
+def test_keep_zero_deletes_every_task_of_that_status():
+    for days in (1, 2):
+        finished("cancelled", days * DAY)
+    kept = finished("completed", DAY)
+    assert retention.prune({"cancelled": {"keep": 0}}) == {"cancelled": 2}
+    assert remaining() == {kept.pk}
+
+
+def test_either_limit_prunes_whichever_reaches_further():
+    completed = [finished("completed", days * DAY) for days in range(1, 7)]  # ages 1..6 days
+    # The count reaches further: only 2 stay although 4 are younger than 5 days.
+    assert retention.prune({"completed": {"older_than": "5d", "keep": 2}}, dry_run=True) == {"completed": 4}
+    # The age reaches further: 10 may stay by count, but 3 are older than 3.5 days.
+    assert retention.prune({"completed": {"older_than": timedelta(days=3.5), "keep": 10}}) == {"completed": 3}
+    assert remaining() == {task.pk for task in completed[:3]}
+
+
+def test_keep_breaks_ties_of_equal_times_by_id():
+    moment = timezone.now() - DAY
+    tasks = ScheduledTaskFactory.create_batch(6, status="completed")
+    ScheduledTask.objects.update(executed_at=moment)
+    assert retention.prune({"completed": {"keep": 4}}, batch_size=1) == {"completed": 2}
+    assert remaining() == {task.pk for task in tasks[2:]}  # the highest ids are the newest
+
+
+def test_keep_does_not_count_rows_without_their_time():
+    untimed = ScheduledTaskFactory(status="failed")
+    ScheduledTask.objects.filter(pk=untimed.pk).update(failed_at=None)
+    timed = [finished("failed", days * DAY) for days in (1, 2)]
+    assert retention.prune({"failed": {"keep": 1}}) == {"failed": 1}
+    assert remaining() == {untimed.pk, timed[0].pk}
+
+
+def test_with_keep_a_task_retried_between_select_and_delete_is_not_deleted(monkeypatch):
+    newest, victim, other = (finished("failed", days * DAY) for days in (1, 10, 11))
+    real_next_batch = retention.next_batch
+
+    def operator_retries_meanwhile(*args):
+        batch = real_next_batch(*args)
+        ScheduledTask.objects.filter(pk=victim.pk).retry_now()
+        return batch
+
+    monkeypatch.setattr(retention, "next_batch", operator_retries_meanwhile)
+    assert retention.prune({"failed": {"keep": 1}}) == {"failed": 1}
+    assert remaining() == {newest.pk, victim.pk}
+
+
+@pytest.mark.parametrize("limit, message", [
+    ({}, "is empty"),
+    ({"keep": -1}, "['keep']: -1 is not a count"),
+    ({"keep": 1.5}, "['keep']: 1.5 is not a count"),
+    ({"keep": "10"}, "['keep']: '10' is not a count"),
+    ({"older_than": "soon"}, "['older_than']: 'soon' is not a duration"),
+    ({"keep": 3, "count": 3}, "unknown key(s) 'count'"),
+])
+def test_bad_limits_are_refused_naming_the_status(limit, message):
+    finished("completed", 30 * DAY)
+    with pytest.raises(ValueError, match=re.escape(message)) as raised:
+        retention.prune({"completed": limit})
+    assert "['completed']" in str(raised.value)
+    assert ScheduledTask.objects.count() == 1
+
+
+@override_settings(DJANGO_JOBS={"RETENTION": {"completed": {"keep": 1}, "failed": "1d"}})
+def test_workers_prune_by_count_too():
+    newest, older = finished("completed", DAY), finished("completed", 2 * DAY)
+    old_failure = finished("failed", 2 * DAY)
+    assert retention.prune_once(lambda: False) == {"completed": 1, "failed": 1}
+    assert remaining() == {newest.pk}
+    assert older.pk not in remaining() and old_failure.pk not in remaining()
+
+
 # -- settings and workers ---------------------------------------------------------------------
 @pytest.mark.parametrize("policy, problem", [
     ({"completed": "7d"}, None),
+    ({"completed": {"older_than": "7d", "keep": 100}, "failed": {"keep": 1000}}, None),
+    ({"completed": {"keep": -1}}, "django_jobs.E007"),
+    ({"completed": {"keep": True}}, "django_jobs.E007"),
+    ({"completed": {}}, "django_jobs.E007"),
+    ({"completed": {"max": 3}}, "django_jobs.E007"),
     (None, None),
     ({"completed": "7 days"}, "django_jobs.E007"),
     ({"running": "1d"}, "django_jobs.E007"),
