@@ -8,7 +8,7 @@ from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F
 from django.utils import timezone
 
 from .models import ScheduledTask
-from .queues import paused_queues
+from .queues import all_paused, paused_queues
 
 STATUSES = [status.value for status in ScheduledTask.Status]
 
@@ -16,7 +16,8 @@ STATUSES = [status.value for status in ScheduledTask.Status]
 def get_statistics(queue: str | None = None) -> dict[str, Any]:
     """Counts by status, ``success_rate`` and ``failure_rate`` (completed or failed /
     finished, or None), ``average_duration_ms`` of completed tasks, ``by_job`` /
-    ``by_queue`` breakdowns of counts by status, and the ``paused_queues``. In the
+    ``by_queue`` breakdowns of counts by status, the ``paused_queues`` and whether
+    ``pause_all`` is in force (``all_paused``). In the
     seeds' words too: ``waiting`` (pending and due), ``delayed`` (pending, due later),
     ``active`` (running). ``queue`` limits the counts to one queue."""
     rows = ScheduledTask.objects.all()
@@ -38,6 +39,7 @@ def get_statistics(queue: str | None = None) -> dict[str, Any]:
         "by_job": count_by(grouped, key="identifier"),
         "by_queue": count_by(grouped, key="queue"),
         "paused_queues": paused_queues(),
+        "all_paused": all_paused() is not None,
     }
 
 

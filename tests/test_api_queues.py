@@ -91,3 +91,48 @@ def test_pause_needs_add_and_resume_needs_delete_permission():
     assert pauser.post("/queues/mail/resume").status_code == 403
     assert resumer.post("/queues/mail/pause").status_code == 403
     assert resumer.post("/queues/mail/resume").status_code == 200
+
+
+# -- everything at once (the seeds' POST scheduler/pause|resume) ---------------------------------
+def test_scheduler_pause_stops_every_queue_and_resume_lets_them_run(api, operator):
+    tasks = [ScheduledTaskFactory(queue=queue, identifier="tests.noop") for queue in ("mail", "default")]
+
+    paused = api.post("/scheduler/pause", {"reason": "database migration"})
+    again = api.post("/scheduler/pause", {})
+    ran_while_paused = run_pending_jobs()
+    listed = api.get("/queues/paused").json()
+    statistics = ApiClient(make_user("root", superuser=True)).get("/statistics").json()
+    resumed = api.post("/scheduler/resume")
+    ran_after = {task.pk for task in run_pending_jobs()}
+
+    assert (paused.status_code, paused.json()["paused"], paused.json()["changed"]) == (200, True, True)
+    assert paused.json()["pause"]["reason"] == "database migration"
+    assert paused.json()["pause"]["paused_by"] == "operator"
+    assert (again.json()["paused"], again.json()["changed"]) == (True, False)
+    assert ran_while_paused == []
+    assert listed["results"] == [] and listed["all"]["reason"] == "database migration"
+    assert statistics["all_paused"] is True and statistics["paused_queues"] == []
+    assert resumed.json() == {"paused": False, "changed": True, "pause": None}
+    assert ran_after == {task.pk for task in tasks}
+    assert api.post("/scheduler/resume").json()["changed"] is False
+    assert api.get("/queues/paused").json() == {"results": [], "all": None}
+
+
+def test_scheduler_resume_leaves_queues_paused_one_by_one(api):
+    api.post("/queues/mail/pause", {"reason": "SMTP"})
+    api.post("/scheduler/pause")
+    api.post("/scheduler/resume")
+    assert [row["queue"] for row in api.get("/queues/paused").json()["results"]] == ["mail"]
+
+
+def test_scheduler_pause_and_resume_need_their_permissions():
+    viewer = ApiClient(make_user("viewer", "view_pausedqueue"))
+    assert viewer.post("/scheduler/pause").status_code == 403
+    assert viewer.post("/scheduler/resume").status_code == 403
+    assert not PausedQueue.objects.exists()
+
+
+def test_scheduler_pause_checks_its_reason(api):
+    response = api.post("/scheduler/pause", {"reason": "x" * 501})
+    assert response.status_code == 400 and "At most 500 characters" in errors(response)["reason"][0]
+    assert not PausedQueue.objects.exists()

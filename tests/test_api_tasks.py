@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
@@ -301,3 +302,23 @@ def test_a_schedule_run_through_tasks_links_back(api):
     task = schedule.run_now()
 
     assert api.get(f"/tasks/{task.pk}").json()["cron_schedule"] == schedule.pk
+
+
+# -- a task's history ------------------------------------------------------------------------
+def test_events_tell_a_tasks_history_from_the_trail_or_the_row(api):
+    task = ScheduledTaskFactory(identifier="tests.add", args=[1, 2])
+    run_pending_jobs()
+
+    body = api.get(f"/tasks/{task.pk}/events").json()
+
+    kinds = [event["kind"] for event in body["results"]]
+    assert body["task"] == task.pk and kinds[-1] == "completed"
+    assert {"enqueued", "started"} <= set(kinds)
+    assert body["source"] == ("trail" if connection.vendor == "postgresql" else "row")
+    times = [parse_time(event["at"]) for event in body["results"]]
+    assert times == sorted(times)
+
+
+def test_events_of_a_missing_task_are_a_404(api):
+    response = api.get("/tasks/987654/events")
+    assert response.status_code == 404 and "No task with id 987654" in errors(response)["id"][0]

@@ -17,6 +17,7 @@ from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
 from ..models import ScheduledTask
+from ..timeline import task_timeline
 
 Status = ScheduledTask.Status
 
@@ -131,95 +132,16 @@ def progress_bar(progress: Any) -> SafeString | str:
     )
 
 
+# The timeline's colours, by the kind of its entries (``django_jobs.timeline``).
+TIMELINE_CSS = {"enqueued": "created", "requeued": "created", "cron_fire": "cron", "due": "scheduled",
+                "released": "scheduled", "started": "started", "completed": "completed", "retried": "failed",
+                "failed": "failed", "recovered": "failed", "cancelled": "cancelled"}
+
+
 def timeline_events(task: ScheduledTask) -> list[tuple[datetime, str, str]]:
-    """(time, label, css) of the task's history, in time order: its event trail, or, for a
-    row whose trail does not reach its present state (written before the trail, with
-    ``EVENTS`` off for a while, or by hand), what the row itself records."""
-    events = list(task.events.order_by("at", "id"))
-    if not events or events[-1].kind not in STATES_AFTER[task.status]:  # (a new task has none)
-        return row_events(task)
-    # The enqueue is the row itself (created_at), not an event row.
-    trail = [(task.created_at, "Enqueued", "created"), *(trail_event(event) for event in events)]
-    extra = [(task.cron_fire_time, "Cron fire time", "cron")]
-    if task.status == Status.PENDING:
-        extra.append((task.scheduled_at, "Due (not before)", "scheduled"))
-    return sorted(trail + [event for event in extra if event[0]], key=lambda event: event[0])
-
-
-# The kinds of event that can leave a task in each status.
-STATES_AFTER = {
-    Status.PENDING: {"retried", "recovered", "released", "requeued"},
-    Status.RUNNING: {"started"},
-    Status.COMPLETED: {"completed"},
-    Status.FAILED: {"failed"},
-    Status.CANCELLED: {"cancelled"},
-}
-
-TRAIL_LABELS = {
-    "started": ("Started attempt {attempt} on {worker}", "started"),
-    "completed": ("Completed attempt {attempt}", "completed"),
-    "retried": ("Attempt {attempt} failed, will retry: {message}", "failed"),
-    "failed": ("Attempt {attempt} failed: {message}", "failed"),
-    "recovered": ("Attempt {attempt} lost with worker {worker}; back to the queue", "failed"),
-    "released": ("Given back unstarted by {worker}", "scheduled"),
-    "cancelled": ("Cancelled", "cancelled"),
-    "requeued": ("Retried by an operator", "created"),
-}
-
-
-def trail_event(event: Any) -> tuple[datetime, str, str]:
-    label, css = TRAIL_LABELS.get(event.kind, (event.kind, "scheduled"))
-    return event.at, label.format(attempt=event.attempt, worker=event.worker_id or "?", message=event.message), css
-
-
-def row_events(task: ScheduledTask) -> list[tuple[datetime, str, str]]:
-    """(time, label, css) of what the row records, in time order.
-
-    Each failed attempt is in ``attempt_log``; the latest attempt, if it has not
-    failed, is described by the row's own ``started_at`` / ``executed_at``.
-    """
-    logged = attempt_events(task.attempt_log or [])
-    logged_starts = {when for when, _, css in logged if css == "started"}
-    candidates = [
-        (task.created_at, "Enqueued", "created"),
-        (task.cron_fire_time, "Cron fire time", "cron"),
-        (task.scheduled_at, "Due (not before)" if task.status == Status.PENDING else "Was due", "scheduled"),
-        (task.executed_at, "Completed", "completed"),
-    ]
-    if task.started_at not in logged_starts:
-        candidates.append((task.started_at, f"Started attempt {task.attempt}", "started"))
-    if not logged:  # a row from before attempts were logged: only its latest failure is known
-        candidates.append((task.failed_at, failure_label(task), "failed"))
-    if task.status == Status.CANCELLED:
-        candidates.append((task.updated_at, "Cancelled", "cancelled"))
-    events = [(when, label, css) for when, label, css in candidates + logged if when]
-    return sorted(events, key=lambda event: event[0])
-
-
-def attempt_events(attempt_log: list[dict]) -> list[tuple[datetime | None, str, str]]:
-    """Two events per failed attempt: its start (with the worker) and its failure."""
-    events = []
-    for entry in attempt_log:
-        number, worker = entry.get("attempt", "?"), entry.get("worker_id") or "?"
-        events.append((parse_time(entry.get("started_at")), f"Started attempt {number} on {worker}", "started"))
-        events.append((parse_time(entry.get("finished_at")), f"Attempt {number} failed: {entry.get('error', '')}",
-                       "failed"))
-    return events
-
-
-def parse_time(value: str | None) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value) if value else None
-    except (TypeError, ValueError):
-        return None  # a hand-edited entry: leave it out rather than break the page
-
-
-def failure_label(task: ScheduledTask) -> str:
-    if task.status == Status.FAILED:
-        return f"Failed for good (attempt {task.attempt})"
-    if task.retry_count:
-        return f"Attempt {task.retry_count} failed, retry scheduled"
-    return "Failed (before an operator retried it)"
+    """(time, label, css) of the task's history, in time order (``timeline.task_timeline``)."""
+    _, entries = task_timeline(task)
+    return [(entry.at, entry.label, TIMELINE_CSS.get(entry.kind, "scheduled")) for entry in entries]
 
 
 def timeline(task: ScheduledTask) -> SafeString:

@@ -1,5 +1,7 @@
-"""Queue operations: which queues are paused, pause one, resume one.
-Workers claim nothing from a paused queue (``django_jobs.pause_queue``)."""
+"""Queue operations: which queues are paused, pause one, resume one, pause and resume
+all of them (the seeds' ``POST scheduler/pause|resume``). Workers claim nothing from a
+paused queue (``django_jobs.pause_queue``), nor anything at all, nor fire cron, under
+``django_jobs.pause_all``."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import django_jobs
 from .. import validation
 from ..exceptions import InvalidJobOption
 from ..models import PausedQueue
+from ..validation import ALL_QUEUES
 from .fields import Text
 from .http import Call, bad_input, json_response
 from .serializers import paused_queue
@@ -19,7 +22,26 @@ PAUSE_INPUT = {"reason": Text(max_length=500, default="", description="Shown to 
 
 def list_paused(call: Call) -> HttpResponse:
     rows = PausedQueue.objects.select_related("paused_by").order_by("queue")
-    return json_response({"results": [paused_queue(row) for row in rows]})
+    everything = next((row for row in rows if row.queue == ALL_QUEUES), None)
+    return json_response({"results": [paused_queue(row) for row in rows if row.queue != ALL_QUEUES],
+                          "all": paused_queue(everything) if everything else None})
+
+
+def pause_all(call: Call) -> HttpResponse:
+    """Pause every queue and cron: 200 whether it changed or was in force already."""
+    changed = django_jobs.pause_all(by=call.user, reason=call.body["reason"])
+    return scheduler_state(changed)
+
+
+def resume_all(call: Call) -> HttpResponse:
+    """Undo ``scheduler/pause`` (queues paused one by one stay paused); idle workers are woken."""
+    return scheduler_state(django_jobs.resume_all())
+
+
+def scheduler_state(changed: bool) -> HttpResponse:
+    pause = PausedQueue.objects.select_related("paused_by").filter(queue=ALL_QUEUES).first()
+    return json_response({"paused": pause is not None, "changed": changed,
+                          "pause": paused_queue(pause) if pause else None})
 
 
 def pause(call: Call) -> HttpResponse:

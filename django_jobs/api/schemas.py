@@ -155,9 +155,35 @@ COMPONENTS: dict[str, Any] = {
         "by_job": {"type": "object", "additionalProperties": ref("StatusCounts")},
         "by_queue": {"type": "object", "additionalProperties": ref("StatusCounts")},
         "paused_queues": {"type": "array", "items": STRING},
+        "all_paused": {**BOOLEAN, "description": "Every queue is paused (pause_all, POST scheduler/pause)."},
     }, "django_jobs.get_statistics(queue)."), "additionalProperties": True},
     "PausedQueue": closed({"queue": STRING, "paused_at": DATETIME, "paused_by": nullable(STRING), "reason": STRING}),
-    "PausedQueues": closed({"results": {"type": "array", "items": ref("PausedQueue")}}),
+    "PausedQueues": closed({
+        "results": {"type": "array", "items": ref("PausedQueue")},
+        "all": {**nullable(ref("PausedQueue")),
+                "description": "The pause of every queue (queue \"*\", POST scheduler/pause), or null."},
+    }),
+    "SchedulerChange": closed({
+        "paused": {"type": "boolean", "description": "Whether every queue is paused now."},
+        "changed": {"type": "boolean", "description": "False when it already was in that state."},
+        "pause": {**nullable(ref("PausedQueue")), "description": "The pause in force, or null."},
+    }),
+    "TaskEvent": closed({
+        "at": DATETIME,
+        "kind": {"type": "string", "description": "enqueued, cron_fire, due, started, completed, retried, failed, "
+                                                  "recovered, released, cancelled or requeued."},
+        "label": {"type": "string", "description": "The event in words, as admin's timeline shows it."},
+        "attempt": nullable(INTEGER),
+        "worker_id": STRING,
+        "message": {"type": "string", "description": "The error of a failed attempt."},
+    }),
+    "TaskEvents": closed({
+        "task": INTEGER,
+        "source": {"type": "string", "enum": ["trail", "row"],
+                   "description": "trail: the event rows the database wrote (PostgreSQL); row: what the task row "
+                                  "records (other databases, or a task from before the trail)."},
+        "results": {"type": "array", "items": ref("TaskEvent")},
+    }),
     "QueueChange": closed({
         "queue": STRING,
         "paused": BOOLEAN,

@@ -20,6 +20,7 @@ from .. import validation
 from ..exceptions import DjangoJobsError, InvalidJobOption, JobArgumentsError, UniqueKeyConflict, UnknownJob
 from ..models import ScheduledTask, sees_all_tasks
 from ..registry import registry
+from ..timeline import task_timeline
 from .calls import JobCall
 from .fields import (
     ALLOWED_QUEUE,
@@ -170,6 +171,15 @@ def retry_task(call: Call) -> HttpResponse:
         raise ApiError.field(409, "status",
                              f"Only a failed or cancelled task can be retried; this one is {task.status}.")
     return json_response(task_detail(task))
+
+
+def task_events(call: Call) -> HttpResponse:
+    """The task's history, oldest first: its event trail, or what its row records."""
+    task = find_task(call)
+    source, entries = task_timeline(task)
+    return json_response({"task": task.pk, "source": source, "results": [
+        {"at": entry.at, "kind": entry.kind, "label": entry.label, "attempt": entry.attempt,
+         "worker_id": entry.worker_id, "message": entry.message} for entry in entries]})
 
 
 def statistics(call: Call) -> HttpResponse:
