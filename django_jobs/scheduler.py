@@ -191,8 +191,9 @@ def run_now(schedule: CronSchedule) -> ScheduledTask:
 
 
 def build_schedule_task(schedule: CronSchedule, fire_time: datetime | None) -> ScheduledTask:
+    # A schedule's tasks are its owner's: who may see the schedule may see what it fired.
     common = {"cron_schedule": schedule, "cron_fire_time": fire_time, "scheduled_at": fire_time or timezone.now(),
-              "description": schedule.description or f"cron: {schedule.name}"}
+              "description": schedule.description or f"cron: {schedule.name}", "owner_id": schedule.owner_id}
     try:
         job = registry.get(schedule.job_name).using(
             queue=schedule.queue or jobs_settings.DEFAULT_QUEUE, priority=schedule.priority

@@ -174,5 +174,22 @@ def test_admin_gives_a_superuser_an_owner_column_and_filter(admin_client, alice,
     everything = admin_client.get(url)
     assert "By owner" in everything.content.decode() and "column-owner_name" in everything.content.decode()
     assert len(everything.context["cl"].result_list) == 2
+    page = admin_client.get(reverse("admin:django_jobs_scheduledtask_change", args=[theirs.pk])).content.decode()
+    assert "field-owner" in page and "bob" in page
     filtered = admin_client.get(url, {"owner__id__exact": bob.pk})
     assert [task.pk for task in filtered.context["cl"].result_list] == [theirs.pk]
+
+
+def test_a_schedules_tasks_belong_to_its_owner(alice):
+    schedule = CronScheduleFactory(owner=alice, job_name="tests.add", args=[1, 2], overlap="allow")
+    fired = schedule.run_now()
+    unowned = CronScheduleFactory(job_name="tests.noop", overlap="allow").run_now()
+    assert ScheduledTask.objects.get(pk=fired.pk).owner_id == alice.pk
+    assert ScheduledTask.objects.get(pk=unowned.pk).owner_id is None
+    # Through the API: the owner runs their schedule and may see the task it enqueued.
+    alice_api = ApiClient(make_user("carol", "change_cronschedule", "view_scheduledtask"))
+    carol = get_user_model().objects.get(username="carol")
+    mine = CronScheduleFactory(owner=carol, job_name="tests.noop", overlap="allow")
+    ran = alice_api.post(f"/schedules/{mine.pk}/run")
+    assert ran.status_code == 201 and ran.json()["owner"] == "carol"
+    assert alice_api.get(f"/tasks/{ran.json()['id']}").status_code == 200

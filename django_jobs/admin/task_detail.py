@@ -62,7 +62,7 @@ class TaskDetailAdmin(TaskActionsAdmin):
             ("Timeline", {"fields": ("timeline",)}),
             ("Arguments and result", {"fields": (("args_json", "kwargs_json"), "result_json")}),
             ("Retry policy", {"classes": ("collapse",), "fields": ("retry_delay", "backoff", "timeout")}),
-            ("Record", {"classes": ("collapse",), "fields": ("unique_key", "cron_fire_time", "started_at",
+            ("Record", {"classes": ("collapse",), "fields": ("owner", "unique_key", "cron_fire_time", "started_at",
                                                           "executed_at", "failed_at", "created_at", "updated_at")}),
         ]
         return [section for section in sections if section]
