@@ -173,3 +173,14 @@ def test_a_body_size_limit_below_one_byte_is_a_system_check_error():
 
 def test_a_nul_in_a_query_parameter_is_a_400(api):
     assert list(errors(api.get("/tasks?queue=a%00b"))) == ["queue"]
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("post", "/tasks", {"job": "tests.noop", "queue": "*"}),
+    ("post", "/schedules", {"name": "s", "job": "tests.noop", "expression": "@daily", "queue": "*"}),
+])
+def test_the_reserved_queue_name_is_refused_by_the_document_and_the_server(method, path, body):
+    response = getattr(ApiClient(make_user("root", superuser=True)), method)(path, body)
+    assert response.status_code == 400
+    assert "stands for every queue" in errors(response)["queue"][0]
+    assert not ScheduledTask.objects.exists()

@@ -52,6 +52,12 @@ def date_time_pattern(latest: int) -> re.Pattern[str]:
 # Text without the NUL character, which PostgreSQL cannot store (body.py refuses it in
 # any string of a request; the document says so with this pattern).
 NO_NUL = "^[^\\u0000]*$"
+# A queue name: no NUL, and not "*", which stands for every queue (pause_all).
+QUEUE_PATTERN = "^(?!\\*$)[^\\u0000]*$"
+
+
+def queue_pattern_refusal(value: str) -> str:
+    return "'*' is not a queue name: it stands for every queue (POST scheduler/pause pauses them all)."
 # Any JSON value without NUL in its strings and keys (job arguments, metadata).
 JSON_VALUE: dict[str, Any] = {"$ref": "#/components/schemas/JsonValue"}
 

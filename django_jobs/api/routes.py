@@ -12,7 +12,16 @@ from django.http import HttpResponse
 
 from .. import validation
 from . import openapi, queues, schedules, tasks
-from .fields import ALLOWED_QUEUE, Field, Integer, Rule, Text, spec_schema
+from .fields import (
+    ALLOWED_QUEUE,
+    QUEUE_PATTERN,
+    Field,
+    Integer,
+    Rule,
+    Text,
+    queue_pattern_refusal,
+    spec_schema,
+)
 from .http import Call, json_response
 from .paging import MAX_ID
 
@@ -20,7 +29,7 @@ from .paging import MAX_ID
 PATH_PARAMETERS: dict[str, tuple[str, Field]] = {
     "id": ("int", Integer(minimum=1, maximum=MAX_ID)),
     "name": ("str", Text(min_length=1, max_length=validation.MAX_QUEUE_LENGTH, one_of=ALLOWED_QUEUE,
-                         description="Queue name.")),
+                         pattern=QUEUE_PATTERN, mismatch=queue_pattern_refusal, description="Queue name.")),
 }
 
 

@@ -20,6 +20,7 @@ from ..registry import registry
 from .calls import JobCall
 from .fields import (
     ALLOWED_QUEUE,
+    QUEUE_PATTERN,
     REGISTERED_JOB,
     TIME_ZONE,
     Array,
@@ -29,6 +30,7 @@ from .fields import (
     Priority,
     Text,
     Together,
+    queue_pattern_refusal,
 )
 from .http import ApiError, Call, json_response, no_content, not_found
 from .paging import MAX_ID, PAGE_QUERY, page
@@ -92,6 +94,7 @@ SCHEDULE_INPUT = {
     "args": Array(default=[]),
     "kwargs": Object(default={}),
     "queue": Text(min_length=1, max_length=column_length("queue"), one_of=ALLOWED_QUEUE,
+                  pattern=QUEUE_PATTERN, mismatch=queue_pattern_refusal,
                   description="Default: the job's queue."),
     "priority": Priority(description="Default: the job's priority."),
     "enabled": Boolean(default=True),

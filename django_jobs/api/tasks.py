@@ -24,6 +24,7 @@ from ..timeline import task_timeline
 from .calls import JobCall
 from .fields import (
     ALLOWED_QUEUE,
+    QUEUE_PATTERN,
     REGISTERED_JOB,
     Array,
     Choices,
@@ -34,6 +35,7 @@ from .fields import (
     Object,
     Priority,
     Text,
+    queue_pattern_refusal,
 )
 from .http import ApiError, Call, bad_input, json_response, not_found
 from .paging import MAX_ID, PAGE_QUERY, page
@@ -58,6 +60,7 @@ TASK_INPUT = {
     "delay": Number(minimum=0, maximum=validation.MAX_SECONDS, description="Run no sooner than this many seconds from now."),
     "run_at": DateTime(description="Run no sooner than this time (RFC 3339, with Z or a UTC offset). Not with delay."),
     "queue": Text(min_length=1, max_length=validation.MAX_QUEUE_LENGTH, one_of=ALLOWED_QUEUE,
+                  pattern=QUEUE_PATTERN, mismatch=queue_pattern_refusal,
                   description="Default: the job's queue."),
     "priority": Priority(description="Default: the job's priority."),
     "description": Text(max_length=column_length("description")),
