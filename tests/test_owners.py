@@ -193,3 +193,15 @@ def test_a_schedules_tasks_belong_to_its_owner(alice):
     ran = alice_api.post(f"/schedules/{mine.pk}/run")
     assert ran.status_code == 201 and ran.json()["owner"] == "carol"
     assert alice_api.get(f"/tasks/{ran.json()['id']}").status_code == 200
+
+
+def test_a_refused_retry_does_not_name_a_holder_the_caller_cannot_see(alice, bob):
+    mine = jobs.add.using(owner=alice, unique_key="report").enqueue(1, 2)
+    ScheduledTask.objects.filter(pk=mine.pk).update(status="failed")
+    theirs = jobs.add.using(owner=bob, unique_key="report").enqueue(1, 2)
+    response = ApiClient(alice).post(f"/tasks/{mine.pk}/retry")
+    assert response.status_code == 409
+    assert str(theirs.pk) not in errors(response)["unique_key"][0]
+    assert "cannot see" in errors(response)["unique_key"][0]
+    own_view = ApiClient(make_user("root", superuser=True)).post(f"/tasks/{mine.pk}/retry")
+    assert str(theirs.pk) in errors(own_view)["unique_key"][0]

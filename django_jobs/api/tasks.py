@@ -169,6 +169,9 @@ def retry_task(call: Call) -> HttpResponse:
     try:
         retried = task.retry()
     except UniqueKeyConflict as conflict:
+        if conflict.holder_id is not None and not visible(call.user).filter(pk=conflict.holder_id).exists():
+            raise ApiError.field(409, "unique_key", "An active task you cannot see holds this task's "
+                                                    "unique_key.") from None
         raise ApiError.field(409, "unique_key", str(conflict)) from None
     if not retried:
         raise ApiError.field(409, "status",
