@@ -172,26 +172,31 @@ def test_a_database_error_at_any_call_kills_no_thread_and_loses_no_task():
             failures[call] = (faults.raised, code, worker.threads.died, rows, reported)
         stages.update(stage for stage, _ in injected)
     assert not failures, failures
-    # The last call (unregistering: the "stop" stage) comes at a count that varies with the
-    # heartbeats a run happens to make: hit it by its SQL instead.
-    ScheduledTask.objects.all().delete()
-    Worker.objects.all().delete()
-    tasks = enqueue_sums()
-    connections.close_all()
-    at_stop: list[tuple[str, str, bool]] = []
+    # A heartbeat's and the unregistering's ("stop") calls come at counts that vary with
+    # the heartbeats a run happens to make: hit each by its SQL as well.
+    quote = connections["default"].ops.quote_name
+    table = quote(Worker._meta.db_table)
+    targets = {"heartbeat": f"UPDATE {table} SET {quote('last_heartbeat')}",
+               "stop": f"DELETE FROM {table} WHERE {table}.{quote('worker_id')}"}  # not forget_dead's
+    for stage, sql in targets.items():
+        ScheduledTask.objects.all().delete()
+        Worker.objects.all().delete()
+        tasks = [*enqueue_sums(), jobs.sleep.enqueue(0.5)]  # runs past a heartbeat interval
+        connections.close_all()
+        seen: list[tuple[str, str, bool]] = []
 
-    def stop_receiver(sender, worker_id, stage, error, transient, **kwargs):
-        at_stop.append((stage, str(error), transient))
+        def targeted_receiver(sender, worker_id, stage, error, transient, seen=seen, **kwargs):
+            seen.append((stage, str(error), transient))
 
-    worker_error.connect(stop_receiver)
-    table = connections["default"].ops.quote_name(Worker._meta.db_table)
-    with InjectedFaults(set(), InterfaceError, fail_first=f"DELETE FROM {table}") as faults:
-        worker, code = run_worker_in_process()
-    worker_error.disconnect(stop_receiver)
-    assert faults.raised == ["DELETE"] and code == 0 and worker.threads.healthy
-    assert {pk: (status, result) for pk, status, result in statuses()} == \
-        {task.pk: (Status.COMPLETED, task.args[0] + 10) for task in tasks}
-    stages.update(stage for stage, message, transient in at_stop if "injected fault" in message and transient)
+        worker_error.connect(targeted_receiver)
+        with InjectedFaults(set(), InterfaceError, fail_first=sql) as faults:
+            worker, code = run_worker_in_process()
+        worker_error.disconnect(targeted_receiver)
+        assert len(faults.raised) == 1 and code == 0 and worker.threads.healthy, (stage, faults.raised, code)
+        assert {status for _, status, _ in statuses()} == {Status.COMPLETED}, stage
+        assert [(where, transient) for where, message, transient in seen if "injected fault" in message] == \
+            [(stage, True)], seen
+        stages.add(stage)
     assert {"start-up", "claim", "record", "heartbeat", "stop"} <= stages, stages
     print(f"\ninjected a database error at each of {calls} calls in turn: every task completed, no thread died; "
           f"worker_error stages: {sorted(stages)}")
