@@ -174,7 +174,8 @@ def test_a_schedule_declared_in_settings_can_name_a_task():
 
 def test_the_admin_schedule_form_accepts_a_task_and_checks_its_arguments():
     fields = {"name": "s", "expression": "0 * * * *", "timezone": "", "args": "[]", "kwargs": "{}",
-              "queue": "default", "priority": 0, "description": "", "metadata": "{}", "enabled": True}
+              "queue": "default", "priority": 0, "description": "", "metadata": "{}", "enabled": True,
+              "overlap": "skip"}
     assert CronScheduleForm({**fields, "job_name": test_tasks.calculate_meaning_of_life.module_path}).is_valid()
     wrong_arguments = CronScheduleForm({**fields, "job_name": test_tasks.calculate_meaning_of_life.module_path,
                                         "args": "[1]"})
