@@ -516,6 +516,10 @@ def test_bad_rows_fail_with_clear_messages_and_the_worker_carries_on(workers):
     adding = jobs.add.enqueue(2, 3)
     # Whatever the retry policy for a row, its retries fall due inside this burst.
     ScheduledTask.objects.update(retry_delay=timedelta(0), backoff="fixed")
+    # One retry for the unknown job (it is retried: a deploy may bring the job). With three,
+    # a burst worker once exited with the last retry due and unclaimed (SQLite, 2026-12-05,
+    # CI): under investigation, see the stop note; this test is about messages, not bursts.
+    ScheduledTask.objects.filter(identifier="tests.no_such_job").update(max_retries=1)
 
     worker = start(workers, "burst", "--burst", "--concurrency", "2")
     try:
