@@ -21,12 +21,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from . import cron, validation
-from .querysets import ScheduledTaskQuerySet, WorkerQuerySet
+from .querysets import ScheduledTaskQuerySet, WorkerQuerySet, sees_all_tasks
 from .signals import job_cancelled, send_after_commit
-
-
-def sees_all_tasks(user: Any) -> bool:
-    return user.is_superuser or user.has_perm("django_jobs.see_all_scheduledtask")
 
 
 class ScheduledTask(models.Model):
@@ -131,12 +127,9 @@ class ScheduledTask(models.Model):
     def __str__(self) -> str:
         return f"{self.identifier} #{self.pk} ({self.status})"
 
-    @classmethod
-    def visible_to(cls, user: Any) -> models.QuerySet[ScheduledTask]:
-        """The tasks ``user`` may see and act on (admin, API): every task for a superuser or a
-        holder of ``see_all_scheduledtask`` (operators), else the ones they own."""
-        rows = cls.objects.all()
-        return rows if sees_all_tasks(user) else rows.filter(owner=user)
+    def is_visible_to(self, user: Any) -> bool:
+        """``ScheduledTaskQuerySet.visible_to``'s rule for this one task."""
+        return self.owner_id == user.pk or sees_all_tasks(user)
 
     @property
     def attempt(self) -> int:

@@ -25,8 +25,18 @@ CLAIM_ORDER = ("-priority", "scheduled_at", "id")
 RETRY_ATTEMPTS = 5
 
 
+def sees_all_tasks(user: Any) -> bool:
+    """Superusers and holders of ``see_all_scheduledtask`` (operators) see every task."""
+    return user.is_superuser or user.has_perm("django_jobs.see_all_scheduledtask")
+
+
 class ScheduledTaskQuerySet(models.QuerySet):
     # -- reading ---------------------------------------------------------------
+    def visible_to(self, user: Any) -> ScheduledTaskQuerySet:
+        """The tasks ``user`` may see and act on (admin, API): all of them for one who
+        ``sees_all_tasks``, else the ones they own."""
+        return self if sees_all_tasks(user) else self.filter(owner=user)
+
     def due(self, now: datetime, queues: Iterable[str] | None = None,
             paused: Iterable[str] = ()) -> ScheduledTaskQuerySet:
         """Pending tasks whose time has come, in claim order, outside the ``paused`` queues."""

@@ -12,7 +12,8 @@ from django.contrib.admin.views.main import ChangeList
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from ..models import ScheduledTask, sees_all_tasks
+from ..models import ScheduledTask
+from ..querysets import sees_all_tasks
 from . import display
 from .dashboard import dashboard_view
 from .filters import JobNameFilter, QueueFilter
@@ -66,8 +67,7 @@ class ScheduledTaskAdmin(TaskDetailAdmin):
 
     # -- who sees what: only their own tasks, unless superuser or see_all_scheduledtask -----
     def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        return queryset if sees_all_tasks(request.user) else queryset.filter(owner=request.user)
+        return super().get_queryset(request).visible_to(request.user)
 
     def get_list_display(self, request):
         shown = super().get_list_display(request)

@@ -8,17 +8,14 @@ filter by ``?owner=<username>``."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib.auth import get_user_model
-from django.db.models import QuerySet
 from django.http import HttpResponse
 
 import django_jobs
 
 from .. import validation
 from ..exceptions import DjangoJobsError, InvalidJobOption, JobArgumentsError, UniqueKeyConflict, UnknownJob
-from ..models import ScheduledTask, sees_all_tasks
+from ..models import ScheduledTask
 from ..registry import registry
 from ..timeline import task_timeline
 from .calls import JobCall
@@ -97,19 +94,11 @@ def create_task(call: Call) -> HttpResponse:
                                    run_at=data.get("run_at"), owner=call.user, **options)
     except DjangoJobsError as error:
         raise bad_input(field_of(error), str(error)) from None
-    if not may_see(call.user, task):  # the key is held by a task of another user: say no more
+    if not task.is_visible_to(call.user):  # the key is held by a task of another user: say no more
         raise ApiError.field(409, "unique_key", "An active task you cannot see holds this unique_key.")
     if task.owner_id == call.user.pk:
         task.owner = call.user  # serialised without a query
     return json_response(task_detail(task), 200 if task.pk == holder else 201)
-
-
-def visible(user: Any) -> QuerySet[ScheduledTask]:
-    return ScheduledTask.visible_to(user)
-
-
-def may_see(user: Any, task: ScheduledTask) -> bool:
-    return task.owner_id == user.pk or sees_all_tasks(user)
 
 
 def active_holder(key: str | None) -> int | None:
@@ -134,7 +123,7 @@ def field_of(error: DjangoJobsError) -> str:
 
 def list_tasks(call: Call) -> HttpResponse:
     """Tasks, newest first, filtered by status, queue, job, schedule or unique key."""
-    rows = visible(call.user).defer("traceback", "attempt_log").select_related("owner")
+    rows = ScheduledTask.objects.visible_to(call.user).defer("traceback", "attempt_log").select_related("owner")
     filters = {TASK_FILTERS[name]: value for name, value in call.query.items() if name in TASK_FILTERS}
     if "owner" in call.query:
         filters[f"owner__{get_user_model().USERNAME_FIELD}"] = call.query["owner"]
@@ -148,7 +137,7 @@ def get_task(call: Call) -> HttpResponse:
 def find_task(call: Call) -> ScheduledTask:
     """The task of the path's id if the caller may see it; else 404, whether it exists or not."""
     pk = call.params["id"]
-    task = visible(call.user).select_related("owner").filter(pk=pk).first() if 1 <= pk <= MAX_ID else None
+    task = ScheduledTask.objects.visible_to(call.user).select_related("owner").filter(pk=pk).first() if 1 <= pk <= MAX_ID else None
     if task is None:
         raise not_found("id", f"No task with id {pk}.")
     return task
@@ -169,7 +158,7 @@ def retry_task(call: Call) -> HttpResponse:
     try:
         retried = task.retry()
     except UniqueKeyConflict as conflict:
-        if conflict.holder_id is not None and not visible(call.user).filter(pk=conflict.holder_id).exists():
+        if conflict.holder_id is not None and not ScheduledTask.objects.visible_to(call.user).filter(pk=conflict.holder_id).exists():
             raise ApiError.field(409, "unique_key", "An active task you cannot see holds this task's "
                                                     "unique_key.") from None
         raise ApiError.field(409, "unique_key", str(conflict)) from None
