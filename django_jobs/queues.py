@@ -74,7 +74,7 @@ def resume_all() -> bool:
 
 def all_paused() -> PausedQueue | None:
     """The global pause (who, when, why), or None."""
-    return PausedQueue.objects.filter(queue=ALL_QUEUES).first()
+    return PausedQueue.objects.select_related("paused_by").filter(queue=ALL_QUEUES).first()
 
 
 def paused_queues() -> list[str]:

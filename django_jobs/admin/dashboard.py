@@ -17,6 +17,7 @@ from django.utils import timezone
 from .. import monitoring
 from ..conf import jobs_settings
 from ..models import PausedQueue, ScheduledTask
+from ..queues import all_paused
 from ..validation import ALL_QUEUES
 from . import charts, metrics
 from .display import human_duration
@@ -70,7 +71,7 @@ def dashboard_context(hours: int, refresh: int) -> dict[str, Any]:
         "total": sum(counts.values()),
         "queues": queues,
         "paused_count": sum(queue["paused"] is not None for queue in queues),
-        "all_paused": PausedQueue.objects.select_related("paused_by").filter(queue=ALL_QUEUES).first(),
+        "all_paused": all_paused(),
         "chart": chart,
         "success_rate": success_rate(chart),
         "slowest": with_text(metrics.slowest_jobs(window), "average", "longest"),

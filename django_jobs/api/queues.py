@@ -12,6 +12,7 @@ import django_jobs
 from .. import validation
 from ..exceptions import InvalidJobOption
 from ..models import PausedQueue
+from ..queues import all_paused
 from ..validation import ALL_QUEUES
 from .fields import Text
 from .http import Call, bad_input, json_response
@@ -39,7 +40,7 @@ def resume_all(call: Call) -> HttpResponse:
 
 
 def scheduler_state(changed: bool) -> HttpResponse:
-    pause = PausedQueue.objects.select_related("paused_by").filter(queue=ALL_QUEUES).first()
+    pause = all_paused()
     return json_response({"paused": pause is not None, "changed": changed,
                           "pause": paused_queue(pause) if pause else None})
 
