@@ -108,6 +108,8 @@ def parse_policy(policy: Mapping[str, Any], what: str = "RETENTION") -> dict[str
 
 
 def parse_limit(value: Any, what: str) -> Limit:
+    if isinstance(value, Limit):  # parsed already (``configured_policy``)
+        return value
     if not isinstance(value, Mapping):
         return Limit(older_than=parse_duration(value, what))
     unknown = sorted(set(value) - set(LIMIT_KEYS), key=str)
@@ -171,8 +173,8 @@ def prune(policy: Mapping[str, Any], *, batch_size: int = DEFAULT_BATCH_SIZE, dr
     """Delete the finished tasks ``policy`` does not keep; return the count per status.
 
     ``policy`` maps ``completed`` / ``failed`` / ``cancelled`` to an age (see
-    ``parse_duration``) or to ``{"older_than": age, "keep": count}`` (either or both; a
-    task goes when it is past either limit). With ``dry_run`` nothing is deleted and the
+    ``parse_duration``) or to ``{"older_than": age, "keep": count}`` (either or both, or
+    a ``Limit`` as ``parse_policy`` returns it; a task goes when it is past either limit). With ``dry_run`` nothing is deleted and the
     counts are what would be. ``should_stop`` is asked between batches (a stopping worker).
     """
     if batch_size < 1:
@@ -253,7 +255,7 @@ def prune_once(should_stop: Callable[[], bool], on_error: Callable[[BaseExceptio
         logger.error("DJANGO_JOBS['RETENTION'] is invalid, nothing pruned: %s", error)
         return {}
     try:
-        return prune(jobs_settings.RETENTION, should_stop=should_stop) if policy else {}
+        return prune(policy, should_stop=should_stop) if policy else {}
     except DatabaseError as error:
         if on_error is not None:
             on_error(error)
