@@ -79,14 +79,15 @@ def fire(schedule: CronSchedule, now: datetime) -> ScheduledTask | None:
         )
         if not advanced:
             return None  # another worker fired it
-        if schedule.overlap == CronSchedule.Overlap.QUEUE and waiting_fires(schedule):
-            wait(schedule, fire_time, reason="earlier fires are waiting")  # keep the order
+        waiting = waiting_fires(schedule) if schedule.overlap == CronSchedule.Overlap.QUEUE else []
+        if waiting:
+            wait(schedule, fire_time, waiting, reason="earlier fires are waiting")  # keep the order
             return None
         task = enqueue_for_schedule(schedule, fire_time)
         if task is None and schedule.overlap != CronSchedule.Overlap.ALLOW:
             holder = active_holder(schedule)
             if holder is not None:
-                overlapped(schedule, fire_time, holder)
+                overlapped(schedule, fire_time, holder, waiting)
     if task is not None:
         TaskLog(task, logger).info("enqueued by cron schedule %r for %s", schedule.name, fire_time.isoformat())
     return task
@@ -116,9 +117,10 @@ def waiting_fires(schedule: CronSchedule) -> list[str]:
     return CronSchedule.objects.filter(pk=schedule.pk).values_list("waiting_fires", flat=True).first() or []
 
 
-def overlapped(schedule: CronSchedule, fire_time: datetime, holder: ScheduledTask) -> None:
+def overlapped(schedule: CronSchedule, fire_time: datetime, holder: ScheduledTask, waiting: list[str]) -> None:
+    """``waiting``: the schedule's waiting fires, read under its row's lock."""
     if schedule.overlap == CronSchedule.Overlap.QUEUE:
-        wait(schedule, fire_time, reason=f"task #{holder.pk} is still {holder.status}")
+        wait(schedule, fire_time, waiting, reason=f"task #{holder.pk} is still {holder.status}")
         return
     skip(schedule, fire_time, reason=f"task #{holder.pk} is still {holder.status}")
 
@@ -129,8 +131,8 @@ def skip(schedule: CronSchedule, fire_time: datetime, *, reason: str) -> None:
     logger.info("Cron schedule %r: fire time %s skipped, %s", schedule.name, fire_time.isoformat(), reason)
 
 
-def wait(schedule: CronSchedule, fire_time: datetime, *, reason: str) -> None:
-    waiting = waiting_fires(schedule)
+def wait(schedule: CronSchedule, fire_time: datetime, waiting: list[str], *, reason: str) -> None:
+    """Append ``fire_time`` to ``waiting`` (the stored list, read under the row's lock)."""
     if len(waiting) >= MAX_WAITING_FIRES:
         skip(schedule, fire_time, reason=f"{len(waiting)} fires are waiting already ({reason})")
         return
