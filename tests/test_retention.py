@@ -155,8 +155,8 @@ def test_each_batch_starts_after_the_last_row_of_the_previous_one():
     assert seen == [task.pk for task in tasks[3:]] + [task.pk for task in tasks[:3]]
 
 
-def test_a_task_retried_between_select_and_delete_is_not_deleted(monkeypatch):
-    victim, other = finished("failed", 10 * DAY), finished("failed", 11 * DAY)
+def retry_between_select_and_delete(monkeypatch, victim: ScheduledTask) -> None:
+    """An operator retries ``victim`` after each batch is selected, before it is deleted."""
     real_next_batch = retention.next_batch
 
     def operator_retries_meanwhile(*args):
@@ -165,6 +165,11 @@ def test_a_task_retried_between_select_and_delete_is_not_deleted(monkeypatch):
         return batch
 
     monkeypatch.setattr(retention, "next_batch", operator_retries_meanwhile)
+
+
+def test_a_task_retried_between_select_and_delete_is_not_deleted(monkeypatch):
+    victim, other = finished("failed", 10 * DAY), finished("failed", 11 * DAY)
+    retry_between_select_and_delete(monkeypatch, victim)
     assert retention.prune({"failed": "1d"}) == {"failed": 1}
     assert remaining() == {victim.pk}
     victim.refresh_from_db()
@@ -305,14 +310,7 @@ def test_keep_does_not_count_rows_without_their_time():
 
 def test_with_keep_a_task_retried_between_select_and_delete_is_not_deleted(monkeypatch):
     newest, victim, other = (finished("failed", days * DAY) for days in (1, 10, 11))
-    real_next_batch = retention.next_batch
-
-    def operator_retries_meanwhile(*args):
-        batch = real_next_batch(*args)
-        ScheduledTask.objects.filter(pk=victim.pk).retry_now()
-        return batch
-
-    monkeypatch.setattr(retention, "next_batch", operator_retries_meanwhile)
+    retry_between_select_and_delete(monkeypatch, victim)
     assert retention.prune({"failed": {"keep": 1}}) == {"failed": 1}
     assert remaining() == {newest.pk, victim.pk}
 
