@@ -227,10 +227,15 @@ def test_invalid_declarations_stop_the_worker_naming_the_schedule(spec, message)
 
 
 @pytest.mark.slow
-def test_worker_processes_racing_on_schedules_fire_each_time_exactly_once(workers):
+@pytest.mark.parametrize("overlap", ["allow", "skip"])
+def test_worker_processes_racing_on_schedules_fire_each_time_exactly_once(workers, overlap):
     """Four real workers tick the same schedules; each round moves every schedule's
-    ``next_run`` to a new past fire time, so every round is a race."""
-    schedules = [CronScheduleFactory(expression="* * * * *") for _ in range(10)]
+    ``next_run`` to a new past fire time, so every round is a race.
+
+    With ``allow`` every fire is enqueued once. With ``skip`` (the default of new
+    schedules) a fire that finds the previous task still pending or running is
+    counted instead: then every fire is either enqueued once or counted once."""
+    schedules = [CronScheduleFactory(expression="* * * * *", overlap=overlap) for _ in range(10)]
     for _ in range(4):
         workers.start("--concurrency", "2", "--interval", "0.2")
     base = minute(timezone.now()) - timedelta(hours=2)
@@ -242,6 +247,12 @@ def test_worker_processes_racing_on_schedules_fire_each_time_exactly_once(worker
     per_fire = ScheduledTask.objects.values("cron_schedule", "cron_fire_time").annotate(count=Count("id"))
     assert max(row["count"] for row in per_fire) == 1
     fired = {(row["cron_schedule"], row["cron_fire_time"]) for row in per_fire}
-    assert {(s.pk, t) for s in schedules for t in rounds} <= fired
+    assert fired <= {(s.pk, t) for s in schedules for t in rounds}
+    skipped = dict(CronSchedule.objects.values_list("pk", "skipped_fires"))
+    for schedule in schedules:
+        enqueued = sum(1 for pk, _ in fired if pk == schedule.pk)
+        assert enqueued + skipped[schedule.pk] == len(rounds), schedule
+    if overlap == "allow":
+        assert set(skipped.values()) == {0}
     assert set(ScheduledTask.objects.values_list("status", flat=True)) == {"completed"}
     assert ScheduledTask.objects.values("worker_id").distinct().count() >= 2
