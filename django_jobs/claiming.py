@@ -19,6 +19,7 @@ from django.db import OperationalError, connections, router, transaction
 from django.utils import timezone
 
 from .models import PausedQueue, ScheduledTask
+from .querysets import mark_claimed
 from .rows import column_list, reader
 
 logger = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def claim_with_row_locks(alias: str, worker_id: str, queues: list[str] | None, l
         walk_the_claim_index(alias)
         tasks = list(rows.due_unless_paused(now, queues).select_for_update(skip_locked=True)[:limit])
         if tasks:
-            rows.filter(pk__in=[task.pk for task in tasks]).mark_running(worker_id, now)
+            mark_claimed([task.pk for task in tasks], worker_id, now, alias)
     return [held(task, worker_id, now) for task in tasks]
 
 
@@ -121,7 +122,7 @@ def claim_with_conditional_update(alias: str, worker_id: str, queues: list[str] 
         if not candidates:
             return []
         # Only rows still pending change; a row another worker took meanwhile is skipped.
-        if rows.filter(pk__in=candidates).mark_running(worker_id, now):
+        if mark_claimed(candidates, worker_id, now, alias):
             mine = rows.filter(pk__in=candidates, status=ScheduledTask.Status.RUNNING, worker_id=worker_id, started_at=now)
             return sorted(mine, key=claim_sort_key)
     return []

@@ -289,7 +289,7 @@ class CronSchedule(models.Model):
 
 
 class TaskEvent(models.Model):
-    """One state change of a task, written by the database's triggers (``django_jobs.events``).
+    """One state change of a task, written in the change's transaction (``django_jobs.events``).
 
     Queue pauses and resumes are events too, with no task. Deleting a task deletes its events.
     """
@@ -306,9 +306,10 @@ class TaskEvent(models.Model):
         PAUSED = "paused", _("queue paused")
         RESUMED = "resumed", _("queue resumed")
 
-    # No foreign-key constraint: the triggers insert events inside the task's own
-    # statement, and delete them with it; a constraint would only add a lookup per row.
-    task = models.ForeignKey(ScheduledTask, verbose_name=_("task"), on_delete=models.DO_NOTHING,
+    # No foreign-key constraint: events are written beside the task's own change, and
+    # deleted with it; a constraint would only add a lookup per row. The cascade is the
+    # ORM's (PostgreSQL's trigger deletes them too, for raw SQL deletes).
+    task = models.ForeignKey(ScheduledTask, verbose_name=_("task"), on_delete=models.CASCADE,
                              db_constraint=False, null=True, blank=True, related_name="events",
                              help_text=_("Empty for events of a queue."))
     kind = models.CharField(_("event"), max_length=20, choices=Kind.choices)

@@ -3,18 +3,25 @@
 The worker, admin, API and tests all call these. Each filters on the state it
 expects (``status``, and ``worker_id`` for a held task), so a change that lost a
 race updates nothing instead of clobbering the winner; each returns the row count.
+
+Each also puts the change on the event trail (``events``): PostgreSQL's triggers do
+it there; elsewhere ``changed`` writes the events in the UPDATE's transaction. To
+find the rows it changed, it selects them by their new state: the worker's changes
+(``mark_running`` … ``fail``) by worker, status and time, on a queryset that selects
+by key; the others (release, recover, operator actions) read the ids first.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from django.apps import apps
 from django.db import IntegrityError, connections, models, router, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from . import events
 from .exceptions import UniqueKeyConflict
 from .notify import wake_workers
 
@@ -23,6 +30,9 @@ CLAIM_ORDER = ("-priority", "scheduled_at", "id")
 # A retry refused by the unique index whose key holder finished before it could be
 # named: the retry is tried again, as an enqueue racing a finishing holder is.
 RETRY_ATTEMPTS = 5
+# Operator actions on many tasks, where the database writes no events: ids per UPDATE
+# (SQLite takes up to 32,766 parameters; MariaDB's packet is finite too).
+IDS_PER_CHANGE = 1000
 
 
 def sees_all_tasks(user: Any) -> bool:
@@ -68,12 +78,16 @@ class ScheduledTaskQuerySet(models.QuerySet):
         return self.filter(unique_key=unique_key, status__in=(PENDING, RUNNING))
 
     # -- claiming and finishing (worker) -----------------------------------------
+    # These four select by key (``filter(pk=…)``/``pk__in``), never by status: their events are
+    # the rows of this queryset in the new state.
     def mark_running(self, worker_id: str, now: datetime) -> int:
         """Take pending rows of this queryset for ``worker_id``."""
-        return self.filter(status=PENDING).update(status=RUNNING, worker_id=worker_id, started_at=now, updated_at=now)
+        return self.changed("started", self.filter(status=PENDING), self.written(RUNNING, worker_id, now),
+                            status=RUNNING, worker_id=worker_id, started_at=now, updated_at=now)
 
     def complete(self, worker_id: str, result: Any, now: datetime) -> int:
-        return self.held_by(worker_id).update(**completion(result, now))
+        return self.changed("completed", self.held_by(worker_id), self.written(COMPLETED, worker_id, now),
+                            **completion(result, now))
 
     def retry_later(self, worker_id: str, at: datetime, error: str, traceback: str, now: datetime,
                     attempt_log: list[dict[str, Any]]) -> int:
@@ -82,14 +96,16 @@ class ScheduledTaskQuerySet(models.QuerySet):
         ``attempt_log`` is the task's whole history with this attempt appended: only
         the holder writes it, so the copy it read at claim time is current.
         """
-        return self.held_by(worker_id).update(
+        return self.changed(
+            "retried", self.held_by(worker_id), self.written(PENDING, worker_id, now),
             status=PENDING, scheduled_at=at, retry_count=F("retry_count") + 1,
             failed_at=now, error_message=error, traceback=traceback, updated_at=now, attempt_log=attempt_log,
         )
 
     def fail(self, worker_id: str, error: str, traceback: str, now: datetime, attempt_log: list[dict[str, Any]]) -> int:
         """Record the last failed attempt: the task is now dead-lettered as ``failed``."""
-        return self.held_by(worker_id).update(
+        return self.changed(
+            "failed", self.held_by(worker_id), self.written(FAILED, worker_id, now),
             status=FAILED, failed_at=now, error_message=error, traceback=traceback, updated_at=now,
             attempt_log=attempt_log,
         )
@@ -99,7 +115,11 @@ class ScheduledTaskQuerySet(models.QuerySet):
 
         They are due at once: other idle workers are woken to take them.
         """
-        return self.wake_if(self.held_by(worker_id).update(status=PENDING, scheduled_at=now, updated_at=now))
+        released = 0
+        for rows in self.held_by(worker_id).by_ids():
+            released += rows.changed("released", rows.held_by(worker_id), rows.written(PENDING, worker_id, now),
+                                     status=PENDING, scheduled_at=now, updated_at=now)
+        return self.wake_if(released)
 
     def lost(self, live_worker_ids: models.QuerySet, started_before: datetime) -> ScheduledTaskQuerySet:
         """Running tasks whose worker is not live."""
@@ -113,18 +133,23 @@ class ScheduledTaskQuerySet(models.QuerySet):
         task moved on since it was read.
         """
         entry = attempt_entry(task, now, error, exception_class, traceback="")
-        rows = self.filter(pk=task.pk, status=RUNNING, worker_id=task.worker_id, started_at=task.started_at)
+        task_rows = self.filter(pk=task.pk)
+        rows = task_rows.filter(status=RUNNING, worker_id=task.worker_id, started_at=task.started_at)
         common = dict(failed_at=now, error_message=error, traceback="", updated_at=now,
                       attempt_log=[*task.attempt_log, entry])
         if task.retry_count < task.max_retries:
-            retried = rows.update(status=PENDING, scheduled_at=now, retry_count=F("retry_count") + 1, **common)
-            return self.filter(pk=task.pk).wake_if(retried)
-        return rows.update(status=FAILED, **common)
+            retried = task_rows.changed("recovered", rows, task_rows.written(PENDING, task.worker_id, now),
+                                        status=PENDING, scheduled_at=now, retry_count=F("retry_count") + 1, **common)
+            return task_rows.wake_if(retried)
+        return task_rows.changed("failed", rows, task_rows.written(FAILED, task.worker_id, now), status=FAILED, **common)
 
     # -- operator actions ------------------------------------------------------------
     def cancel_pending(self) -> int:
         now = timezone.now()
-        return self.filter(status=PENDING).update(status=CANCELLED, updated_at=now)
+        with transaction.atomic(using=self.write_db, savepoint=False):
+            return sum(rows.changed("cancelled", rows.filter(status=PENDING), rows.written(CANCELLED, None, now),
+                                    status=CANCELLED, updated_at=now)
+                       for rows in self.filter(status=PENDING).by_ids())
 
     def retry_now(self) -> int:
         """Failed or cancelled tasks back to pending, due now, with a fresh set of retries.
@@ -147,11 +172,13 @@ class ScheduledTaskQuerySet(models.QuerySet):
         raise self.unnamed_key_conflict()
 
     def back_to_pending(self) -> int:
+        """The change of ``retry_now``; the caller's transaction makes it all or nothing."""
         now = timezone.now()
-        return self.filter(status__in=(FAILED, CANCELLED)).update(
-            status=PENDING, scheduled_at=now, retry_count=0, error_message="", traceback="",
-            result=None, worker_id="", updated_at=now,
-        )
+        retryable = (FAILED, CANCELLED)
+        return sum(rows.changed("requeued", rows.filter(status__in=retryable), rows.written(PENDING, "", now),
+                                status=PENDING, scheduled_at=now, retry_count=0, error_message="", traceback="",
+                                result=None, worker_id="", updated_at=now)
+                   for rows in self.filter(status__in=retryable).by_ids())
 
     def key_conflict(self) -> UniqueKeyConflict | None:
         """The first retryable task of this queryset whose key an active task holds, with that task."""
@@ -186,6 +213,36 @@ class ScheduledTaskQuerySet(models.QuerySet):
             wake_workers(self.order_by().values_list("queue", flat=True).distinct(), self.write_db)
         return changed
 
+    # -- the event trail of a change -------------------------------------------------
+    def changed(self, kind: str, expected: ScheduledTaskQuerySet, written: ScheduledTaskQuerySet,
+                **fields: Any) -> int:
+        """UPDATE the rows of ``expected`` to ``fields``; where no trigger writes the events,
+        write ``kind`` events for ``written`` (the same rows, found by their new state) in
+        the same transaction. Returns the number of rows changed."""
+        if not events.written_beside_changes(expected.write_db):
+            return expected.update(**fields)
+        with transaction.atomic(using=expected.write_db, savepoint=False):
+            count = expected.update(**fields)
+            if count:
+                events.write(written.using(expected.write_db), kind)
+        return count
+
+    def written(self, status: str, worker_id: str | None, now: datetime) -> ScheduledTaskQuerySet:
+        """The rows of this queryset that a change at ``now`` left in ``status`` (under ``worker_id``)."""
+        rows = self.filter(status=status, updated_at=now)
+        return rows if worker_id is None else rows.filter(worker_id=worker_id)
+
+    def by_ids(self) -> Iterator[ScheduledTaskQuerySet]:
+        """This queryset, to be changed: as it is where no events are written beside changes;
+        elsewhere as querysets of its ids (read first, ``IDS_PER_CHANGE`` at a time), which
+        still select the rows once the change moved them out of this queryset's filter."""
+        if not events.written_beside_changes(self.write_db):
+            yield self
+            return
+        ids = list(self.using(self.write_db).order_by("pk").values_list("pk", flat=True))
+        for start in range(0, len(ids), IDS_PER_CHANGE):
+            yield self.model.objects.using(self.write_db).filter(pk__in=ids[start:start + IDS_PER_CHANGE])
+
     @property
     def write_db(self) -> str:
         """The database this queryset's UPDATEs go to (``db`` names the read database
@@ -211,24 +268,45 @@ def completion(result: Any, now: datetime) -> dict[str, Any]:
 
 
 def complete_held(ids: list[int], worker_id: str, now: datetime, alias: str) -> int:
-    """``complete`` with no result for many tasks this worker holds: the recorder's bulk write.
+    """``complete`` with no result for many tasks this worker holds: the recorder's bulk write."""
+    return change_held_ids(alias, ids, "completed", RUNNING, worker_id, completion(None, now))
 
-    On PostgreSQL the ids go as one array parameter of a plain-SQL UPDATE: the ORM's
-    ``UPDATE ... WHERE id IN (100 parameters)`` was compiled and every id prepared and
-    quoted on each call, ~15 % of a busy worker's Python.
+
+def mark_claimed(ids: list[int], worker_id: str, now: datetime, alias: str) -> int:
+    """``mark_running`` for the ids a claim chose (MariaDB, SQLite)."""
+    fields = {"status": RUNNING, "worker_id": worker_id, "started_at": now, "updated_at": now}
+    return change_held_ids(alias, ids, "started", PENDING, None, fields)
+
+
+def change_held_ids(alias: str, ids: list[int], kind: str, expected: str, worker_id: str | None,
+                    fields: dict[str, Any]) -> int:
+    """One state change of the rows ``ids`` that are in status ``expected`` (held by
+    ``worker_id``, if given), with its events: the per-batch writes of a worker.
+
+    Plain SQL: the ORM's ``UPDATE ... WHERE id IN (100 parameters)`` was compiled and
+    every id prepared and quoted on each call, ~15 % of a busy worker's Python, and the
+    events' INSERT would cost as much again. On PostgreSQL the ids go as one array.
     """
     connection = connections[alias]
     model = apps.get_model("django_jobs", "ScheduledTask")
-    if connection.vendor != "postgresql":
-        return model.objects.using(alias).filter(pk__in=ids).complete(worker_id, None, now)
     quote = connection.ops.quote_name
-    written = completion(None, now)  # None: SQL NULL, as the ORM writes a JSON field's None
-    assignments = ", ".join(f"{quote(model._meta.get_field(name).column)} = %s" for name in written)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {quote(model._meta.db_table)} SET {assignments} WHERE id = ANY(%s) AND status = %s AND worker_id = %s",
-            [*written.values(), ids, RUNNING, worker_id],
-        )
+    columns = {model._meta.get_field(name): value for name, value in fields.items()}
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in columns)
+    values = [field.get_db_prep_save(value, connection) for field, value in columns.items()]
+    ids_sql, ids_params = ("= ANY(%s)", [ids]) if connection.vendor == "postgresql" else (
+        f"IN ({', '.join(['%s'] * len(ids))})", ids)
+    held = " AND worker_id = %s" if worker_id is not None else ""
+    update = f"UPDATE {quote(model._meta.db_table)} SET {assignments} WHERE id {ids_sql} AND status = %s{held}"
+    params = [*values, *ids_params, expected, *([worker_id] if worker_id is not None else [])]
+    if not events.written_beside_changes(alias):
+        with connection.cursor() as cursor:
+            cursor.execute(update, params)
+            return cursor.rowcount
+    with transaction.atomic(using=alias, savepoint=False), connection.cursor() as cursor:
+        cursor.execute(update, params)
+        if cursor.rowcount:
+            events.write_ids(connection, ids, kind, fields["status"], fields.get("worker_id", worker_id),
+                             fields["updated_at"])
         return cursor.rowcount
 
 

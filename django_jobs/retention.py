@@ -46,6 +46,7 @@ from django.db import connections, router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from . import events
 from .conf import jobs_settings
 from .models import ScheduledTask
 
@@ -217,8 +218,11 @@ def delete_batch(rule: Rule, ids: list[int]) -> int:
     """Delete these rows in one short transaction, if they still match the rule."""
     alias = router.db_for_write(ScheduledTask)
     with transaction.atomic(using=alias):
-        _, per_model = rule.rows().using(alias).filter(pk__in=ids).delete()
-    return per_model.get(ScheduledTask._meta.label, 0)
+        # A raw delete: the ORM's cascade to the events would fetch every row first and
+        # delete by key alone, losing the rule's recheck. Their events go after.
+        deleted = rule.rows().using(alias).filter(pk__in=ids)._raw_delete(alias)
+        events.delete_orphans(alias, ids)
+    return deleted
 
 
 # -- automatic retention in workers ---------------------------------------------------

@@ -1,9 +1,8 @@
 """A task's history in time order, for admin's task page and the API's ``tasks/{id}/events``.
 
-Its event trail when it has one that reaches its present state (PostgreSQL's triggers,
-``django_jobs.events``); else what the row itself records (``row``): the task written
-before the trail, with ``EVENTS`` off for a while, by hand, or on a database without
-the trail. Each entry has a ``kind``, a time and a label in words.
+Its event trail when it has one that reaches its present state (``django_jobs.events``);
+else what the row itself records (``row``): the task written before the trail, with
+``EVENTS`` off for a while, or by hand. Each entry has a ``kind``, a time and a label in words.
 """
 
 from __future__ import annotations

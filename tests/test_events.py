@@ -1,6 +1,5 @@
-"""The event trail: one TaskEvent row per state change, written by the database itself
-(PostgreSQL; on MariaDB and SQLite only queue pauses are on the trail for now, and the
-admin draws a task's timeline from the row).
+"""The event trail: one TaskEvent row per state change, in the change's transaction
+(PostgreSQL's triggers; on MariaDB and SQLite the state changes of ``querysets``).
 
 Every path that changes a task is driven for real (a worker process's claim and bulk
 completion, enqueue_many, the single enqueue, retries, recovery from a dead worker, a
@@ -14,7 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connections, transaction
 from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
@@ -26,17 +25,12 @@ from django_jobs.worker import recover_lost_tasks
 from tests.testapp import jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)
-# Task events come from PostgreSQL's triggers; MariaDB and SQLite have none yet (events.TRIGGERS).
-postgresql_only = pytest.mark.skipif(
-    connection.vendor != "postgresql",
-    reason="task events are written by PostgreSQL triggers only, for now; see test_no_task_events_elsewhere_yet")
 
 
 def trail(task: ScheduledTask) -> list[tuple[str, int]]:
     return list(TaskEvent.objects.filter(task=task).order_by("at", "id").values_list("kind", "attempt"))
 
 
-@postgresql_only
 @pytest.mark.slow
 def test_a_worker_process_leaves_the_whole_history_of_each_task(workers):
     flaky = jobs.fail_until.enqueue(2)
@@ -54,7 +48,6 @@ def test_a_worker_process_leaves_the_whole_history_of_each_task(workers):
     assert started.at <= TaskEvent.objects.get(task=result, kind="completed").at
 
 
-@postgresql_only
 def test_operator_actions_cancel_and_retry_are_on_the_trail():
     task = jobs.noop.enqueue()
     assert task.cancel()
@@ -63,13 +56,11 @@ def test_operator_actions_cancel_and_retry_are_on_the_trail():
     assert trail(task) == [("cancelled", 0), ("requeued", 0)]
 
 
-@postgresql_only
 def test_a_lost_worker_s_task_is_recovered_on_the_trail_and_fails_when_no_retry_is_left():
     long_ago = timezone.now() - timedelta(hours=1)
     retrying = jobs.noop.enqueue()
     last = jobs.noop.using(max_retries=0).enqueue()
-    ScheduledTask.objects.filter(pk__in=[retrying.pk, last.pk]).update(
-        status="running", worker_id="dead:1", started_at=long_ago, updated_at=timezone.now())
+    ScheduledTask.objects.filter(pk__in=[retrying.pk, last.pk]).mark_running("dead:1", long_ago)
     Worker.objects.create(worker_id="dead:1", hostname="h", pid=1, last_heartbeat=long_ago)
     assert recover_lost_tasks() == 2
 
@@ -79,7 +70,6 @@ def test_a_lost_worker_s_task_is_recovered_on_the_trail_and_fails_when_no_retry_
     assert trail(last)[-1] == ("failed", 1)
 
 
-@postgresql_only
 def test_a_task_given_back_unstarted_is_released_on_the_trail():
     task = jobs.noop.enqueue()
     ScheduledTask.objects.filter(pk=task.pk).mark_running("w:1", timezone.now())
@@ -87,7 +77,6 @@ def test_a_task_given_back_unstarted_is_released_on_the_trail():
     assert trail(task) == [("started", 1), ("released", 1)]
 
 
-@postgresql_only
 def test_a_rolled_back_enqueue_leaves_no_event():
     with pytest.raises(RuntimeError):
         with transaction.atomic():
@@ -97,7 +86,6 @@ def test_a_rolled_back_enqueue_leaves_no_event():
     assert not TaskEvent.objects.exists()
 
 
-@postgresql_only
 def test_enqueueing_writes_no_event_the_row_is_its_record():
     jobs.noop.enqueue()  # PostgreSQL: the prepared libpq statement, outside a transaction
     with transaction.atomic():
@@ -118,7 +106,6 @@ def test_pausing_and_resuming_queues_are_events_without_a_task(django_user_model
                     ("paused", "*", "deploy", None), ("resumed", "*", "", None)]
 
 
-@postgresql_only
 def test_deleting_or_pruning_a_task_deletes_its_events():
     kept, deleted, pruned = (jobs.noop.enqueue() for _ in range(3))
     for task in (kept, deleted):
@@ -129,7 +116,6 @@ def test_deleting_or_pruning_a_task_deletes_its_events():
     assert set(TaskEvent.objects.values_list("task_id", flat=True)) == {kept.pk}
 
 
-@postgresql_only
 def test_events_off_writes_no_event_but_deletes_still_clean_up():
     connections.close_all()  # the switch is read when a connection opens
     with override_settings(DJANGO_JOBS={"EVENTS": False}):
@@ -150,7 +136,6 @@ def test_events_off_writes_no_event_but_deletes_still_clean_up():
     assert not TaskEvent.objects.filter(task_id=loud.pk).exists()
 
 
-@postgresql_only
 def test_the_admin_task_page_shows_the_trail(admin_client):
     task = jobs.fail_until.enqueue(3)
     from django_jobs.testing import run_pending_jobs
@@ -161,15 +146,42 @@ def test_the_admin_task_page_shows_the_trail(admin_client):
     assert "Started attempt 1 on inline:" in html and "Enqueued" in html
 
 
-@pytest.mark.skipif(connection.vendor == "postgresql", reason="PostgreSQL writes task events")
-def test_no_task_events_elsewhere_yet_and_the_admin_draws_the_row(admin_client):
-    task = jobs.fail_until.enqueue(3)
+def test_with_the_trail_off_the_admin_draws_the_timeline_from_the_row(admin_client):
     from django_jobs.testing import run_pending_jobs
 
-    run_pending_jobs()
-    assert not TaskEvent.objects.filter(task__isnull=False).exists()
-    html = admin_client.get(reverse("admin:django_jobs_scheduledtask_change", args=[task.pk])).content.decode()
+    connections.close_all()  # PostgreSQL reads the switch when a connection opens
+    with override_settings(DJANGO_JOBS={"EVENTS": False}):
+        connections.close_all()
+        task = jobs.fail_until.enqueue(3)
+        run_pending_jobs()
+        assert not TaskEvent.objects.filter(task__isnull=False).exists()
+        html = admin_client.get(reverse("admin:django_jobs_scheduledtask_change", args=[task.pk])).content.decode()
+        connections.close_all()
     assert "Enqueued" in html and "Attempt 1 failed" in html
+
+
+def test_operator_actions_on_many_tasks_write_one_event_each():
+    """Past IDS_PER_CHANGE, where the ids are read first (MariaDB, SQLite), and after the
+    change no longer matches the queryset's own filter (``status=pending``)."""
+    from django_jobs import querysets
+
+    tasks = jobs.noop.enqueue_many([((), {}) for _ in range(querysets.IDS_PER_CHANGE + 5)])
+    assert ScheduledTask.objects.filter(status="pending").cancel_pending() == len(tasks)
+    assert TaskEvent.objects.filter(kind="cancelled").count() == len(tasks)
+    assert ScheduledTask.objects.filter(status="cancelled").retry_now() == len(tasks)
+    assert TaskEvent.objects.filter(kind="requeued").count() == len(tasks)
+    assert set(TaskEvent.objects.values_list("attempt", flat=True)) == {0}
+
+
+def test_a_change_that_lost_its_race_writes_no_event():
+    task = jobs.noop.enqueue()
+    rows = ScheduledTask.objects.filter(pk=task.pk)
+    assert rows.mark_running("w:1", timezone.now()) == 1
+    assert rows.mark_running("w:2", timezone.now()) == 0  # taken already
+    assert rows.complete("w:2", None, timezone.now()) == 0  # not held by w:2
+    assert rows.release("w:2", timezone.now()) == 0
+    assert trail(task) == [("started", 1)]
+    assert TaskEvent.objects.get(task=task).worker_id == "w:1"
 
 
 @pytest.fixture

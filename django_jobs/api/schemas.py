@@ -180,8 +180,8 @@ COMPONENTS: dict[str, Any] = {
     "TaskEvents": closed({
         "task": INTEGER,
         "source": {"type": "string", "enum": ["trail", "row"],
-                   "description": "trail: the event rows the database wrote (PostgreSQL); row: what the task row "
-                                  "records (other databases, or a task from before the trail)."},
+                   "description": "trail: the task's event rows; row: what the task row records (a task "
+                                  "from before the trail, or changed while it was off)."},
         "results": {"type": "array", "items": ref("TaskEvent")},
     }),
     "QueueChange": closed({
