@@ -19,6 +19,7 @@ from django.utils import timezone
 from . import bulk_insert, direct_insert, metrics, validation
 from .claiming import is_transient
 from .conf import jobs_settings
+from .db import engine
 from .exceptions import InvalidJobOption, JobArgumentsError
 from .models import ScheduledTask
 from .notify import NOTIFY_CHANNEL, wake_workers
@@ -191,12 +192,12 @@ def relaxed_commit(connection: Any) -> bool:
     Only when the statement is its own transaction: the caller's transactions keep
     the durability they chose.
     """
-    return (connection.vendor == "postgresql" and not jobs_settings.ENQUEUE_SYNCHRONOUS_COMMIT
-            and not connection.in_atomic_block)
+    return (not jobs_settings.ENQUEUE_SYNCHRONOUS_COMMIT and not connection.in_atomic_block
+            and engine(connection.alias).can_relax_commit)
 
 
 def wake_for(queue: str, connection: Any) -> tuple[str, str] | None:
-    if connection.vendor != "postgresql" or not jobs_settings.NOTIFY:
+    if not jobs_settings.NOTIFY or not engine(connection.alias).can_notify:
         return None
     return (NOTIFY_CHANNEL, queue)
 

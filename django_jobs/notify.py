@@ -1,4 +1,4 @@
-"""Waking idle PostgreSQL workers: every change that makes a task due ends here.
+"""Waking idle workers: every change that makes a task due ends here.
 
 Enqueueing, retrying, running now, giving tasks back, recovering them, editing a
 pending task and resuming a queue all call ``wake_workers``. NOTIFY is
@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db import connections
-
 from .conf import jobs_settings
+from .db import engine
 
 NOTIFY_CHANNEL = "django_jobs"
 
@@ -22,9 +21,6 @@ def wake_workers(queues: Iterable[str], alias: str) -> None:
 
     ``queues`` may be a lazy queryset: it is read only when there is someone to notify.
     """
-    connection = connections[alias]
-    if connection.vendor != "postgresql" or not jobs_settings.NOTIFY:
-        return
-    with connection.cursor() as cursor:
-        for queue in sorted(set(queues)):
-            cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, queue])
+    database = engine(alias)
+    if database.can_notify and jobs_settings.NOTIFY:
+        database.notify(sorted(set(queues)))

@@ -22,6 +22,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from . import events
+from .db import engine
 from .exceptions import UniqueKeyConflict
 from .notify import wake_workers
 
@@ -268,46 +269,9 @@ def completion(result: Any, now: datetime) -> dict[str, Any]:
 
 
 def complete_held(ids: list[int], worker_id: str, now: datetime, alias: str) -> int:
-    """``complete`` with no result for many tasks this worker holds: the recorder's bulk write."""
-    return change_held_ids(alias, ids, "completed", RUNNING, worker_id, completion(None, now))
-
-
-def mark_claimed(ids: list[int], worker_id: str, now: datetime, alias: str) -> int:
-    """``mark_running`` for the ids a claim chose (MariaDB, SQLite)."""
-    fields = {"status": RUNNING, "worker_id": worker_id, "started_at": now, "updated_at": now}
-    return change_held_ids(alias, ids, "started", PENDING, None, fields)
-
-
-def change_held_ids(alias: str, ids: list[int], kind: str, expected: str, worker_id: str | None,
-                    fields: dict[str, Any]) -> int:
-    """One state change of the rows ``ids`` that are in status ``expected`` (held by
-    ``worker_id``, if given), with its events: the per-batch writes of a worker.
-
-    Plain SQL: the ORM's ``UPDATE ... WHERE id IN (100 parameters)`` was compiled and
-    every id prepared and quoted on each call, ~15 % of a busy worker's Python, and the
-    events' INSERT would cost as much again. On PostgreSQL the ids go as one array.
-    """
-    connection = connections[alias]
-    model = apps.get_model("django_jobs", "ScheduledTask")
-    quote = connection.ops.quote_name
-    columns = {model._meta.get_field(name): value for name, value in fields.items()}
-    assignments = ", ".join(f"{quote(field.column)} = %s" for field in columns)
-    values = [field.get_db_prep_save(value, connection) for field, value in columns.items()]
-    ids_sql, ids_params = ("= ANY(%s)", [ids]) if connection.vendor == "postgresql" else (
-        f"IN ({', '.join(['%s'] * len(ids))})", ids)
-    held = " AND worker_id = %s" if worker_id is not None else ""
-    update = f"UPDATE {quote(model._meta.db_table)} SET {assignments} WHERE id {ids_sql} AND status = %s{held}"
-    params = [*values, *ids_params, expected, *([worker_id] if worker_id is not None else [])]
-    if not events.written_beside_changes(alias):
-        with connection.cursor() as cursor:
-            cursor.execute(update, params)
-            return cursor.rowcount
-    with transaction.atomic(using=alias, savepoint=False), connection.cursor() as cursor:
-        cursor.execute(update, params)
-        if cursor.rowcount:
-            events.write_ids(connection, ids, kind, fields["status"], fields.get("worker_id", worker_id),
-                             fields["updated_at"])
-        return cursor.rowcount
+    """``complete`` with no result for many tasks this worker holds: the recorder's bulk write,
+    in the database engine's plain SQL, with its events."""
+    return engine(alias).change_held_ids(ids, "completed", RUNNING, worker_id, completion(None, now))
 
 
 def attempt_entry(task: Any, now: datetime, error: str, exception_class: str, traceback: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 
 from django.db import connections, router
 
+from .db import engine
 from .models import ScheduledTask
 from .notify import NOTIFY_CHANNEL
 
@@ -50,8 +51,7 @@ class NotificationListener(threading.Thread):
 
     @staticmethod
     def available() -> bool:
-        connection = connections[router.db_for_write(ScheduledTask)]
-        if connection.vendor != "postgresql":
+        if not engine(router.db_for_write(ScheduledTask)).can_notify:
             return False
         from django.db.backends.postgresql.psycopg_any import is_psycopg3
 

@@ -7,7 +7,8 @@ import pytest
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
-from django_jobs.claiming import claim, supports_skip_locked, walk_the_claim_index
+from django_jobs.claiming import claim
+from django_jobs.db import engine
 from django_jobs.models import ScheduledTask
 from tests.factories import ScheduledTaskFactory
 
@@ -103,7 +104,7 @@ def test_limit():
 
 def test_backend_strategy():
     expected = connection.vendor in ("postgresql", "mysql")
-    assert supports_skip_locked("default") is expected
+    assert engine("default").skips_locked is expected
 
 
 def test_concurrent_claimers_never_share_a_task():
@@ -161,7 +162,7 @@ def test_the_claim_walks_its_index_even_with_stale_statistics():
     due = ScheduledTask.objects.due(now, None)
     if connection.vendor == "postgresql":
         with transaction.atomic():
-            walk_the_claim_index("default")
+            engine("default").pin_claim_plan()
             plan = due.select_for_update(skip_locked=True)[:100].explain()
     else:
         plan = due.values_list("pk", flat=True)[:100].explain()
@@ -182,7 +183,7 @@ def test_the_postgresql_claim_statement_walks_the_claim_index_in_order():
     """The one-statement claim (UPDATE ... RETURNING) must plan like the ORM's SELECT."""
     if connection.vendor != "postgresql":
         pytest.skip("the one-statement claim is PostgreSQL's")
-    from django_jobs.claiming import claim_statement
+    from django_jobs.db.postgresql import claim_statement
     from django_jobs.rows import column_list
 
     with connection.cursor() as cursor:
@@ -191,7 +192,7 @@ def test_the_postgresql_claim_statement_walks_the_claim_index_in_order():
     ScheduledTask.objects.bulk_create([ScheduledTask(identifier="tests.noop", scheduled_at=now) for _ in range(20_000)],
                                       batch_size=5000)
     with transaction.atomic(), connection.cursor() as cursor:
-        walk_the_claim_index("default")
+        engine("default").pin_claim_plan()
         cursor.execute("EXPLAIN " + claim_statement(None, column_list(connection, "t.")), [now, 100, "w", now, now])
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "django_jobs_claim_idx" in plan, plan

@@ -113,18 +113,18 @@ def copy_row(pk: int, copies: int) -> None:
 
 def claim_plan() -> str:
     """EXPLAIN of the claim query as the worker runs it: inside its transaction, after
-    the same planner settings the claim sets for itself (claiming.walk_the_claim_index)."""
-    from django_jobs import claiming
+    the same planner settings the claim sets for itself (the engine's pin_claim_plan)."""
+    from django_jobs.db import engine
 
     with transaction.atomic():
-        walk = getattr(claiming, "walk_the_claim_index", None)
-        if walk is not None:
-            walk("default")
-        if connection.vendor == "postgresql" and hasattr(claiming, "claim_statement"):
+        engine("default").pin_claim_plan()
+        if connection.vendor == "postgresql":
             # PostgreSQL claims with one UPDATE ... RETURNING statement: explain that one.
+            from django_jobs.db.postgresql import claim_statement
+
             now = timezone.now()
             with connection.cursor() as cursor:
-                cursor.execute("EXPLAIN " + claiming.claim_statement(None, column_list(connection, "t.")),
+                cursor.execute("EXPLAIN " + claim_statement(None, column_list(connection, "t.")),
                                [now, 100, "bench", now, now])
                 return "\n".join(row[0] for row in cursor.fetchall())
         query = ScheduledTask.objects.due(timezone.now(), None).select_for_update(skip_locked=True)[:100]

@@ -1,0 +1,142 @@
+"""PostgreSQL: the production engine.
+
+What it does better than the ORM's way: the claim in one ``UPDATE … RETURNING`` with
+the planner pinned to the claim index, the ids of a batch as one array parameter,
+the event trail written by statement-level triggers over transition tables (no round
+trip of the worker's), and NOTIFY to wake idle workers at commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from ..models import PausedQueue, ScheduledTask
+from ..notify import NOTIFY_CHANNEL
+from ..rows import column_list, reader
+from .engine import EVENT_COLUMNS, EVENTS_TABLE, MESSAGE_LENGTH, Engine, claim_sort_key
+
+TASKS = "django_jobs_scheduledtask"
+
+# -- the event trail's triggers (migration 0007) ----------------------------------------
+# Kinds, by the change of status that makes them (``n`` the new row, ``o`` the old one).
+KIND = (
+    "CASE WHEN n.status = 'running' THEN 'started' "
+    "WHEN n.status = 'completed' THEN 'completed' "
+    "WHEN n.status = 'cancelled' THEN 'cancelled' "
+    "WHEN n.status = 'failed' THEN 'failed' "
+    "WHEN o.status = 'running' AND n.retry_count > o.retry_count AND n.error_message LIKE 'WorkerLost:%' "
+    "THEN 'recovered' "
+    "WHEN o.status = 'running' AND n.retry_count > o.retry_count THEN 'retried' "
+    "WHEN o.status = 'running' THEN 'released' "
+    "ELSE 'requeued' END"
+)
+# The attempt the event belongs to: a retry or release names the attempt that ended.
+ATTEMPT = ("CASE WHEN o.status = 'running' AND n.status = 'pending' THEN o.retry_count + 1 "
+           "WHEN n.status IN ('running', 'completed', 'failed') THEN n.retry_count + 1 ELSE n.retry_count END")
+WORKER = "CASE WHEN n.worker_id <> '' THEN n.worker_id ELSE o.worker_id END"
+MESSAGE = (f"CASE WHEN o.status = 'running' AND n.status IN ('pending', 'failed') "
+           f"THEN SUBSTR(n.error_message, 1, {MESSAGE_LENGTH}) ELSE '' END")
+CHANGED = f"SELECT n.id, {KIND}, n.updated_at, {ATTEMPT}, {WORKER}, n.queue, {MESSAGE}"
+
+CREATE_TRIGGERS = [
+    f"""CREATE OR REPLACE FUNCTION django_jobs_task_events() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('django_jobs.events', true) = 'off' THEN
+        IF TG_OP <> 'DELETE' THEN RETURN NULL; END IF;
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        INSERT INTO {EVENTS_TABLE} ({EVENT_COLUMNS}) {CHANGED}
+        FROM new_rows n JOIN old_rows o ON o.id = n.id WHERE n.status <> o.status;
+    ELSE
+        DELETE FROM {EVENTS_TABLE} e USING old_rows o WHERE e.task_id = o.id;
+    END IF;
+    RETURN NULL;
+END $$""",
+    f"CREATE TRIGGER django_jobs_events_update AFTER UPDATE ON {TASKS} "
+    f"REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION django_jobs_task_events()",
+    f"CREATE TRIGGER django_jobs_events_delete AFTER DELETE ON {TASKS} REFERENCING OLD TABLE AS old_rows "
+    f"FOR EACH STATEMENT EXECUTE FUNCTION django_jobs_task_events()",
+]
+DROP_TRIGGERS = [
+    f"DROP TRIGGER IF EXISTS django_jobs_events_update ON {TASKS}",
+    f"DROP TRIGGER IF EXISTS django_jobs_events_delete ON {TASKS}",
+    "DROP FUNCTION IF EXISTS django_jobs_task_events()",
+]
+
+
+class PostgreSQLEngine(Engine):
+    vendor = "postgresql"
+    triggers_write_events = True
+    can_notify = True
+    can_relax_commit = True
+
+    def set_up_connection(self, connection: BaseDatabaseWrapper, events_on: bool) -> None:
+        """The per-connection switch the triggers read (``EVENTS = False``)."""
+        if not events_on:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('django_jobs.events', 'off', false)")
+
+    def event_triggers(self) -> tuple[list[str], list[str]]:
+        return CREATE_TRIGGERS, DROP_TRIGGERS
+
+    # -- the claim ------------------------------------------------------------------------
+    def claim(self, worker_id: str, queues: list[str] | None, limit: int, now: datetime) -> list[Any]:
+        """Lock, mark and return a batch with one ``UPDATE ... RETURNING``.
+
+        The same claim as the ORM's SELECT-then-UPDATE, in one round trip and without
+        compiling two queries: the claim is most of a worker's CPU when jobs are short.
+        """
+        params = [*([queues] if queues else []), now, limit, worker_id, now, now]
+        connection = self.connection
+        with transaction.atomic(using=self.alias):
+            self.pin_claim_plan()
+            with connection.cursor() as cursor:
+                cursor.execute(claim_statement(queues, column_list(connection, "t.")), params)
+                claimed = cursor.fetchall()
+        return sorted(reader(connection).tasks(claimed), key=claim_sort_key)
+
+    def pin_claim_plan(self) -> None:
+        """Keep PostgreSQL on the claim index whatever its statistics say.
+
+        After a burst of inserts the planner's statistics are stale: it expects a few due
+        rows, reads all of them through a bitmap scan and sorts them, on every claim (a
+        peer falls from ~600 to ~200 jobs/s this way). Walking the partial index in claim
+        order and stopping at LIMIT is right at any backlog size, so the claim
+        transaction rules the alternatives out, for itself only (``is_local``).
+        """
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)")
+
+    # -- batch writes -----------------------------------------------------------------------
+    def ids_in(self, column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:
+        # One array parameter: nothing to expand, one plan for every batch size.
+        return f"{column} = ANY(%s)", [list(ids)]
+
+    # -- waking idle workers ------------------------------------------------------------------
+    def notify(self, queues: Sequence[str]) -> None:
+        """NOTIFY the workers of ``queues`` (the payload is the queue; listeners filter on it).
+        NOTIFY is transactional: workers hear it when the change commits, never before."""
+        with self.connection.cursor() as cursor:
+            for queue in queues:
+                cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, queue])
+
+
+def claim_statement(queues: list[str] | None, returning: str) -> str:
+    """Due rows in claim order, outside paused queues (all of them under ``pause_all``'s ``*``), locked
+    (skipping locked ones) and marked running, returning the ``returning`` columns. Params: [queues],
+    now, limit, worker_id, started_at, updated_at."""
+    task = ScheduledTask._meta.db_table
+    paused = PausedQueue._meta.db_table
+    chosen = "AND c.queue = ANY(%s) " if queues else ""
+    return (
+        f"WITH claimed AS (SELECT c.id FROM {task} c WHERE c.status = 'pending' {chosen}"
+        f"AND c.scheduled_at <= %s AND NOT EXISTS (SELECT 1 FROM {paused} p WHERE p.queue IN (c.queue, '*')) "
+        f"ORDER BY c.priority DESC, c.scheduled_at, c.id LIMIT %s FOR UPDATE SKIP LOCKED) "
+        f"UPDATE {task} t SET status = 'running', worker_id = %s, started_at = %s, updated_at = %s "
+        f"FROM claimed WHERE t.id = claimed.id RETURNING {returning}"
+    )
