@@ -34,20 +34,20 @@ from .db import engine
 
 def create_triggers(schema_editor: Any) -> None:
     """Install the triggers (migration 0007) where the database writes the trail itself."""
-    create, _ = engine(schema_editor.connection.alias).event_triggers()
+    create, _ = engine(schema_editor.connection.alias, schema_editor.connection.vendor).event_triggers()
     for statement in create:
         schema_editor.execute(statement, params=None)
 
 
 def drop_triggers(schema_editor: Any) -> None:
-    _, drop = engine(schema_editor.connection.alias).event_triggers()
+    _, drop = engine(schema_editor.connection.alias, schema_editor.connection.vendor).event_triggers()
     for statement in drop:
         schema_editor.execute(statement, params=None)
 
 
 def configure_connection(sender: Any, connection: Any, **kwargs: Any) -> None:
     """``connection_created`` receiver: the per-connection switch the triggers read."""
-    engine(connection.alias).set_up_connection(connection, events_on=bool(jobs_settings.EVENTS))
+    engine(connection.alias, connection.vendor).set_up_connection(connection, events_on=bool(jobs_settings.EVENTS))
 
 
 def written_beside_changes(alias: str) -> bool:

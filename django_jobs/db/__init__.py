@@ -27,9 +27,13 @@ ENGINES = {
 _engines: dict[tuple[str, str], Engine] = {}
 
 
-def engine(alias: str) -> Engine:
-    """The engine of the database ``alias`` (one instance per alias and vendor)."""
-    vendor = connections[alias].vendor
+def engine(alias: str, vendor: str | None = None) -> Engine:
+    """The engine of the database ``alias`` (one instance per alias and vendor).
+
+    ``vendor``: given by a caller holding a connection that ``connections`` does not
+    know (Django's own ``__no_db__`` connection while it creates a test database).
+    """
+    vendor = vendor or connections[alias].vendor
     found = _engines.get((alias, vendor))
     if found is None:
         engine_class = import_string(ENGINES[vendor]) if vendor in ENGINES else Engine
