@@ -21,7 +21,8 @@ order; ids are handed out in insertion order (the rows are inserted by position)
 so sorted ids match the calls in order.
 
 The caller checks ``available()`` first and uses the ORM otherwise (MySQL, MariaDB
-before 10.6, SQLite before 3.35, fields with database-side defaults).
+before 10.6, SQLite before 3.35, fields with database-side defaults). How each database
+reads the rows of a JSON document is its engine's (``db``, ``Engine.json_rows``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import Any
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.signals import post_save, pre_save
 
+from .db import engine
 from .models import ScheduledTask
 from .rows import RowReader, init_signals_connected, listened, loaded_task
 
@@ -48,25 +50,11 @@ VARYING = ("args", "kwargs")  # the columns that differ between the rows of one 
 CHUNK_ROWS = 10_000
 CHUNK_CHARS = 4_000_000  # well under MariaDB's default max_allowed_packet (16 MB)
 
-# Per database: the rows of a JSON document [[args, kwargs, ...], ...] as a table, each
-# row's args and kwargs as JSON, and the column that keeps the document's order. MariaDB's
-# JSON_TABLE names every value it reads in its COLUMNS list: {columns} takes the others.
-ROW_SOURCES = {
-    "postgresql": ("jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS r(pair, n)", "r.pair -> 0", "r.pair -> 1", "r.n"),
-    "sqlite": ("json_each(%s) AS r", "json_extract(r.value, '$[0]')", "json_extract(r.value, '$[1]')", "r.key"),
-    "mysql": ("JSON_TABLE(%s, '$[*]' COLUMNS (n FOR ORDINALITY, a JSON PATH '$[0]', k JSON PATH '$[1]'{columns})) AS r",
-              "r.a", "r.k", "r.n"),
-}
 
 
 def available(connection: BaseDatabaseWrapper) -> bool:
     """Whether this database can insert from a JSON document and return the new rows."""
-    features = connection.features
-    if connection.vendor not in ROW_SOURCES or not features.can_return_rows_from_bulk_insert:
-        return False
-    if connection.vendor == "mysql":
-        return connection.mysql_is_mariadb and connection.mysql_version >= (10, 6)  # JSON_TABLE
-    return connection.vendor == "postgresql" or features.supports_json_field
+    return engine(connection.alias).inserts_from_json
 
 
 def insert_task(task: ScheduledTask, connection: BaseDatabaseWrapper, wake: Wake, *, relaxed: bool = False) -> bool:
@@ -205,7 +193,7 @@ def statement(kind: str, connection: BaseDatabaseWrapper, wake: Wake, relaxed: b
     wakes = None if wake is None else isinstance(wake[1], list)
     key = (kind, connection.vendor, wakes, relaxed, omitted, varying)
     if key not in _statements:
-        effects = side_effects(wakes, relaxed)
+        effects = side_effects(wakes, relaxed, connection)
         if kind == "row":  # evaluated once per returned row: here, once
             _statements[key] = single_row_sql(connection, omitted) + "".join(f", {call}" for call in effects.values())
         else:
@@ -213,17 +201,10 @@ def statement(kind: str, connection: BaseDatabaseWrapper, wake: Wake, relaxed: b
     return _statements[key]
 
 
-def side_effects(wakes: bool | None, relaxed: bool) -> dict[str, str]:
-    """PostgreSQL calls that go with the INSERT: the NOTIFY (``wakes``: one per queue of a
-    list, counted so that the CTE stays one row), and a commit that does not wait for the
-    disk (``synchronous_commit`` is read when the transaction commits)."""
-    effects = {}
-    if wakes is not None:
-        effects["wakeup"] = "(SELECT count(pg_notify(%s, queue)) FROM unnest(%s::text[]) AS queue)" if wakes \
-            else "pg_notify(%s, %s)"
-    if relaxed:
-        effects["durability"] = "set_config('synchronous_commit', 'off', true)"
-    return effects
+def side_effects(wakes: bool | None, relaxed: bool, connection: BaseDatabaseWrapper) -> dict[str, str]:
+    """The database's calls that go with the INSERT (the NOTIFY of ``wakes``, a commit that
+    does not wait for the disk): none where the engine has neither."""
+    return engine(connection.alias).insert_side_effects(wakes, relaxed)
 
 
 def single_row_sql(connection: BaseDatabaseWrapper, omitted: tuple[str, ...]) -> str:
@@ -234,31 +215,12 @@ def single_row_sql(connection: BaseDatabaseWrapper, omitted: tuple[str, ...]) ->
 
 def json_rows_sql(connection: BaseDatabaseWrapper, varying: tuple[str, ...] = ()) -> str:
     fields = constant_fields(varying)
-    source, args_sql, kwargs_sql, position = ROW_SOURCES[connection.vendor]
     extra = varying_fields(varying)
     written = [ScheduledTask._meta.get_field(name) for name in VARYING] + extra
-    read = [column_sql(connection, field, index) for index, field in enumerate(extra, start=len(VARYING))]
-    if connection.vendor == "mysql":
-        source = source.format(columns="".join(f", {name} {field.db_type(connection)} PATH '$[{index}]'"
-                                               for index, (field, name) in enumerate(zip(extra, read), len(VARYING))))
-        read = [f"r.{name}" for name in read]
-    selected = ", ".join(["%s"] * len(fields) + [args_sql, kwargs_sql] + read)
+    source, read, position = engine(connection.alias).json_rows(extra)
+    selected = ", ".join(["%s"] * len(fields) + read)
     return (f"{insert_into(connection, fields + written)} SELECT {selected} FROM {source} ORDER BY {position} "
             f"RETURNING {columns_sql(connection, ScheduledTask._meta.db_returning_fields)}")
-
-
-def column_sql(connection: BaseDatabaseWrapper, field: Any, index: int) -> str:
-    """How the statement reads a varying column from item ``index`` of a row of the document.
-
-    PostgreSQL casts the text to the column's type; SQLite takes the JSON value (text or
-    number, as the ORM would store it); on MariaDB it is a JSON_TABLE column of the
-    column's type, named here.
-    """
-    if connection.vendor == "postgresql":
-        return f"CAST(r.pair ->> {index} AS {field.db_type(connection)})"
-    if connection.vendor == "sqlite":
-        return f"json_extract(r.value, '$[{index}]')"
-    return f"v{index}"
 
 
 def insert_into(connection: BaseDatabaseWrapper, fields: list[Any]) -> str:

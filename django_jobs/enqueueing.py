@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import IntegrityError, OperationalError, connections, router, transaction
 from django.utils import timezone
 
-from . import bulk_insert, direct_insert, metrics, validation
+from . import bulk_insert, metrics, validation
 from .claiming import is_transient
 from .conf import jobs_settings
 from .db import engine
@@ -70,11 +70,12 @@ def enqueue_one(job: Job[Any, Any], args: Iterable[Any], kwargs: dict[str, Any],
     options = task_options(job, run_at)
     alias = router.db_for_write(ScheduledTask)
     connection = connections[alias]
+    database = engine(alias)
     # Owned tasks take the cursor path: a prepared statement per owner would churn the cache.
-    if options["unique_key"] is None and options["owner_id"] is None and direct_insert.usable(connection):
+    if options["unique_key"] is None and options["owner_id"] is None and database.can_insert_one():
         created = options["scheduled_at"] if run_at is None else timezone.now()  # "now" is one time
-        task = direct_insert.insert(options, created, (args_text, kwargs_text), (stored_args, stored_kwargs),
-                                    connection, wake_for(options["queue"], connection), relaxed_commit(connection))
+        task = database.insert_one(options, created, (args_text, kwargs_text), (stored_args, stored_kwargs),
+                                    wake_for(options["queue"], connection), relaxed_commit(connection))
         if task is not None:
             announce([task])  # committed already: the hooks run at once
             return task

@@ -12,7 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 import django_jobs
-from django_jobs import InvalidJobOption, JobArgumentsError, UnknownJob, bulk_insert, direct_insert, validation
+from django_jobs import InvalidJobOption, JobArgumentsError, UnknownJob, bulk_insert, validation
+from django_jobs.db import engine
 from django_jobs.enqueueing import build_task
 from django_jobs.models import ScheduledTask
 from django_jobs.signals import job_completed, job_enqueued, job_started
@@ -475,7 +476,7 @@ def test_a_delay_too_long_to_represent_is_refused():
 
 @pytest.mark.django_db(transaction=True)
 def test_the_direct_single_insert_is_for_postgresql_outside_transactions_only():
-    # On PostgreSQL tests/test_direct_insert.py exercises it; elsewhere it must never be chosen.
-    assert direct_insert.usable(connection) == (connection.vendor == "postgresql")
+    # On PostgreSQL tests/test_prepared_insert.py exercises it; elsewhere it must never be chosen.
+    assert engine("default").can_insert_one() == (connection.vendor == "postgresql")
     with transaction.atomic():
-        assert not direct_insert.usable(connection)
+        assert not engine("default").can_insert_one()

@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.test.utils import override_settings
 
 from bench.benchapp.jobs import mark, noop
-from django_jobs import direct_insert
+from django_jobs.db import prepared_insert
 from django_jobs.models import ScheduledTask
 
 from . import processes, tables
@@ -241,9 +241,9 @@ def insert_bound(seconds: float) -> tuple[int, float]:
     with connection.execute_wrapper(capture):  # a wrapper sends the enqueue down the cursor path: its SQL
         noop.enqueue()
     sql, values = captured[0]
-    texts = [direct_insert.as_text(value) for value in values]
+    texts = [prepared_insert.as_text(value) for value in values]
     pgconn = connection.connection.pgconn
-    pgconn.prepare(b"bench_insert_bound", direct_insert.numbered(sql).encode())
+    pgconn.prepare(b"bench_insert_bound", prepared_insert.numbered(sql).encode())
     count, started = 0, time.perf_counter()
     deadline = started + seconds
     while time.perf_counter() < deadline:

@@ -102,6 +102,35 @@ class Engine:
     def pin_claim_plan(self) -> None:
         """Keep the claim on its index whatever the planner's statistics say (PostgreSQL)."""
 
+    # -- inserting new rows (bulk_insert) ----------------------------------------------
+    @property
+    def inserts_from_json(self) -> bool:
+        """Whether new rows can be inserted from one JSON document and returned
+        (``json_rows``); else the ORM's ``save``/``bulk_create`` insert them."""
+        return False
+
+    def json_rows(self, varying: list[Any]) -> tuple[str, list[str], str]:
+        """The rows of a JSON document ``[[args, kwargs, *varying], ...]`` as a table: its
+        ``FROM`` source (the document is its one parameter), how a row's args, kwargs and
+        ``varying`` fields (values 2, 3, ...) are read, and the column of the document's order."""
+        raise NotImplementedError(f"{type(self).__name__} inserts through the ORM")
+
+    def can_insert_one(self) -> bool:
+        """Whether ``insert_one`` may take this enqueue (asked first, so that the caller
+        prepares its arguments only then)."""
+        return False
+
+    def insert_one(self, options: dict[str, Any], created: datetime, arguments: tuple[str, str],
+                   stored: tuple[list[Any], dict[str, Any]], wake: Any, relaxed: bool) -> Any:
+        """A single enqueue past the cursor, where nobody could tell: the new task, or None
+        to take the cursor path (nothing was written)."""
+        return None
+
+    def insert_side_effects(self, wakes: bool | None, relaxed: bool) -> dict[str, str]:
+        """SQL calls that go in the INSERT's own statement, by name: a NOTIFY (``wakes``),
+        a commit that does not wait for the disk (``relaxed``). None here."""
+        return {}
+
     # -- a worker's batch writes --------------------------------------------------------
     def mark_claimed(self, ids: list[int], worker_id: str, now: datetime) -> int:
         fields = {"status": RUNNING, "worker_id": worker_id, "started_at": now, "updated_at": now}

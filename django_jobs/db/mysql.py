@@ -8,8 +8,24 @@ No NOTIFY: workers poll.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .engine import Engine
 
 
 class MySQLEngine(Engine):
     vendor = "mysql"
+
+    @property
+    def inserts_from_json(self) -> bool:
+        # JSON_TABLE and INSERT … RETURNING: MariaDB 10.6+. MySQL has no RETURNING.
+        connection = self.connection
+        return bool(connection.features.can_return_rows_from_bulk_insert and connection.mysql_is_mariadb
+                    and connection.mysql_version >= (10, 6))
+
+    def json_rows(self, varying: list[Any]) -> tuple[str, list[str], str]:
+        # JSON_TABLE names every value it reads in its COLUMNS list, each of its column's type.
+        columns = "".join(f", v{index} {field.db_type(self.connection)} PATH '$[{index}]'"
+                          for index, field in enumerate(varying, start=2))
+        source = f"JSON_TABLE(%s, '$[*]' COLUMNS (n FOR ORDINALITY, a JSON PATH '$[0]', k JSON PATH '$[1]'{columns})) AS r"
+        return source, ["r.a", "r.k", *(f"r.v{index}" for index in range(2, 2 + len(varying)))], "r.n"

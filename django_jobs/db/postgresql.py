@@ -18,6 +18,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from ..models import PausedQueue, ScheduledTask
 from ..notify import NOTIFY_CHANNEL
 from ..rows import column_list, reader
+from . import prepared_insert
 from .engine import EVENT_COLUMNS, EVENTS_TABLE, MESSAGE_LENGTH, Engine, claim_sort_key
 
 TASKS = "django_jobs_scheduledtask"
@@ -111,6 +112,37 @@ class PostgreSQLEngine(Engine):
         """
         with self.connection.cursor() as cursor:
             cursor.execute("SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)")
+
+    # -- inserting new rows --------------------------------------------------------------------
+    @property
+    def inserts_from_json(self) -> bool:
+        return bool(self.connection.features.can_return_rows_from_bulk_insert)
+
+    def json_rows(self, varying: list[Any]) -> tuple[str, list[str], str]:
+        # The document's text is cast to each column's type, exactly as it was prepared.
+        read = [f"CAST(r.pair ->> {index} AS {field.db_type(self.connection)})"
+                for index, field in enumerate(varying, start=2)]
+        return "jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS r(pair, n)", ["r.pair -> 0", "r.pair -> 1", *read], "r.n"
+
+    def can_insert_one(self) -> bool:
+        return prepared_insert.usable(self.connection)
+
+    def insert_one(self, options: dict[str, Any], created: datetime, arguments: tuple[str, str],
+                   stored: tuple[list[Any], dict[str, Any]], wake: Any, relaxed: bool) -> Any:
+        """The prepared statement through libpq (``prepared_insert``)."""
+        return prepared_insert.insert(options, created, arguments, stored, self.connection, wake, relaxed)
+
+    def insert_side_effects(self, wakes: bool | None, relaxed: bool) -> dict[str, str]:
+        """The NOTIFY (``wakes``: one per queue of a list, counted so that the CTE stays one
+        row), and a commit that does not wait for the disk (``synchronous_commit`` is read
+        when the transaction commits)."""
+        effects = {}
+        if wakes is not None:
+            effects["wakeup"] = "(SELECT count(pg_notify(%s, queue)) FROM unnest(%s::text[]) AS queue)" if wakes \
+                else "pg_notify(%s, %s)"
+        if relaxed:
+            effects["durability"] = "set_config('synchronous_commit', 'off', true)"
+        return effects
 
     # -- batch writes -----------------------------------------------------------------------
     def ids_in(self, column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:

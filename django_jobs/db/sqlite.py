@@ -7,6 +7,8 @@ The event trail is written beside each change (row triggers cost ``enqueue_many`
 
 from __future__ import annotations
 
+from typing import Any
+
 from .engine import Engine
 
 
@@ -16,3 +18,14 @@ class SQLiteEngine(Engine):
     @property
     def skips_locked(self) -> bool:
         return False
+
+    @property
+    def inserts_from_json(self) -> bool:
+        # INSERT … RETURNING: SQLite 3.35+; json_each: the JSON1 functions.
+        features = self.connection.features
+        return bool(features.can_return_rows_from_bulk_insert and features.supports_json_field)
+
+    def json_rows(self, varying: list[Any]) -> tuple[str, list[str], str]:
+        # The JSON value itself (text or number), as the ORM would store it.
+        read = [f"json_extract(r.value, '$[{index}]')" for index in range(len(varying) + 2)]
+        return "json_each(%s) AS r", read, "r.key"

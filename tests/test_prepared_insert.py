@@ -1,4 +1,4 @@
-"""The single enqueue that bypasses the cursor on PostgreSQL (django_jobs/direct_insert.py).
+"""The single enqueue that bypasses the cursor on PostgreSQL (django_jobs/db/prepared_insert.py).
 
 Every test runs outside a test transaction (``transaction=True``): inside one, enqueue
 takes the cursor path by design. That the direct path ran is seen on the server, in

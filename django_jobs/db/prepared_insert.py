@@ -1,4 +1,4 @@
-"""A single enqueue on PostgreSQL as one prepared statement sent straight through libpq.
+"""PostgreSQL's single enqueue: one prepared statement sent straight through libpq (``PostgreSQLEngine.insert_one``).
 
 Why: outside a transaction an enqueue is one INSERT (with its NOTIFY) that commits on
 its own. PostgreSQL needs ~0.35 ms for that on our 2-core machine (pgbench, prepared,
@@ -38,8 +38,8 @@ from uuid import UUID
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from . import bulk_insert
-from .models import ScheduledTask
+from .. import bulk_insert
+from ..models import ScheduledTask
 
 # Columns whose value differs on every call; the others come from the job's options.
 PER_CALL = ("args", "kwargs", "scheduled_at", "created_at", "updated_at")
@@ -67,8 +67,7 @@ _templates: dict[tuple[Any, ...], Template | None] = {}
 
 def usable(connection: BaseDatabaseWrapper) -> bool:
     """Whether an enqueue on ``connection`` can bypass the cursor unnoticed (see above)."""
-    return (connection.vendor == "postgresql" and not connection.in_atomic_block
-            and not connection.queries_logged and not connection.execute_wrappers
+    return (not connection.in_atomic_block and not connection.queries_logged and not connection.execute_wrappers
             and not bulk_insert.save_signals_connected())
 
 
