@@ -54,7 +54,7 @@ CHUNK_CHARS = 4_000_000  # well under MariaDB's default max_allowed_packet (16 M
 
 def available(connection: BaseDatabaseWrapper) -> bool:
     """Whether this database can insert from a JSON document and return the new rows."""
-    return engine(connection.alias).inserts_from_json
+    return engine(connection.alias).inserts_from_json(connection)
 
 
 def insert_task(task: ScheduledTask, connection: BaseDatabaseWrapper, wake: Wake, *, relaxed: bool = False) -> bool:

@@ -72,10 +72,10 @@ def enqueue_one(job: Job[Any, Any], args: Iterable[Any], kwargs: dict[str, Any],
     connection = connections[alias]
     database = engine(alias)
     # Owned tasks take the cursor path: a prepared statement per owner would churn the cache.
-    if options["unique_key"] is None and options["owner_id"] is None and database.can_insert_one():
+    if options["unique_key"] is None and options["owner_id"] is None and database.can_insert_one(connection):
         created = options["scheduled_at"] if run_at is None else timezone.now()  # "now" is one time
-        task = database.insert_one(options, created, (args_text, kwargs_text), (stored_args, stored_kwargs),
-                                    wake_for(options["queue"], connection), relaxed_commit(connection))
+        task = database.insert_one(connection, options, created, (args_text, kwargs_text), (stored_args, stored_kwargs),
+                                   wake_for(options["queue"], connection), relaxed_commit(connection))
         if task is not None:
             announce([task])  # committed already: the hooks run at once
             return task

@@ -477,6 +477,6 @@ def test_a_delay_too_long_to_represent_is_refused():
 @pytest.mark.django_db(transaction=True)
 def test_the_direct_single_insert_is_for_postgresql_outside_transactions_only():
     # On PostgreSQL tests/test_prepared_insert.py exercises it; elsewhere it must never be chosen.
-    assert engine("default").can_insert_one() == (connection.vendor == "postgresql")
+    assert engine("default").can_insert_one(connection) == (connection.vendor == "postgresql")
     with transaction.atomic():
-        assert not engine("default").can_insert_one()
+        assert not engine("default").can_insert_one(connection)

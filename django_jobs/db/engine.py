@@ -103,8 +103,7 @@ class Engine:
         """Keep the claim on its index whatever the planner's statistics say (PostgreSQL)."""
 
     # -- inserting new rows (bulk_insert) ----------------------------------------------
-    @property
-    def inserts_from_json(self) -> bool:
+    def inserts_from_json(self, connection: BaseDatabaseWrapper) -> bool:
         """Whether new rows can be inserted from one JSON document and returned
         (``json_rows``); else the ORM's ``save``/``bulk_create`` insert them."""
         return False
@@ -115,13 +114,14 @@ class Engine:
         ``varying`` fields (values 2, 3, ...) are read, and the column of the document's order."""
         raise NotImplementedError(f"{type(self).__name__} inserts through the ORM")
 
-    def can_insert_one(self) -> bool:
+    def can_insert_one(self, connection: BaseDatabaseWrapper) -> bool:
         """Whether ``insert_one`` may take this enqueue (asked first, so that the caller
-        prepares its arguments only then)."""
+        prepares its arguments only then). The hot path passes its connection along."""
         return False
 
-    def insert_one(self, options: dict[str, Any], created: datetime, arguments: tuple[str, str],
-                   stored: tuple[list[Any], dict[str, Any]], wake: Any, relaxed: bool) -> Any:
+    def insert_one(self, connection: BaseDatabaseWrapper, options: dict[str, Any], created: datetime,
+                   arguments: tuple[str, str], stored: tuple[list[Any], dict[str, Any]], wake: Any,
+                   relaxed: bool) -> Any:
         """A single enqueue past the cursor, where nobody could tell: the new task, or None
         to take the cursor path (nothing was written)."""
         return None

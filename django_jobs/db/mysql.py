@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.backends.base.base import BaseDatabaseWrapper
+
 from .engine import Engine
 
 
 class MySQLEngine(Engine):
     vendor = "mysql"
 
-    @property
-    def inserts_from_json(self) -> bool:
+    def inserts_from_json(self, connection: BaseDatabaseWrapper) -> bool:
         # JSON_TABLE and INSERT … RETURNING: MariaDB 10.6+. MySQL has no RETURNING.
-        connection = self.connection
         return bool(connection.features.can_return_rows_from_bulk_insert and connection.mysql_is_mariadb
                     and connection.mysql_version >= (10, 6))
 

@@ -114,9 +114,8 @@ class PostgreSQLEngine(Engine):
             cursor.execute("SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)")
 
     # -- inserting new rows --------------------------------------------------------------------
-    @property
-    def inserts_from_json(self) -> bool:
-        return bool(self.connection.features.can_return_rows_from_bulk_insert)
+    def inserts_from_json(self, connection: BaseDatabaseWrapper) -> bool:
+        return bool(connection.features.can_return_rows_from_bulk_insert)
 
     def json_rows(self, varying: list[Any]) -> tuple[str, list[str], str]:
         # The document's text is cast to each column's type, exactly as it was prepared.
@@ -124,13 +123,14 @@ class PostgreSQLEngine(Engine):
                 for index, field in enumerate(varying, start=2)]
         return "jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS r(pair, n)", ["r.pair -> 0", "r.pair -> 1", *read], "r.n"
 
-    def can_insert_one(self) -> bool:
-        return prepared_insert.usable(self.connection)
+    def can_insert_one(self, connection: BaseDatabaseWrapper) -> bool:
+        return prepared_insert.usable(connection)
 
-    def insert_one(self, options: dict[str, Any], created: datetime, arguments: tuple[str, str],
-                   stored: tuple[list[Any], dict[str, Any]], wake: Any, relaxed: bool) -> Any:
+    def insert_one(self, connection: BaseDatabaseWrapper, options: dict[str, Any], created: datetime,
+                   arguments: tuple[str, str], stored: tuple[list[Any], dict[str, Any]], wake: Any,
+                   relaxed: bool) -> Any:
         """The prepared statement through libpq (``prepared_insert``)."""
-        return prepared_insert.insert(options, created, arguments, stored, self.connection, wake, relaxed)
+        return prepared_insert.insert(options, created, arguments, stored, connection, wake, relaxed)
 
     def insert_side_effects(self, wakes: bool | None, relaxed: bool) -> dict[str, str]:
         """The NOTIFY (``wakes``: one per queue of a list, counted so that the CTE stays one

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.backends.base.base import BaseDatabaseWrapper
+
 from .engine import Engine
 
 
@@ -19,10 +21,9 @@ class SQLiteEngine(Engine):
     def skips_locked(self) -> bool:
         return False
 
-    @property
-    def inserts_from_json(self) -> bool:
+    def inserts_from_json(self, connection: BaseDatabaseWrapper) -> bool:
         # INSERT … RETURNING: SQLite 3.35+; json_each: the JSON1 functions.
-        features = self.connection.features
+        features = connection.features
         return bool(features.can_return_rows_from_bulk_insert and features.supports_json_field)
 
     def json_rows(self, varying: list[Any]) -> tuple[str, list[str], str]:
