@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import django
 from django.core.exceptions import ImproperlyConfigured
@@ -79,7 +79,7 @@ class JobsTask(Task):
         unknown = set(retry_options) - set(RETRY_OPTIONS)
         if unknown:
             raise TypeError(f"Unknown option(s) {sorted(unknown)} for using(); retry options: {', '.join(RETRY_OPTIONS)}")
-        task = Task.using(self, priority=priority, queue_name=queue_name, run_after=run_after, backend=backend)
+        task: Task = Task.using(self, priority=priority, queue_name=queue_name, run_after=run_after, backend=backend)
         return dataclasses.replace(task, **retry_options) if retry_options else task
 
 
@@ -111,11 +111,12 @@ class JobsBackend(BaseTaskBackend):
 
         self.validate_task(task)
         # Django's rules for arguments: TypeError "Unsupported type" for a datetime, a set ...
-        args, kwargs = normalize_json(args), normalize_json(kwargs)
+        plain_args, plain_kwargs = normalize_json(args), normalize_json(kwargs)
         check_runnable(task)
         try:
             run_at = None if task.run_after is None else validation.run_time(task.run_after, "run_after")
-            row = enqueue_one(job_for(task, self), args, kwargs, run_at=run_at)
+            row = enqueue_one(job_for(task, self), cast(list[Any], plain_args), cast(dict[str, Any], plain_kwargs),
+                              run_at=run_at)
         except InvalidJobOption as error:  # e.g. a queue DJANGO_JOBS['QUEUES'] does not allow
             raise InvalidTask(str(error)) from error
         return task_result(row, task, self.alias)
@@ -129,7 +130,7 @@ class JobsBackend(BaseTaskBackend):
         pk = row_id(result_id)
         row = ScheduledTask.objects.filter(pk=pk).first() if pk is not None else None
         found = import_task(row.identifier) if row is not None else None
-        if found is None:  # no such row, or the row of an @job rather than of a Django Task
+        if row is None or found is None:  # no such row, or the row of an @job rather than of a Django Task
             raise TaskResultDoesNotExist(result_id)
         return task_result(row, task_for_row(found, row, self.alias), self.alias)
 
@@ -137,7 +138,7 @@ class JobsBackend(BaseTaskBackend):
         """``manage.py check``: django_jobs installed, queues that DJANGO_JOBS allows."""
         from django.apps import apps
 
-        problems = []
+        problems: list[checks.CheckMessage] = []
         if not apps.is_installed("django_jobs"):
             problems.append(checks.Error(
                 f"TASKS[{self.alias!r}] uses django_jobs.backend.JobsBackend, but 'django_jobs' is not in "

@@ -93,7 +93,7 @@ def insert_tasks(
     # (the GIL is free while this thread waits for the database). Model signal receivers
     # see their instances built on the caller's thread, as usual.
     with ThreadPoolExecutor(max_workers=1) if build.fast and len(documents) > 1 else nullcontext() as pool:
-        built = []
+        built: list[Any] = []  # lists of tasks, or futures of them
         for index, document in enumerate(documents):
             sql = statement("json", connection, wake, varying=varying)
             rows = execute(connection, sql, [*values, document, *(wake or ())])
@@ -252,7 +252,7 @@ def execute(connection: BaseDatabaseWrapper, sql: str, params: list[Any]) -> lis
 def returned_values(rows: list[tuple[Any, ...]], connection: BaseDatabaseWrapper) -> list[Sequence[Any]]:
     """RETURNING values as the ORM reads them: through the fields' converters."""
     returning = RowReader(connection, ScheduledTask._meta.db_returning_fields)
-    return [returning.values(row) for row in rows] if returning.steps else rows
+    return [returning.values(row) for row in rows] if returning.steps else list(rows)
 
 
 def apply_returned(task: ScheduledTask, values: Sequence[Any], alias: str) -> None:

@@ -122,7 +122,7 @@ def app_databases() -> set[str]:
 def lacks_immediate(alias: str) -> bool:
     from django.conf import settings
 
-    database = settings.DATABASES.get(alias, {})
+    database: dict[str, Any] = settings.DATABASES.get(alias, {})
     if not database.get("ENGINE", "").endswith("sqlite3"):
         return False
     return str((database.get("OPTIONS") or {}).get("transaction_mode", "")).upper() != "IMMEDIATE"

@@ -127,8 +127,15 @@ UTC = ZoneInfo("UTC")
 
 def offset_change_near(tz: ZoneInfo, instant: datetime) -> timedelta:
     """How far the zone's clock jumps within LARGEST_SHIFT of ``instant`` (zero: no transition)."""
-    offsets = [(instant + delta).astimezone(tz).utcoffset() for delta in (-LARGEST_SHIFT, timedelta(0), LARGEST_SHIFT)]
+    offsets = [offset(instant + delta, tz) for delta in (-LARGEST_SHIFT, timedelta(0), LARGEST_SHIFT)]
     return max(offsets) - min(offsets)
+
+
+def offset(instant: datetime, tz: ZoneInfo) -> timedelta:
+    """The zone's UTC offset at ``instant`` (an aware time in a ZoneInfo always has one)."""
+    found = instant.astimezone(tz).utcoffset()
+    assert found is not None
+    return found
 
 
 @lru_cache(maxsize=256)
@@ -166,7 +173,7 @@ def earliest_near_transition(text: str, tz: ZoneInfo, after: datetime, shift: ti
     (every later one lands later still, and so does every gap wall time after it).
     """
     start = after.astimezone(tz).replace(tzinfo=None)
-    if (after - shift).astimezone(tz).utcoffset() < after.astimezone(tz).utcoffset():
+    if offset(after - shift, tz) < offset(after, tz):
         start -= shift  # the clock sprang forward just before: the gap's wall times lie behind ``after``'s
     walk = walker(text, start)
     best: datetime | None = None

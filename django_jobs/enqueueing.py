@@ -228,7 +228,9 @@ def insert_unique(task: ScheduledTask) -> tuple[ScheduledTask, bool]:
             return task, True
         except IntegrityError:
             task.pk = None
-            existing = ScheduledTask.objects.using(alias).active_with_key(task.unique_key).first()
+            key = task.unique_key
+            assert key is not None  # only keyed tasks come here
+            existing = ScheduledTask.objects.using(alias).active_with_key(key).first()
             if existing is not None:
                 return existing, False
         except OperationalError as error:

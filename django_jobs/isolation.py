@@ -130,4 +130,4 @@ def unpack(packed: dict[str, Any]) -> Outcome:
         exception = JobFailedInChild(packed["error"])
     return Outcome(succeeded=packed["succeeded"], result=packed["result"], exception=exception,
                    error=packed["error"], traceback=packed["traceback"], retryable=packed["retryable"],
-                   exception_class=packed["exception_class"] or class_path(exception))
+                   exception_class=packed["exception_class"] or (class_path(exception) if exception else ""))

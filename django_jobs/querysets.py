@@ -14,7 +14,7 @@ by key; the others (release, recover, operator actions) read the ids first.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from django.apps import apps
 from django.db import IntegrityError, connections, models, router, transaction
@@ -25,6 +25,9 @@ from . import events
 from .db import engine
 from .exceptions import UniqueKeyConflict
 from .notify import wake_workers
+
+if TYPE_CHECKING:  # models imports this module
+    from .models import ScheduledTask  # noqa: F401 -- named (as a string) by the queryset's base class
 
 PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = "pending", "running", "completed", "failed", "cancelled"
 CLAIM_ORDER = ("-priority", "scheduled_at", "id")
@@ -41,7 +44,7 @@ def sees_all_tasks(user: Any) -> bool:
     return user.is_superuser or user.has_perm("django_jobs.see_all_scheduledtask")
 
 
-class ScheduledTaskQuerySet(models.QuerySet):
+class ScheduledTaskQuerySet(models.QuerySet["ScheduledTask"]):
     # -- reading ---------------------------------------------------------------
     def visible_to(self, user: Any) -> ScheduledTaskQuerySet:
         """The tasks ``user`` may see and act on (admin, API): all of them for one who
@@ -193,9 +196,10 @@ class ScheduledTaskQuerySet(models.QuerySet):
 
     def unnamed_key_conflict(self) -> UniqueKeyConflict:
         # Holders kept changing hands, or two tasks of this queryset share a key.
-        pk, key = self.filter(status__in=(FAILED, CANCELLED), unique_key__isnull=False).order_by(
+        first = self.filter(status__in=(FAILED, CANCELLED), unique_key__isnull=False).order_by(
             "pk").values_list("pk", "unique_key").first()
-        return UniqueKeyConflict(pk, key, None)
+        assert first is not None, "called after the unique index refused one of these tasks"
+        return UniqueKeyConflict(first[0], first[1], None)
 
     def run_now(self) -> int:
         """Pending tasks due now (the rest of the queryset is left alone)."""
@@ -248,7 +252,8 @@ class ScheduledTaskQuerySet(models.QuerySet):
     def write_db(self) -> str:
         """The database this queryset's UPDATEs go to (``db`` names the read database
         until a write has begun)."""
-        return self._db or router.db_for_write(self.model, **self._hints)
+        # QuerySet's own attributes (django-stubs does not declare them).
+        return self._db or router.db_for_write(self.model, **self._hints)  # type: ignore[attr-defined]
 
     def set_progress(self, worker_id: str, progress: dict[str, Any]) -> int:
         return self.held_by(worker_id).update(progress=progress)

@@ -150,8 +150,9 @@ class Rule:
         return rows.filter(Q(**{f"{self.field}__lt": moment}) | Q(pk__lte=pk), **{f"{self.field}__lte": moment})
 
     def describe(self) -> str:
-        return (f"older than {self.cutoff.isoformat()}" if self.through is None
-                else f"up to #{self.through[1]} of {self.through[0].isoformat()}")
+        if self.through is not None:
+            return f"up to #{self.through[1]} of {self.through[0].isoformat()}"
+        return f"older than {self.cutoff.isoformat()}" if self.cutoff is not None else "at any age"
 
 
 def rule_for(status: str, limit: Limit, now: datetime) -> Rule | None:

@@ -33,7 +33,7 @@ def init_signals_connected() -> bool:
 def column_list(connection: BaseDatabaseWrapper, prefix: str = "") -> str:
     """Every concrete column of the task table, in field order, for a SELECT or RETURNING."""
     quote = connection.ops.quote_name
-    return ", ".join(f"{prefix}{quote(field.column)}" for field in ScheduledTask._meta.concrete_fields)
+    return ", ".join(f"{prefix}{quote(str(field.column))}" for field in ScheduledTask._meta.concrete_fields)
 
 
 class RowReader:
@@ -83,5 +83,6 @@ def reader(connection: BaseDatabaseWrapper) -> RowReader:
     """The reader of whole task rows for this connection (converters depend on its backend)."""
     found = getattr(connection, "_django_jobs_row_reader", None)
     if found is None:
-        found = connection._django_jobs_row_reader = RowReader(connection)
+        found = RowReader(connection)
+        setattr(connection, "_django_jobs_row_reader", found)  # noqa: B010 -- kept with the connection it reads for
     return found

@@ -66,6 +66,7 @@ def tick(now: datetime | None = None) -> list[ScheduledTask]:
 def fire(schedule: CronSchedule, now: datetime) -> ScheduledTask | None:
     """Advance ``schedule`` past ``now`` and enqueue its task, if this worker wins the race."""
     fire_time = schedule.next_run
+    assert fire_time is not None  # due schedules are read by next_run <= now
     try:
         following = schedule.compute_next_run(now)
     except ValidationError as error:  # a row whose expression or zone no longer validates (edited by hand)
@@ -194,7 +195,7 @@ def run_now(schedule: CronSchedule) -> ScheduledTask:
 
 def build_schedule_task(schedule: CronSchedule, fire_time: datetime | None) -> ScheduledTask:
     # A schedule's tasks are its owner's: who may see the schedule may see what it fired.
-    common = {"cron_schedule": schedule, "cron_fire_time": fire_time, "scheduled_at": fire_time or timezone.now(),
+    common: dict[str, Any] = {"cron_schedule": schedule, "cron_fire_time": fire_time, "scheduled_at": fire_time or timezone.now(),
               "description": schedule.description or f"cron: {schedule.name}", "owner_id": schedule.owner_id}
     try:
         job = registry.get(schedule.job_name).using(

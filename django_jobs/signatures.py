@@ -89,7 +89,7 @@ def timing(options: Mapping[str, Any]) -> dict[str, Any]:
     if options.get("delay") is not None and options.get("run_at") is not None:
         raise InvalidJobOption("Pass delay or run_at, not both.")
     if options.get("delay") is not None:
-        delay: timedelta = validation.duration(options["delay"], "delay")  # type: ignore[assignment]
+        delay: timedelta = validation.duration(options["delay"], "delay")
         return {"delay": delay}
     if options.get("run_at") is not None:
         return {"run_at": validation.run_time(options["run_at"])}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F
@@ -43,7 +44,7 @@ def get_statistics(queue: str | None = None) -> dict[str, Any]:
     }
 
 
-def count_by(grouped: list[dict[str, Any]], key: str | None) -> Any:
+def count_by(grouped: Sequence[Mapping[str, Any]], key: str | None) -> Any:
     if key is None:
         totals = dict.fromkeys(STATUSES, 0)
         for row in grouped:

@@ -27,7 +27,7 @@ from .models import ScheduledTask
 
 Status = ScheduledTask.Status
 
-STATUSES = {
+STATUSES: dict[str, TaskResultStatus] = {
     Status.PENDING: TaskResultStatus.READY,  # enqueued, or waiting for its next retry
     Status.RUNNING: TaskResultStatus.RUNNING,
     Status.COMPLETED: TaskResultStatus.SUCCESSFUL,
@@ -45,7 +45,7 @@ def _path(kind: type[BaseException]) -> str:
 def task_result(row: ScheduledTask, task: Task, backend_alias: str) -> TaskResult:
     """The ``TaskResult`` of ``row``, whose function is ``task``'s."""
     worker_ids = worker_ids_of(row)
-    result = TaskResult(
+    result: TaskResult = TaskResult(
         task=task,
         id=str(row.pk),
         status=STATUSES[row.status],
@@ -112,11 +112,12 @@ def last_attempted_at(row: ScheduledTask) -> datetime | None:
 
 
 def finished_at(row: ScheduledTask) -> datetime | None:
-    return {
+    times: dict[str, datetime | None] = {
         Status.COMPLETED: row.executed_at,
         Status.FAILED: row.failed_at,
         Status.CANCELLED: row.updated_at,
-    }.get(row.status)
+    }
+    return times.get(row.status)
 
 
 def parse_time(value: Any) -> datetime | None:

@@ -51,6 +51,7 @@ class TaskJob(Job[Any, Any]):
 
     def context_for(self, task: ScheduledTask, worker_id: str) -> TaskContext:
         """Django's context: its ``attempt`` counts every attempt the row records."""
+        assert self.django_task is not None  # a bridge Job is made for a Django Task
         alias = self.django_task.backend
         return TaskContext(task_result=task_result(task, task_for_row(self.django_task, task, alias), alias))
 

@@ -16,7 +16,7 @@ from .models import ScheduledTask
 Status = ScheduledTask.Status
 
 # The kinds of event that can leave a task in each status.
-STATES_AFTER = {
+STATES_AFTER: dict[str, set[str]] = {
     Status.PENDING: {"retried", "recovered", "released", "requeued"},
     Status.RUNNING: {"started"},
     Status.COMPLETED: {"completed"},

@@ -6,11 +6,13 @@ subclass whose message names the offending input.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -147,7 +149,14 @@ def max_retries(value: Any) -> int:
     return value
 
 
+@overload
+def duration(value: Any, what: str) -> timedelta: ...
+@overload
+def duration(value: Any, what: str, *, allow_none: bool) -> timedelta | None: ...
+
+
 def duration(value: Any, what: str, *, allow_none: bool = False) -> timedelta | None:
+    """``value`` (seconds or a timedelta) as a timedelta; None only with ``allow_none``."""
     if value is None and allow_none:
         return None
     try:
@@ -300,7 +309,7 @@ def json_value(value: Any, what: str, max_depth: int = MAX_JSON_DEPTH - 1) -> An
     try:
         return json.loads(storable(JSON_ENCODER.encode(value), max_depth))
     except RecursionError:
-        error = ValueError(f"it is nested deeper than {max_depth} levels")
+        error: Exception = ValueError(f"it is nested deeper than {max_depth} levels")
     except (TypeError, ValueError) as problem:
         error = problem
     raise JobArgumentsError(
@@ -369,8 +378,9 @@ def schedule_errors(schedule: Any, *, settings_rules: bool = False) -> dict[str,
     not for every save, so that a schedule left behind by a settings change can still
     be disabled.
     """
-    checks = {name: (lambda value, name=name, length=length, empty=empty: text(value, name, length, empty=empty))
-              for name, (length, empty) in SCHEDULE_TEXT.items()}
+    checks: dict[str, Callable[[Any], Any]] = {
+        name: functools.partial(text, what=name, max_length=length, empty=empty)
+        for name, (length, empty) in SCHEDULE_TEXT.items()}
     checks.update({"priority": priority, "overlap": overlap,
                    "metadata": lambda value: json_value(value, "metadata", MAX_JSON_DEPTH)})
     if settings_rules:

@@ -1,7 +1,7 @@
 # Shared by scripts/demo and scripts/test. Everything the project needs is installed
 # from here, so a fresh machine needs nothing but these scripts.
 
-CI_ENVS="lint,py311-django52-sqlite,py311-django52-postgres,py311-django52-mariadb,py313-django61-sqlite,py313-django61-postgres,py313-django61-mariadb"
+CI_ENVS="lint,typecheck,py311-django52-sqlite,py311-django52-postgres,py311-django52-mariadb,py313-django61-sqlite,py313-django61-postgres,py313-django61-mariadb"
 
 install_system_packages() {
   # mysqlclient compiles against Debian's MariaDB client headers, found by pkg-config.

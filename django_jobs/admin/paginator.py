@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
+from django.core.paginator import EmptyPage, Page, PageNotAnInteger, Paginator
 from django.db.models import QuerySet
 from django.utils.functional import cached_property
 
@@ -53,7 +53,7 @@ class CappedCountPaginator(Paginator):
             return super().page(number)
         number = self.validate_number(number)
         bottom = (number - 1) * self.per_page
-        return self._get_page(self.object_list[bottom : bottom + self.per_page], number, self)
+        return Page(self.object_list[bottom : bottom + self.per_page], number, self)
 
     def get_elided_page_range(self, number=1, *, on_each_side=3, on_ends=2):
         """Past the limit there is no known last page: first pages, the current one, then '…'."""

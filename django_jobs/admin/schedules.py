@@ -41,7 +41,7 @@ class CronScheduleForm(forms.ModelForm):
         return name
 
     def clean(self):
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         name = cleaned.get("job_name")
         job = registry.find(name) if name else None
         if job is not None and "args" in cleaned and "kwargs" in cleaned:

@@ -6,6 +6,8 @@ on ``TaskActionsAdmin`` (retry, cancel, run now, ``task_actions.py``).
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.contrib import admin
 from django.contrib.admin.utils import quote
 from django.contrib.admin.views.main import ChangeList
@@ -13,7 +15,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from ..models import ScheduledTask
-from ..querysets import sees_all_tasks
+from ..querysets import ScheduledTaskQuerySet, sees_all_tasks
 from . import display
 from .dashboard import dashboard_view
 from .filters import JobNameFilter, QueueFilter
@@ -67,7 +69,7 @@ class ScheduledTaskAdmin(TaskDetailAdmin):
 
     # -- who sees what: only their own tasks, unless superuser or see_all_scheduledtask -----
     def get_queryset(self, request):
-        return super().get_queryset(request).visible_to(request.user)
+        return cast(ScheduledTaskQuerySet, super().get_queryset(request)).visible_to(request.user)
 
     def get_list_display(self, request):
         shown = super().get_list_display(request)

@@ -55,12 +55,12 @@ def token_user(token: str) -> Any:
 class CsrfCheck(CsrfViewMiddleware):
     """Django's own CSRF check, answering the reason of a failure instead of a page."""
 
-    def _reject(self, request: HttpRequest, reason: str) -> str:  # type: ignore[override]
+    def _reject(self, request: HttpRequest, reason: str) -> str:
         return reason
 
 
 def check_csrf(request: HttpRequest) -> None:
-    check = CsrfCheck(lambda request: None)  # type: ignore[arg-type, return-value]
+    check = CsrfCheck(lambda request: None)  # type: ignore[arg-type]
     check.process_request(request)
     reason = check.process_view(request, None, (), {})  # type: ignore[arg-type]
     if reason:

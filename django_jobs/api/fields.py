@@ -12,7 +12,7 @@ import copy
 import functools
 import re
 import zoneinfo
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -395,7 +395,7 @@ class Together(Rule):
         return {"dependentRequired": {name: [other for other in self.names if other != name] for name in self.names}}
 
 
-def clean_fields(spec: dict[str, Field], data: dict[str, Any], *, partial: bool = False,
+def clean_fields(spec: Mapping[str, Field], data: dict[str, Any], *, partial: bool = False,
                  rules: tuple[Rule, ...] = ()) -> dict[str, Any]:
     """``data`` checked against ``spec``: every unknown, missing or refused field is
     reported at once (400), then the ``rules`` of well-formed fields. ``partial``
@@ -423,7 +423,7 @@ def clean_fields(spec: dict[str, Field], data: dict[str, Any], *, partial: bool 
     return cleaned
 
 
-def spec_schema(spec: dict[str, Field], *, partial: bool = False, rules: tuple[Rule, ...] = ()) -> dict[str, Any]:
+def spec_schema(spec: Mapping[str, Field], *, partial: bool = False, rules: tuple[Rule, ...] = ()) -> dict[str, Any]:
     """The JSON Schema of an object made of ``spec``'s fields, keeping ``rules``."""
     schema: dict[str, Any] = {
         "type": "object",

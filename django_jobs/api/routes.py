@@ -4,7 +4,7 @@ describes it. Paths are relative to where the project mounts the API."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,10 +54,10 @@ class Operation:
     responses: dict[int, str | None]  # status -> components schema name (None: no body)
     permissions: tuple[str, ...] = ()
     public: bool = False
-    body: dict[str, Field] | None = None
+    body: Mapping[str, Field] | None = None
     partial: bool = False
     rules: tuple[Rule, ...] = ()  # checks of several body fields together
-    query: dict[str, Field] = field(default_factory=dict)
+    query: Mapping[str, Field] = field(default_factory=dict)
     conflict: str = ""  # when set, the operation may answer 409 for this reason
 
     @property

@@ -9,7 +9,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, router, transaction
-from django.db.models import QuerySet
+from django.db.models import Field, QuerySet
 from django.http import HttpResponse
 from django.utils import timezone
 
@@ -78,7 +78,9 @@ def fires(expression: str) -> None:
 
 def column_length(name: str) -> int:
     """The ``max_length`` of a CronSchedule column: the database's limit is the API's."""
-    return CronSchedule._meta.get_field(name).max_length  # type: ignore[return-value]
+    found = CronSchedule._meta.get_field(name)
+    assert isinstance(found, Field) and found.max_length is not None, name
+    return found.max_length
 
 
 SCHEDULE_INPUT = {

@@ -45,7 +45,7 @@ def task_summary(task: ScheduledTask) -> dict[str, Any]:
         "progress": task.progress,
         "worker_id": task.worker_id,
         "unique_key": task.unique_key,
-        "owner": task.owner.get_username() if task.owner_id else None,
+        "owner": owner_name(task),
         "cron_schedule": task.cron_schedule_id,
         "cron_fire_time": task.cron_fire_time,
         "created_at": task.created_at,
@@ -86,7 +86,7 @@ def schedule(row: CronSchedule) -> dict[str, Any]:
         "last_skipped_at": row.last_skipped_at,
         "waiting_fires": row.waiting_fires,
         "upcoming": upcoming(row),
-        "owner": row.owner.get_username() if row.owner_id else None,
+        "owner": owner_name(row),
         "declared_in_code": row.declared_in_code,
         "created_at": row.created_at,
         "updated_at": row.updated_at,
@@ -107,7 +107,7 @@ def paused_queue(row: PausedQueue) -> dict[str, Any]:
     return {
         "queue": row.queue,
         "paused_at": row.paused_at,
-        "paused_by": row.paused_by.get_username() if row.paused_by_id else None,
+        "paused_by": row.paused_by.get_username() if row.paused_by is not None else None,
         "reason": row.reason,
     }
 
@@ -124,3 +124,8 @@ def job(name: str, registered: Any) -> dict[str, Any]:
         "parameters": [str(parameter.replace(annotation=inspect.Parameter.empty))
                        for parameter in registered.call_signature.parameters.values()],
     }
+
+
+def owner_name(row: Any) -> str | None:
+    """The username of a task's or schedule's owner; None for one without."""
+    return row.owner.get_username() if row.owner is not None else None

@@ -9,6 +9,7 @@ filter by ``?owner=<username>``."""
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
+from django.db.models import Field
 from django.http import HttpResponse
 
 import django_jobs
@@ -45,7 +46,9 @@ ENQUEUE_OPTIONS = ("queue", "priority", "description", "max_retries", "unique_ke
 
 def column_length(name: str) -> int:
     """The ``max_length`` of a ScheduledTask column: the database's limit is the API's."""
-    return ScheduledTask._meta.get_field(name).max_length  # type: ignore[return-value]
+    found = ScheduledTask._meta.get_field(name)
+    assert isinstance(found, Field) and found.max_length is not None, name
+    return found.max_length
 
 
 # Limits come from the library (validation) and the model, never restated here.

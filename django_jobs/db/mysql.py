@@ -8,7 +8,7 @@ No NOTIFY: workers poll.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
@@ -20,8 +20,9 @@ class MySQLEngine(Engine):
 
     def inserts_from_json(self, connection: BaseDatabaseWrapper) -> bool:
         # JSON_TABLE and INSERT … RETURNING: MariaDB 10.6+. MySQL has no RETURNING.
-        return bool(connection.features.can_return_rows_from_bulk_insert and connection.mysql_is_mariadb
-                    and connection.mysql_version >= (10, 6))
+        mysql = cast(Any, connection)  # the MySQL backend's own wrapper: mysql_is_mariadb, mysql_version
+        return bool(connection.features.can_return_rows_from_bulk_insert and mysql.mysql_is_mariadb
+                    and mysql.mysql_version >= (10, 6))
 
     def json_rows(self, varying: list[Any]) -> tuple[str, list[str], str]:
         # JSON_TABLE names every value it reads in its COLUMNS list, each of its column's type.

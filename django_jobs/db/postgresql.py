@@ -92,7 +92,7 @@ class PostgreSQLEngine(Engine):
         The same claim as the ORM's SELECT-then-UPDATE, in one round trip and without
         compiling two queries: the claim is most of a worker's CPU when jobs are short.
         """
-        params = [*([queues] if queues else []), now, limit, worker_id, now, now]
+        params: list[Any] = [*([queues] if queues else []), now, limit, worker_id, now, now]
         connection = self.connection
         with transaction.atomic(using=self.alias):
             self.pin_claim_plan()

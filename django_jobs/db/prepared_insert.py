@@ -33,7 +33,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -113,7 +113,8 @@ def idle_libpq_connection(connection: BaseDatabaseWrapper) -> Any:
     """The libpq connection under ``connection`` if psycopg 3 holds it idle in autocommit."""
     # What Django's cursor() does first: health check, connect (refused in async code),
     # refuse another thread's connection.
-    if connection.health_check_enabled and not connection.health_check_done:
+    # (Django's own attributes since 4.1; django-stubs does not declare them.)
+    if connection.health_check_enabled and not connection.health_check_done:  # type: ignore[attr-defined]
         connection.close_if_health_check_failed()
     connection.ensure_connection()
     connection.validate_thread_sharing()
@@ -161,7 +162,9 @@ def build_template(options: dict[str, Any], connection: BaseDatabaseWrapper, wak
     if any(field.get_internal_type() not in READABLE for field in ScheduledTask._meta.db_returning_fields):
         return None
     task = ScheduledTask(args=[], kwargs={}, **options)
-    omitted, params, slots = [], [], []
+    omitted: list[str] = []
+    params: list[bytes | None] = []
+    slots: list[tuple[int, str]] = []
     for field in bulk_insert.insert_fields():
         if field.attname in PER_CALL:
             slots.append((len(params), field.attname))
@@ -175,7 +178,7 @@ def build_template(options: dict[str, Any], connection: BaseDatabaseWrapper, wak
         if text is None:
             return None
         params.append(text)
-    params += [part.encode() for part in wake or ()]  # the NOTIFY's channel and payload (the queue) go last
+    params += [part.encode() for part in cast(tuple[str, str], wake or ())]  # the NOTIFY's channel and payload (the queue) go last
     sql = numbered(bulk_insert.statement("row", connection, wake, relaxed, tuple(omitted)))
     return Template(sql.encode(), tuple(params), tuple(slots), bulk_insert.TaskBuilder(task, connection.alias))
 
@@ -219,7 +222,7 @@ def prepared_statement(connection: BaseDatabaseWrapper, pgconn: Any, sql: bytes)
     state = getattr(connection, "_django_jobs_statements", None)
     if state is None or state[0] is not pgconn:
         state = (pgconn, {})
-        connection._django_jobs_statements = state
+        setattr(connection, "_django_jobs_statements", state)  # noqa: B010 -- they live as long as the connection
     names: dict[bytes, bytes] = state[1]
     if sql not in names:
         name = f"django_jobs_insert_{next(STATEMENT_NUMBERS)}".encode()
@@ -230,4 +233,4 @@ def prepared_statement(connection: BaseDatabaseWrapper, pgconn: Any, sql: bytes)
 
 
 def forget_statements(connection: BaseDatabaseWrapper) -> None:
-    connection._django_jobs_statements = None
+    setattr(connection, "_django_jobs_statements", None)  # noqa: B010

@@ -21,6 +21,7 @@ from collections import Counter as Tally
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+prometheus_client: Any
 try:
     import prometheus_client
 except ImportError:  # the optional extra is not installed: metrics are off
@@ -40,7 +41,7 @@ class LabelledCounter:
     """A counter whose children are cached per label values (``labels()`` costs ~2 µs)."""
 
     def __init__(self, name: str, documentation: str) -> None:
-        self.metric = prometheus_client.Counter(name, documentation, LABELS)
+        self.metric: Any = prometheus_client.Counter(name, documentation, LABELS)
         self.children: dict[tuple[str, str], Any] = {}
 
     def inc(self, job: str, queue: str, amount: int = 1) -> None:

@@ -40,7 +40,7 @@ class Command(BaseCommand):
         """``{status: {"older_than": timedelta, "keep": int}}`` from the options given."""
         policy: dict[str, Any] = {}
         for status in retention.PRUNABLE:
-            limit = {}
+            limit: dict[str, Any] = {}
             age, keep = options[f"{status}_older_than"], options[f"keep_{status}"]
             try:
                 if age is not None:
