@@ -10,7 +10,6 @@ workers instead of waiting behind it.
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -20,14 +19,13 @@ if TYPE_CHECKING:
 
 class TaskBuffer:
     def __init__(self) -> None:
-        self._waiting: deque[tuple[float, ScheduledTask]] = deque()
+        self._waiting: deque[ScheduledTask] = deque()
         self._condition = threading.Condition()
         self._closed = False
 
     def put(self, tasks: list[ScheduledTask]) -> None:
-        now = time.monotonic()
         with self._condition:
-            self._waiting.extend((now, task) for task in tasks)
+            self._waiting.extend(tasks)
             self._condition.notify(len(tasks))
 
     def take(self) -> ScheduledTask | None:
@@ -37,32 +35,27 @@ class TaskBuffer:
                 if self._closed:
                     return None
                 self._condition.wait()
-            return self._waiting.popleft()[1]
+            return self._waiting.popleft()
 
     def take_all(self) -> list[ScheduledTask]:
         """Remove every waiting task (to release them); none of them has started."""
         with self._condition:
-            tasks = [task for _, task in self._waiting]
+            tasks = list(self._waiting)
             self._waiting.clear()
             return tasks
 
     def snapshot(self) -> list[ScheduledTask]:
         """The waiting tasks, in order, left in place."""
         with self._condition:
-            return [task for _, task in self._waiting]
+            return list(self._waiting)
 
     def take_queues(self, queues: set[str]) -> list[ScheduledTask]:
         """Remove the waiting tasks of ``queues`` (paused meanwhile), keeping the order of the rest."""
         with self._condition:
-            taken = [task for _, task in self._waiting if task.queue in queues]
+            taken = [task for task in self._waiting if task.queue in queues]
             if taken:
-                self._waiting = deque(item for item in self._waiting if item[1].queue not in queues)
+                self._waiting = deque(task for task in self._waiting if task.queue not in queues)
             return taken
-
-    def waited_longest(self) -> float:
-        """Seconds the oldest waiting task has waited (0 when empty)."""
-        with self._condition:
-            return time.monotonic() - self._waiting[0][0] if self._waiting else 0.0
 
     def close(self) -> None:
         """Let threads finish what is waiting, then stop."""

@@ -106,10 +106,6 @@ class Field:
             validator(value)
         return value
 
-    def clean_text(self, text: str) -> Any:
-        """A query parameter's value (always text) converted, then cleaned."""
-        return self.clean(self.from_text(text))
-
     def from_text(self, text: str) -> Any:
         return text
 
