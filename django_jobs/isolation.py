@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db import connections
 
-from .exceptions import JobTimeout
+from .exceptions import DjangoJobsError, JobTimeout
 
 if TYPE_CHECKING:
     from .executor import Outcome
@@ -36,7 +36,7 @@ _context: Any = None
 _live: set[Any] = set()
 
 
-class JobFailedInChild(Exception):
+class JobFailedInChild(DjangoJobsError):
     """Stands for an exception raised in the child that could not be pickled back."""
 
 

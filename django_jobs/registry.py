@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from . import validation
 from .conf import jobs_settings
-from .exceptions import InvalidJobOption, JobArgumentsError, UnknownJob
+from .exceptions import DjangoJobsError, InvalidJobOption, JobArgumentsError, UnknownJob
 
 if TYPE_CHECKING:
     from .models import ScheduledTask
@@ -37,7 +37,7 @@ PER_CALL_OPTIONS = frozenset({"unique_key", "description", "owner"})
 MAX_SHAPES = 100
 
 
-class UnknownJobOption(TypeError):
+class UnknownJobOption(DjangoJobsError, TypeError):
     """An option name that enqueueing does not know (a typo such as ``queu=``)."""
 
 

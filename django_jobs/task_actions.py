@@ -13,13 +13,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .exceptions import UniqueKeyConflict
+from .exceptions import DjangoJobsError, UniqueKeyConflict
 from .models import ScheduledTask
 
 Status = ScheduledTask.Status
 
 
-class UnknownTasks(LookupError):
+class UnknownTasks(DjangoJobsError, LookupError):
     """Some ids name no task; nothing was changed."""
 
     def __init__(self, missing: list[int]) -> None:

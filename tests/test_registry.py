@@ -107,5 +107,32 @@ def test_calling_a_job_runs_it_inline():
 
 
 def test_public_api_is_exported():
-    for name in ("job", "registry", "enqueue", "get_statistics", "Job", "UnknownJob"):
-        assert hasattr(django_jobs, name)
+    assert {"job", "registry", "enqueue", "get_statistics", "Job", "UnknownJob"} <= set(django_jobs.__all__)
+    missing = [name for name in django_jobs.__all__ if not hasattr(django_jobs, name)]
+    assert not missing, missing
+
+
+def test_every_exception_of_the_package_is_a_djangojobserror():
+    """One base to catch them all (issue 19), each keeping the builtin base it had."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import django
+    from django.core.exceptions import ImproperlyConfigured
+
+    from django_jobs.exceptions import DjangoJobsError
+
+    own = []
+    for module_info in pkgutil.walk_packages(django_jobs.__path__, "django_jobs."):
+        if ".migrations" in module_info.name or module_info.name.endswith("child_setup"):
+            continue  # child_setup runs django.setup() in a job's child process
+        try:
+            module = importlib.import_module(module_info.name)
+        except (ImproperlyConfigured, ImportError):  # Django's Tasks framework, before Django 6: seen in the 6.x cells
+            assert django.VERSION < (6, 0), module_info.name
+            continue
+        own += [value for value in vars(module).values() if inspect.isclass(value)
+                and issubclass(value, BaseException) and value.__module__ == module.__name__]
+    assert len(own) >= 15, own
+    assert [error for error in own if not issubclass(error, DjangoJobsError)] == []

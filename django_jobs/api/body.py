@@ -17,13 +17,14 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 
 from ..conf import jobs_settings
+from ..exceptions import DjangoJobsError
 from .http import ApiError, bad_input
 
 MAX_DEPTH = 32
 JSON_TYPES = ("application/json",)
 
 
-class Refused(ValueError):
+class Refused(DjangoJobsError, ValueError):
     """A JSON value this API does not accept; the message says which and why."""
 
 

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from .. import validation
 from ..conf import jobs_settings
-from ..exceptions import InvalidJobOption, UnknownJob
+from ..exceptions import DjangoJobsError, InvalidJobOption, UnknownJob
 from .http import ApiError
 
 MISSING: Any = object()
@@ -62,7 +62,7 @@ def queue_pattern_refusal(value: str) -> str:
 JSON_VALUE: dict[str, Any] = {"$ref": "#/components/schemas/JsonValue"}
 
 
-class FieldError(ValueError):
+class FieldError(DjangoJobsError, ValueError):
     """A value a field refuses."""
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from ..exceptions import DjangoJobsError
+
 
 @dataclass(frozen=True)
 class Call:
@@ -21,7 +23,7 @@ class Call:
     body: dict[str, Any]
 
 
-class ApiError(Exception):
+class ApiError(DjangoJobsError):
     """An error answer: HTTP ``status`` and messages by field."""
 
     def __init__(self, status: int, errors: dict[str, list[str]], headers: dict[str, str] | None = None) -> None:
