@@ -505,6 +505,7 @@ def finish(process: subprocess.Popen, timeout: float = 90.0) -> tuple[int, str]:
     return process.returncode, output
 
 
+@pytest.mark.slow
 def test_a_worker_process_runs_tasks_and_this_process_reads_the_results(workers):
     results = {
         "meaning": test_tasks.calculate_meaning_of_life.enqueue(),
@@ -540,6 +541,7 @@ def test_a_worker_process_runs_tasks_and_this_process_reads_the_results(workers)
     assert signals(retried) == ["signal:started:RUNNING", "signal:started:RUNNING", "signal:finished:SUCCESSFUL"]
 
 
+@pytest.mark.slow
 def test_a_worker_enforces_a_tasks_timeout(workers):
     result = test_tasks.sleep_for.enqueue(60)  # @task(timeout=1); OPTIONS: no retries
     code, output = finish(workers.start("--burst"))

@@ -226,6 +226,7 @@ def test_view_without_prometheus_client_says_what_to_install(client, monkeypatch
     assert b"pip install 'django-dbjobs[metrics]'" in response.content
 
 
+@pytest.mark.slow
 def test_metrics_port_in_use_is_a_clear_error():
     from django.core.management.base import CommandError
 

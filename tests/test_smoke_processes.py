@@ -3,7 +3,7 @@ import pytest
 from django_jobs.models import ScheduledTask
 from tests.testapp import jobs
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]  # it starts a worker
 
 
 def test_a_worker_process_runs_an_enqueued_job(workers):

@@ -23,7 +23,7 @@ from tests.conftest import wait_until
 from tests.testapp import jobs
 from tests.testapp.models import Execution
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]  # every test starts workers
 
 PENDING = ScheduledTask.Status.PENDING
 RUNNING = ScheduledTask.Status.RUNNING
