@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import pickle
-import subprocess
 from datetime import datetime, timedelta
 
 import django
@@ -42,6 +41,7 @@ from django.utils.module_loading import import_string
 from django_jobs.backend import JobsBackend, JobsTask
 from django_jobs.models import ScheduledTask
 from django_jobs.testing import run_pending_jobs
+from tests.processes import finish
 from tests.testapp import jobs
 from tests.testapp import tasks as test_tasks
 from tests.testapp.models import Execution
@@ -495,16 +495,6 @@ def test_queue_name_is_the_queue():
 
 # -- real worker processes -------------------------------------------------------------------
 
-def finish(process: subprocess.Popen, timeout: float = 90.0) -> tuple[int, str]:
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-        pytest.fail(f"worker still running after {timeout}s; its output:\n{output}")
-    return process.returncode, output
-
-
 @pytest.mark.slow
 def test_a_worker_process_runs_tasks_and_this_process_reads_the_results(workers):
     results = {
@@ -517,7 +507,7 @@ def test_a_worker_process_runs_tasks_and_this_process_reads_the_results(workers)
         "in_child": test_tasks.get_task_id.using(timeout=30).enqueue(),
     }
     process = workers.start("--burst", "--concurrency", "2", env={"DJANGO_JOBS_TEST_RECORD_TASK_SIGNALS": "1"})
-    code, output = finish(process)
+    code, output = finish(process, 90.0)
     assert code == 0, output
     for result in results.values():
         result.refresh()
@@ -544,7 +534,7 @@ def test_a_worker_process_runs_tasks_and_this_process_reads_the_results(workers)
 @pytest.mark.slow
 def test_a_worker_enforces_a_tasks_timeout(workers):
     result = test_tasks.sleep_for.enqueue(60)  # @task(timeout=1); OPTIONS: no retries
-    code, output = finish(workers.start("--burst"))
+    code, output = finish(workers.start("--burst"), 90.0)
     assert code == 0, output
     result.refresh()
     assert result.status == TaskResultStatus.FAILED

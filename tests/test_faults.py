@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from django_jobs.models import ScheduledTask, Worker
 from tests.conftest import wait_until
+from tests.processes import statuses
 from tests.testapp import jobs
 from tests.testapp.models import Execution
 
@@ -354,11 +355,6 @@ def test_tasks_claimed_by_a_dead_worker_and_never_started_are_recovered(workers)
     assert [entry["worker_id"] for entry in ScheduledTask.objects.get(pk=retried.pk).attempt_log] == [doomed.name]
     assert not Execution.objects.filter(task_id=last_chance.pk).exists()
     assert not Worker.objects.exists()
-
-
-def statuses(*tasks: ScheduledTask) -> list[str]:
-    by_id = dict(ScheduledTask.objects.filter(pk__in=[task.pk for task in tasks]).values_list("pk", "status"))
-    return [by_id[task.pk] for task in tasks]
 
 
 # -- 3. database connections terminated under load ------------------------------------------------

@@ -8,7 +8,6 @@ what they leave in the database: task rows, and the ``Execution`` rows the
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 from datetime import timedelta
 
@@ -20,6 +19,7 @@ from django.utils import timezone
 
 from django_jobs.models import ScheduledTask, Worker
 from tests.conftest import wait_until
+from tests.processes import assert_exit, finish, statuses, table, wait_for
 from tests.testapp import jobs
 from tests.testapp.models import Execution
 
@@ -28,66 +28,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]  # ever
 PENDING = ScheduledTask.Status.PENDING
 RUNNING = ScheduledTask.Status.RUNNING
 COMPLETED = ScheduledTask.Status.COMPLETED
-
-
-# -- helpers -------------------------------------------------------------------------
-def finish(process: subprocess.Popen, timeout: float = 60.0) -> tuple[int, str]:
-    """Wait for a worker to exit; return its exit code and everything it printed."""
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-        pytest.fail(f"worker pid={process.pid} still running after {timeout}s; its output:\n{output}")
-    return process.returncode, output
-
-
-def outputs(*processes: subprocess.Popen) -> str:
-    """Output of each process, killing those still running (for failure messages)."""
-    parts = []
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-        try:
-            output, _ = process.communicate(timeout=10)
-        except (ValueError, subprocess.TimeoutExpired):  # already read, or stuck
-            output = "<output unavailable>"
-        parts.append(f"--- worker pid={process.pid} exit={process.returncode} ---\n{output}")
-    return "\n".join(parts)
-
-
-def table() -> str:
-    rows = ScheduledTask.objects.order_by("id").values_list("id", "status", "worker_id", "retry_count", "error_message")
-    return "tasks: " + "; ".join(map(str, rows)) if len(rows) <= 20 else f"tasks: {len(rows)} rows"
-
-
-def wait_for(predicate, *processes: subprocess.Popen, timeout: float = 30.0, what: str = ""):
-    """``wait_until`` that fails fast if a worker died, and shows worker output on failure."""
-
-    def check():
-        for process in processes:
-            if process.poll() is not None:
-                pytest.fail(f"worker pid={process.pid} exited early while waiting for {what}\n"
-                            f"{table()}\n{outputs(process)}")
-        return predicate()
-
-    try:
-        return wait_until(check, timeout=timeout)
-    except pytest.fail.Exception as failure:
-        if "exited early" in str(failure):
-            raise
-        pytest.fail(f"{what or 'condition'} not met within {timeout}s\n{table()}\n{outputs(*processes)}")
-
-
-def assert_exit(process: subprocess.Popen, expected: int = 0, timeout: float = 60.0) -> str:
-    code, output = finish(process, timeout)
-    assert code == expected, f"exit code {code}, expected {expected}; {table()}\noutput:\n{output}"
-    return output
-
-
-def statuses(*tasks: ScheduledTask) -> list[str]:
-    by_id = dict(ScheduledTask.objects.filter(pk__in=[task.pk for task in tasks]).values_list("pk", "status"))
-    return [by_id[task.pk] for task in tasks]
 
 
 def executions_of(task: ScheduledTask) -> list[Execution]:
