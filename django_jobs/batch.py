@@ -4,7 +4,7 @@ Every entry is checked before anything is written; an error names the entry's po
 Rows of the same job, options and run time form a group whose columns are computed
 once: 100,000 signatures of a few jobs cost a few groups, not 100,000 rows of options.
 The columns that differ between groups travel in the insert's JSON document
-(``bulk_insert``), so a mixed batch is one statement per chunk, as one job's is.
+(``inserting``), so a mixed batch is one statement per chunk, as one job's is.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
-from . import bulk_insert, validation
+from . import inserting, validation
 from .exceptions import DjangoJobsError, InvalidJobOption, JobArgumentsError
 from .models import ScheduledTask
 from .signatures import Signature, timing
@@ -53,12 +53,12 @@ class Batch:
     def documents(self, varying: tuple[str, ...], connection: BaseDatabaseWrapper
                   ) -> tuple[list[str], list[list[dict[str, Any]]] | None]:
         """The JSON documents of the rows, ``[[args, kwargs, *varying], ...]``, chunked as
-        ``bulk_insert`` wants them, and per document each row's ``varying`` values."""
+        ``inserting`` wants them, and per document each row's ``varying`` values."""
         suffixes = [group_suffix(group, varying, connection) for group in self.groups]
         # Each row: the signature's "[args,kwargs]" with the group's values before its "]".
         rows = [f"{signature.json[:-1]}{suffixes[group]}]" if suffixes[group] else signature.json
                 for signature, group in zip(self.signatures, self.membership)]
-        bounds = chunk_bounds(rows, bulk_insert.CHUNK_ROWS, bulk_insert.CHUNK_CHARS)
+        bounds = chunk_bounds(rows, inserting.CHUNK_ROWS, inserting.CHUNK_CHARS)
         documents = [f"[{','.join(rows[start:end])}]" for start, end in bounds]
         if not varying:
             return documents, None
@@ -146,7 +146,7 @@ def group_suffix(group: dict[str, Any], varying: tuple[str, ...], connection: Ba
     """``,v1,v2 ...``: the group's ``varying`` values as JSON, to append to each of its rows."""
     if not varying:
         return ""
-    return "," + validation.JSON_ENCODER.encode(bulk_insert.document_values(group, varying, connection))[1:-1]
+    return "," + validation.JSON_ENCODER.encode(inserting.document_values(group, varying, connection))[1:-1]
 
 
 def chunk_bounds(rows: list[str], max_rows: int, max_chars: int) -> list[tuple[int, int]]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import IntegrityError, OperationalError, connections, router, transaction
 from django.utils import timezone
 
-from . import bulk_insert, metrics, validation
+from . import inserting, metrics, validation
 from .claiming import is_transient
 from .conf import jobs_settings
 from .db import engine
@@ -100,7 +100,7 @@ def enqueue_many(job: Job[Any, Any], calls: Iterable[tuple[Iterable[Any], dict[s
     if not pairs:
         return []
     # Encoded now, so a value that cannot be stored is refused before anything is written.
-    documents = validation.json_chunks(pairs, bulk_insert.CHUNK_ROWS, bulk_insert.CHUNK_CHARS)
+    documents = validation.json_chunks(pairs, inserting.CHUNK_ROWS, inserting.CHUNK_CHARS)
     alias = router.db_for_write(ScheduledTask)
     with transaction.atomic(using=alias):
         tasks = insert_many(template, documents, alias)
@@ -134,8 +134,8 @@ def checked_pair(job: Job[Any, Any], call: Any, index: int, fitting: set[tuple[i
 def insert(task: ScheduledTask, alias: str) -> None:
     """One INSERT, with the NOTIFY in the same statement where the database allows."""
     connection = connections[alias]
-    fast = bulk_insert.available(connection) and not bulk_insert.save_signals_connected()
-    if not (fast and bulk_insert.insert_task(task, connection, wake_for(task.queue, connection),
+    fast = inserting.available(connection) and not inserting.save_signals_connected()
+    if not (fast and inserting.insert_task(task, connection, wake_for(task.queue, connection),
                                              relaxed=relaxed_commit(connection))):
         task.save(force_insert=True, using=alias)
         notify_workers({task.queue}, alias)
@@ -144,8 +144,8 @@ def insert(task: ScheduledTask, alias: str) -> None:
 def insert_many(template: ScheduledTask, documents: list[str], alias: str) -> list[ScheduledTask]:
     """The rows of ``documents`` (``[[args, kwargs], ...]`` JSON, see ``validation.json_chunks``)."""
     connection = connections[alias]
-    if bulk_insert.available(connection):
-        tasks = bulk_insert.insert_tasks(template, documents, connection, wake_for(template.queue, connection))
+    if inserting.available(connection):
+        tasks = inserting.insert_tasks(template, documents, connection, wake_for(template.queue, connection))
         if tasks is not None:
             return tasks
     options = {name: value for name, value in template.__dict__.items() if name not in ("_state", "args", "kwargs")}
@@ -174,11 +174,11 @@ def enqueue_signatures(entries: Iterable[Any], *, delay: Any = None, run_at: dat
 def insert_batch(batch: Batch, alias: str) -> list[ScheduledTask]:
     """The rows of ``batch``: one JSON insert per chunk where available, else ``bulk_create``."""
     connection = connections[alias]
-    if bulk_insert.available(connection):
+    if inserting.available(connection):
         varying = batch.varying()
         documents, overrides = batch.documents(varying, connection)
         wake = wake_for_all(batch.queues, connection)
-        tasks = bulk_insert.insert_tasks(batch.template(), documents, connection, wake, varying, overrides)
+        tasks = inserting.insert_tasks(batch.template(), documents, connection, wake, varying, overrides)
         if tasks is not None:
             return tasks
     tasks = batch.unsaved_tasks()
@@ -203,7 +203,7 @@ def wake_for(queue: str, connection: Any) -> tuple[str, str] | None:
     return (NOTIFY_CHANNEL, queue)
 
 
-def wake_for_all(queues: set[str], connection: Any) -> bulk_insert.Wake:
+def wake_for_all(queues: set[str], connection: Any) -> inserting.NotifyArgs:
     """``wake_for`` of several queues: one NOTIFY each, from the same statement."""
     if len(queues) == 1:
         return wake_for(next(iter(queues)), connection)

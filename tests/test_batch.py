@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 import django_jobs
-from django_jobs import InvalidJobOption, JobArgumentsError, UnknownJob, bulk_insert
+from django_jobs import InvalidJobOption, JobArgumentsError, UnknownJob, inserting
 from django_jobs.models import ScheduledTask
 from django_jobs.signals import job_enqueued
 from tests.test_enqueueing import in_memory, stored
@@ -54,7 +54,7 @@ def test_different_jobs_queues_and_times_in_one_call_come_back_in_order():
 def test_a_mixed_batch_stores_every_column_as_the_orm_does(monkeypatch):
     when = timezone.now() + dt.timedelta(days=1)
     fast = django_jobs.enqueue_many(mixed_signatures(12, when))
-    monkeypatch.setattr(bulk_insert, "available", lambda connection: False)
+    monkeypatch.setattr(inserting, "available", lambda connection: False)
     orm = django_jobs.enqueue_many(mixed_signatures(12, when))
     assert stored(fast) == stored(orm)
     for tasks in (fast, orm):
@@ -171,7 +171,7 @@ def test_20000_mixed_rows_go_in_two_statements_in_order():
 
 
 def test_long_arguments_split_the_batch_in_order(monkeypatch):
-    monkeypatch.setattr(bulk_insert, "CHUNK_CHARS", 2_000)
+    monkeypatch.setattr(inserting, "CHUNK_CHARS", 2_000)
     signatures = [jobs.noop.using(queue=f"q{index % 3}").s("x" * 300, index) for index in range(20)]
     with CaptureQueriesContext(connection) as queries:
         tasks = django_jobs.enqueue_many(signatures + [jobs.noop.s("y" * 5_000, 20)])
@@ -184,7 +184,7 @@ def test_long_arguments_split_the_batch_in_order(monkeypatch):
 @pytest.mark.parametrize("path", ["fast", "orm"])
 def test_a_mixed_batch_rolls_back_with_the_caller_and_signals_each_task_after_commit(path, monkeypatch):
     if path == "orm":
-        monkeypatch.setattr(bulk_insert, "available", lambda connection: False)
+        monkeypatch.setattr(inserting, "available", lambda connection: False)
     received = []
     job_enqueued.connect(lambda **kw: received.append(kw["task"]), weak=False, dispatch_uid="mixed-test")
     try:
@@ -204,9 +204,9 @@ def test_a_mixed_batch_rolls_back_with_the_caller_and_signals_each_task_after_co
 
 @pytest.mark.django_db(transaction=True)
 def test_a_failure_after_the_first_chunk_leaves_nothing_written(monkeypatch):
-    monkeypatch.setattr(bulk_insert, "CHUNK_ROWS", 3)
+    monkeypatch.setattr(inserting, "CHUNK_ROWS", 3)
     built = []
-    original = bulk_insert.TaskBuilder.tasks
+    original = inserting.TaskBuilder.tasks
 
     def fail_on_the_second_chunk(self, *args):
         built.append(1)
@@ -214,7 +214,7 @@ def test_a_failure_after_the_first_chunk_leaves_nothing_written(monkeypatch):
             raise RuntimeError("the second chunk failed")
         return original(self, *args)
 
-    monkeypatch.setattr(bulk_insert.TaskBuilder, "tasks", fail_on_the_second_chunk)
+    monkeypatch.setattr(inserting.TaskBuilder, "tasks", fail_on_the_second_chunk)
     with pytest.raises(RuntimeError, match="second chunk"):
         django_jobs.enqueue_many(mixed_signatures(9))
     assert len(built) >= 2  # the first chunk was inserted, then rolled back

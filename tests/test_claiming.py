@@ -30,7 +30,7 @@ def full_row(task) -> dict:
 
 
 def test_claimed_tasks_hold_their_rows_exactly_as_the_orm_reads_them():
-    # PostgreSQL reads the claimed rows in plain SQL (django_jobs/rows.py): every field,
+    # PostgreSQL reads the claimed rows in plain SQL (django_jobs/row_reader.py): every field,
     # JSON and times included, must come out as the ORM's own read gives it.
     first = ScheduledTaskFactory(args=[1, "é", {"a": [None, 2.5]}], kwargs={"k": [True]}, progress={"done": 1},
                                  attempt_log=[{"attempt": 1, "error": "E"}], unique_key="key",
@@ -184,7 +184,7 @@ def test_the_postgresql_claim_statement_walks_the_claim_index_in_order():
     if connection.vendor != "postgresql":
         pytest.skip("the one-statement claim is PostgreSQL's")
     from django_jobs.db.postgresql import claim_statement
-    from django_jobs.rows import column_list
+    from django_jobs.row_reader import column_list
 
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE django_jobs_scheduledtask")  # statistics of an empty table

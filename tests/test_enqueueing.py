@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 import django_jobs
-from django_jobs import InvalidJobOption, JobArgumentsError, UnknownJob, bulk_insert, validation
+from django_jobs import InvalidJobOption, JobArgumentsError, UnknownJob, inserting, validation
 from django_jobs.db import engine
 from django_jobs.enqueueing import build_task
 from django_jobs.models import ScheduledTask
@@ -185,7 +185,7 @@ def test_unique_key_is_refused_in_enqueue_many():
         jobs.add.using(unique_key="k").enqueue_many([((1, 2), {})])
 
 
-# -- the fast insert path (django_jobs/bulk_insert.py) and the ORM path it replaces -------------
+# -- the fast insert path (django_jobs/inserting.py) and the ORM path it replaces -------------
 CALLS = [
     ((1, 2.5, "é😀 \"quoted\" \\ back\nslash", None, True, 10**20, 0.1 + 0.2, 1.5e-7), {}),
     ((dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.timezone.utc), dt.date(2026, 1, 2), Decimal("1.50"),
@@ -212,7 +212,7 @@ def in_memory(task) -> dict:
 @pytest.fixture
 def orm_only(monkeypatch):
     """Force the ORM path (save / bulk_create), as on a database without the fast path."""
-    monkeypatch.setattr(bulk_insert, "available", lambda connection: False)
+    monkeypatch.setattr(inserting, "available", lambda connection: False)
 
 
 def orm_tasks(job, calls):
@@ -226,7 +226,7 @@ OPTIONS = {"queue": "mail", "priority": "high", "description": "d", "max_retries
 
 def test_fast_path_is_available_on_the_test_database():
     # Otherwise every comparison below would compare the ORM with itself.
-    assert bulk_insert.available(connection)
+    assert inserting.available(connection)
 
 
 def test_enqueue_many_stores_every_column_as_the_orm_does():
@@ -263,7 +263,7 @@ def test_returned_tasks_equal_their_stored_rows(enqueue):
 
 
 def test_enqueue_many_returns_the_tasks_in_call_order_over_several_statements(monkeypatch):
-    monkeypatch.setattr(bulk_insert, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(inserting, "CHUNK_ROWS", 7)
     calls = [((index, -index), {}) for index in range(50)]
     with CaptureQueriesContext(connection) as queries:
         tasks = jobs.add.enqueue_many(calls)
@@ -277,7 +277,7 @@ def test_enqueue_many_returns_the_tasks_in_call_order_over_several_statements(mo
 
 
 def test_enqueue_many_splits_long_arguments_over_statements_in_order(monkeypatch):
-    monkeypatch.setattr(bulk_insert, "CHUNK_CHARS", 2_000)
+    monkeypatch.setattr(inserting, "CHUNK_CHARS", 2_000)
     calls = [(("x" * 300, index), {}) for index in range(20)] + [(("y" * 5_000, 20), {})] + [((1, 21), {})]
     with CaptureQueriesContext(connection) as queries:
         tasks = jobs.add.enqueue_many(calls)

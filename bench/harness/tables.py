@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from bench.benchapp.jobs import noop
 from django_jobs.models import CronSchedule, ScheduledTask, TaskEvent, Worker
-from django_jobs.rows import column_list
+from django_jobs.row_reader import column_list
 
 ENQUEUE_CHUNK = 20_000
 

@@ -17,7 +17,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..models import PausedQueue, ScheduledTask
 from ..notify import NOTIFY_CHANNEL
-from ..rows import column_list, reader
+from ..row_reader import column_list, reader
 from . import prepared_insert
 from .engine import EVENT_COLUMNS, EVENTS_TABLE, MESSAGE_LENGTH, Engine, claim_sort_key
 

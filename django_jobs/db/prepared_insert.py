@@ -38,7 +38,7 @@ from uuid import UUID
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from .. import bulk_insert
+from .. import inserting
 from ..models import ScheduledTask
 
 # Columns whose value differs on every call; the others come from the job's options.
@@ -59,7 +59,7 @@ class Template:
     sql: bytes
     params: tuple[bytes | None, ...]  # the constant values; None where a PER_CALL value goes
     slots: tuple[tuple[int, str], ...]  # (position in params, PER_CALL column)
-    builder: bulk_insert.TaskBuilder
+    builder: inserting.TaskBuilder
 
 
 _templates: dict[tuple[Any, ...], Template | None] = {}
@@ -68,11 +68,11 @@ _templates: dict[tuple[Any, ...], Template | None] = {}
 def usable(connection: BaseDatabaseWrapper) -> bool:
     """Whether an enqueue on ``connection`` can bypass the cursor unnoticed (see above)."""
     return (not connection.in_atomic_block and not connection.queries_logged and not connection.execute_wrappers
-            and not bulk_insert.save_signals_connected())
+            and not inserting.save_signals_connected())
 
 
 def insert(options: dict[str, Any], created: datetime, arguments: tuple[str, str],
-           stored: tuple[list[Any], dict[str, Any]], connection: BaseDatabaseWrapper, wake: bulk_insert.Wake,
+           stored: tuple[list[Any], dict[str, Any]], connection: BaseDatabaseWrapper, wake: inserting.NotifyArgs,
            relaxed: bool) -> ScheduledTask | None:
     """INSERT one task and return it, or None if the cursor path must do it (nothing written).
 
@@ -138,7 +138,7 @@ def libpq() -> Any:
 
 
 # -- the statement and its constant parameters, once per set of options -----------------------
-def template_for(options: dict[str, Any], connection: BaseDatabaseWrapper, wake: bulk_insert.Wake,
+def template_for(options: dict[str, Any], connection: BaseDatabaseWrapper, wake: inserting.NotifyArgs,
                  relaxed: bool) -> Template | None:
     # task_options builds its dict in one order: its values identify the options. The
     # wake-up's payload is the queue, one of them.
@@ -156,7 +156,7 @@ def template_for(options: dict[str, Any], connection: BaseDatabaseWrapper, wake:
     return _templates[key]
 
 
-def build_template(options: dict[str, Any], connection: BaseDatabaseWrapper, wake: bulk_insert.Wake,
+def build_template(options: dict[str, Any], connection: BaseDatabaseWrapper, wake: inserting.NotifyArgs,
                    relaxed: bool) -> Template | None:
     """None when a value or a returned column has no plain text form here: the cursor path's job."""
     if any(field.get_internal_type() not in READABLE for field in ScheduledTask._meta.db_returning_fields):
@@ -165,13 +165,13 @@ def build_template(options: dict[str, Any], connection: BaseDatabaseWrapper, wak
     omitted: list[str] = []
     params: list[bytes | None] = []
     slots: list[tuple[int, str]] = []
-    for field in bulk_insert.insert_fields():
+    for field in inserting.insert_fields():
         if field.attname in PER_CALL:
             slots.append((len(params), field.attname))
             params.append(None)
             continue
         value = field.pre_save(task, add=True)
-        if value is None and bulk_insert.null_by_omission(field, connection):
+        if value is None and inserting.null_by_omission(field, connection):
             omitted.append(field.attname)
             continue
         text = as_text(field.get_db_prep_save(value, connection))
@@ -179,8 +179,8 @@ def build_template(options: dict[str, Any], connection: BaseDatabaseWrapper, wak
             return None
         params.append(text)
     params += [part.encode() for part in cast(tuple[str, str], wake or ())]  # the NOTIFY's channel and payload (the queue) go last
-    sql = numbered(bulk_insert.statement("row", connection, wake, relaxed, tuple(omitted)))
-    return Template(sql.encode(), tuple(params), tuple(slots), bulk_insert.TaskBuilder(task, connection.alias))
+    sql = numbered(inserting.statement("row", connection, wake, relaxed, tuple(omitted)))
+    return Template(sql.encode(), tuple(params), tuple(slots), inserting.TaskBuilder(task, connection.alias))
 
 
 def numbered(sql: str) -> str:

@@ -40,10 +40,10 @@ from django.db.models.signals import post_save, pre_save
 
 from .db import engine
 from .models import ScheduledTask
-from .rows import RowReader, init_signals_connected, listened, loaded_task
+from .row_reader import RowReader, init_signals_connected, listened, loaded_task
 
 # (channel, payload) of the NOTIFY to send with the rows; (channel, [payload, ...]) for several.
-Wake = tuple[str, str] | tuple[str, list[str]] | None
+NotifyArgs = tuple[str, str] | tuple[str, list[str]] | None
 VARYING = ("args", "kwargs")  # the columns that differ between the rows of one call
 # The rows of one statement (see validation.json_chunks): at most this many and, unless
 # one row is larger, about this many characters of JSON.
@@ -57,7 +57,7 @@ def available(connection: BaseDatabaseWrapper) -> bool:
     return engine(connection.alias).inserts_from_json(connection)
 
 
-def insert_task(task: ScheduledTask, connection: BaseDatabaseWrapper, wake: Wake, *, relaxed: bool = False) -> bool:
+def insert_task(task: ScheduledTask, connection: BaseDatabaseWrapper, wake: NotifyArgs, *, relaxed: bool = False) -> bool:
     """INSERT ``task`` (and NOTIFY ``wake`` in the same statement); False if it needs the ORM.
 
     ``relaxed`` (PostgreSQL, a statement that is its own transaction): commit it with
@@ -74,7 +74,7 @@ def insert_task(task: ScheduledTask, connection: BaseDatabaseWrapper, wake: Wake
 
 
 def insert_tasks(
-    template: ScheduledTask, documents: list[str], connection: BaseDatabaseWrapper, wake: Wake,
+    template: ScheduledTask, documents: list[str], connection: BaseDatabaseWrapper, wake: NotifyArgs,
     varying: tuple[str, ...] = (), overrides: list[list[dict[str, Any]]] | None = None,
 ) -> list[ScheduledTask] | None:
     """INSERT one row per ``[args, kwargs, *varying]`` of the JSON ``documents``, ``template``'s
@@ -186,7 +186,7 @@ def null_by_omission(field: Any, connection: BaseDatabaseWrapper) -> bool:
 _statements: dict[tuple[Any, ...], str] = {}
 
 
-def statement(kind: str, connection: BaseDatabaseWrapper, wake: Wake, relaxed: bool = False,
+def statement(kind: str, connection: BaseDatabaseWrapper, wake: NotifyArgs, relaxed: bool = False,
               omitted: tuple[str, ...] = (), varying: tuple[str, ...] = ()) -> str:
     """The INSERT of one row without the ``omitted`` columns (``row``) or of a JSON
     document's rows with the ``varying`` columns in the document (``json``), built once."""
