@@ -16,7 +16,7 @@ ENGINE = os.environ.get("DJANGO_JOBS_TEST_DB", "sqlite")
 WORKER_DB_NAME = os.environ.get("DJANGO_JOBS_TEST_DB_NAME")
 SQLITE_DIR = Path(os.environ.get("DJANGO_JOBS_SQLITE_DIR", tempfile.gettempdir()))
 # The suite runs SQLite in its default (DEFERRED) transaction mode; servers started by
-# the API's tests set IMMEDIATE here to compare (tests/test_api_live.py).
+# the API's tests set IMMEDIATE here to compare (tests/api/test_api_live.py).
 SQLITE_TRANSACTION_MODE = os.environ.get("DJANGO_JOBS_TEST_SQLITE_TRANSACTION_MODE", "")
 
 if ENGINE == "sqlite":

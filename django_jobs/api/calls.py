@@ -1,7 +1,7 @@
 """A job call (``job``, ``args``, ``kwargs``) in a request body: checked by binding the
 arguments to the job's signature, and described by a JSON Schema generated from that
 same signature, so that the OpenAPI document accepts exactly the calls the server
-accepts (``tests/test_api_openapi.py`` compares the two on every registered job).
+accepts (``tests/api/test_api_openapi.py`` compares the two on every registered job).
 """
 
 from __future__ import annotations

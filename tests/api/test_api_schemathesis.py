@@ -69,7 +69,7 @@ def config(token: str, role: str) -> schemathesis.Config:
         # its body is read, so it runs the fuzzing and stateful phases only.
         # The superuser's coverage phase runs on PostgreSQL only: ~5,000 requests and ~5 min
         # per database (the time-zone enum alone is ~600 values), and CI has a budget; on
-        # SQLite the fuzzing and stateful phases run, and tests/test_api_live.py covers its lock.
+        # SQLite the fuzzing and stateful phases run, and tests/api/test_api_live.py covers its lock.
         "phases": {"coverage": {"enabled": role == "superuser" and settings.ENGINE == "postgres"}},
         "headers": {"Authorization": f"Bearer {token}"},
         "generation": {"max-examples": EXAMPLES},

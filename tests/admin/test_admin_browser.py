@@ -32,7 +32,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 CHROMIUM = os.environ.get("DJANGO_JOBS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCREENSHOTS = Path(__file__).resolve().parent / "artifacts" / "screenshots"
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 PASSWORD = "correct horse battery staple"
 
 

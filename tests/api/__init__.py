@@ -1,0 +1,1 @@
+"""The JSON API: every endpoint, its auth, its OpenAPI document, fuzzed and run live."""

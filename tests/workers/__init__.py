@@ -1,0 +1,1 @@
+"""Real run_jobworker processes: running, stopping, crashing, outages, timeouts, races."""
