@@ -1,11 +1,13 @@
 """One contender of ``test_unique_race``: enqueue one unique key many times, print the ids.
 
-Run as ``python -m tests.unique_race_client GO_FILE KEY COUNT MODE`` with the test
+Run as ``python -m tests.unique_race_client GO_FILE KEY COUNT MODE [PAUSE]`` with the test
 database in ``DJANGO_JOBS_TEST_DB_NAME``. It sets Django up, waits until GO_FILE
 exists (so that every contender starts at once), then enqueues. MODE ``plain``
 enqueues in autocommit; ``atomic`` inside ``transaction.atomic()`` after a read,
 as a view with ATOMIC_REQUESTS would (on SQLite with ``transaction_mode: IMMEDIATE``,
-which such projects need anyway).
+which such projects need anyway). PAUSE: seconds between two enqueues (default none),
+so that another writer gets its turn even on SQLite, whose lock goes to whoever retries
+first.
 """
 
 import json
@@ -16,7 +18,7 @@ import time
 import django
 
 
-def main(go_file: str, key: str, count: int, mode: str) -> None:
+def main(go_file: str, key: str, count: int, mode: str, pause: float = 0.0) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     from django.conf import settings
 
@@ -37,6 +39,8 @@ def main(go_file: str, key: str, count: int, mode: str) -> None:
         time.sleep(0.001)
     ids, deadlocks = [], 0
     for _ in range(count):
+        if pause:
+            time.sleep(pause)
         if mode != "atomic":
             ids.append(job.enqueue().pk)
             continue
@@ -56,4 +60,4 @@ def main(go_file: str, key: str, count: int, mode: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], *(float(value) for value in sys.argv[5:6]))

@@ -26,14 +26,14 @@ CONTENDERS = 6
 ENQUEUES_EACH = 30
 
 
-def start_contenders(tmp_path: Path, key: str) -> tuple[list[subprocess.Popen], Path]:
+def start_contenders(tmp_path: Path, key: str, pause: float = 0.0) -> tuple[list[subprocess.Popen], Path]:
     go_file = tmp_path / "go"
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(REPO),
            "DJANGO_JOBS_TEST_DB_NAME": connection.settings_dict["NAME"]}
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "tests.unique_race_client", str(go_file), key, str(ENQUEUES_EACH),
-             "atomic" if number % 2 else "plain"],
+             "atomic" if number % 2 else "plain", str(pause)],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         for number in range(CONTENDERS)
@@ -68,7 +68,9 @@ def test_racing_enqueues_while_the_key_changes_hands(tmp_path):
     """A worker keeps finishing the key's task: each enqueue returns the task active at
     that moment or a new one, never an error and never a second active task."""
     key = "race:handover"
-    processes, go_file = start_contenders(tmp_path, key)
+    # A pause between enqueues: on SQLite six contenders in a tight loop could keep the
+    # write lock from the finisher until they were all done (CI once saw one task in all).
+    processes, go_file = start_contenders(tmp_path, key, pause=0.003)
     finished_rounds = []
     stop = threading.Event()
 
