@@ -86,12 +86,11 @@ class ScheduledTaskQuerySet(models.QuerySet["ScheduledTask"]):
     # the rows of this queryset in the new state.
     def mark_running(self, worker_id: str, now: datetime) -> int:
         """Take pending rows of this queryset for ``worker_id``."""
-        return self.changed("started", self.filter(status=PENDING), self.written(RUNNING, worker_id, now),
+        return self.changed("started", self.filter(status=PENDING), held_by=worker_id,
                             status=RUNNING, worker_id=worker_id, started_at=now, updated_at=now)
 
     def complete(self, worker_id: str, result: Any, now: datetime) -> int:
-        return self.changed("completed", self.held_by(worker_id), self.written(COMPLETED, worker_id, now),
-                            **completion(result, now))
+        return self.changed("completed", self.held_by(worker_id), held_by=worker_id, **completion(result, now))
 
     def retry_later(self, worker_id: str, at: datetime, error: str, traceback: str, now: datetime,
                     attempt_log: list[dict[str, Any]]) -> int:
@@ -101,7 +100,7 @@ class ScheduledTaskQuerySet(models.QuerySet["ScheduledTask"]):
         the holder writes it, so the copy it read at claim time is current.
         """
         return self.changed(
-            "retried", self.held_by(worker_id), self.written(PENDING, worker_id, now),
+            "retried", self.held_by(worker_id), held_by=worker_id,
             status=PENDING, scheduled_at=at, retry_count=F("retry_count") + 1,
             failed_at=now, error_message=error, traceback=traceback, updated_at=now, attempt_log=attempt_log,
         )
@@ -109,7 +108,7 @@ class ScheduledTaskQuerySet(models.QuerySet["ScheduledTask"]):
     def fail(self, worker_id: str, error: str, traceback: str, now: datetime, attempt_log: list[dict[str, Any]]) -> int:
         """Record the last failed attempt: the task is now dead-lettered as ``failed``."""
         return self.changed(
-            "failed", self.held_by(worker_id), self.written(FAILED, worker_id, now),
+            "failed", self.held_by(worker_id), held_by=worker_id,
             status=FAILED, failed_at=now, error_message=error, traceback=traceback, updated_at=now,
             attempt_log=attempt_log,
         )
@@ -121,7 +120,7 @@ class ScheduledTaskQuerySet(models.QuerySet["ScheduledTask"]):
         """
         released = 0
         for rows in self.held_by(worker_id).by_ids():
-            released += rows.changed("released", rows.held_by(worker_id), rows.written(PENDING, worker_id, now),
+            released += rows.changed("released", rows.held_by(worker_id), held_by=worker_id,
                                      status=PENDING, scheduled_at=now, updated_at=now)
         return self.wake_if(released)
 
@@ -142,16 +141,16 @@ class ScheduledTaskQuerySet(models.QuerySet["ScheduledTask"]):
         common = dict(failed_at=now, error_message=error, traceback="", updated_at=now,
                       attempt_log=[*task.attempt_log, entry])
         if task.retry_count < task.max_retries:
-            retried = task_rows.changed("recovered", rows, task_rows.written(PENDING, task.worker_id, now),
+            retried = task_rows.changed("recovered", rows, held_by=task.worker_id,
                                         status=PENDING, scheduled_at=now, retry_count=F("retry_count") + 1, **common)
             return task_rows.wake_if(retried)
-        return task_rows.changed("failed", rows, task_rows.written(FAILED, task.worker_id, now), status=FAILED, **common)
+        return task_rows.changed("failed", rows, held_by=task.worker_id, status=FAILED, **common)
 
     # -- operator actions ------------------------------------------------------------
     def cancel_pending(self) -> int:
         now = timezone.now()
         with transaction.atomic(using=self.write_db, savepoint=False):
-            return sum(rows.changed("cancelled", rows.filter(status=PENDING), rows.written(CANCELLED, None, now),
+            return sum(rows.changed("cancelled", rows.filter(status=PENDING), held_by=None,
                                     status=CANCELLED, updated_at=now)
                        for rows in self.filter(status=PENDING).by_ids())
 
@@ -179,7 +178,7 @@ class ScheduledTaskQuerySet(models.QuerySet["ScheduledTask"]):
         """The change of ``retry_now``; the caller's transaction makes it all or nothing."""
         now = timezone.now()
         retryable = (FAILED, CANCELLED)
-        return sum(rows.changed("requeued", rows.filter(status__in=retryable), rows.written(PENDING, "", now),
+        return sum(rows.changed("requeued", rows.filter(status__in=retryable), held_by="",
                                 status=PENDING, scheduled_at=now, retry_count=0, error_message="", traceback="",
                                 result=None, worker_id="", updated_at=now)
                    for rows in self.filter(status__in=retryable).by_ids())
@@ -219,16 +218,20 @@ class ScheduledTaskQuerySet(models.QuerySet["ScheduledTask"]):
         return changed
 
     # -- the event trail of a change -------------------------------------------------
-    def changed(self, kind: str, expected: ScheduledTaskQuerySet, written: ScheduledTaskQuerySet,
-                **fields: Any) -> int:
-        """UPDATE the rows of ``expected`` to ``fields``; where no trigger writes the events,
-        write ``kind`` events for ``written`` (the same rows, found by their new state) in
-        the same transaction. Returns the number of rows changed."""
+    def changed(self, kind: str, expected: ScheduledTaskQuerySet, *, held_by: str | None, **fields: Any) -> int:
+        """UPDATE the rows of ``expected`` (this queryset in the state the change expects)
+        to ``fields``; where no trigger writes the events, write ``kind`` events in the same
+        transaction for the rows of this queryset the change left in ``fields``' status at
+        its ``updated_at``, under worker ``held_by`` (None: any). Returns the rows changed.
+
+        The rows are found only when events are written: on PostgreSQL and with ``EVENTS``
+        off, a worker's outcome builds no queryset it would not use."""
         if not events.written_beside_changes(expected.write_db):
             return expected.update(**fields)
         with transaction.atomic(using=expected.write_db, savepoint=False):
             count = expected.update(**fields)
             if count:
+                written = self.written(fields["status"], held_by, fields["updated_at"])
                 events.write(written.using(expected.write_db), kind)
         return count
 
