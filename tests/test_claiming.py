@@ -232,3 +232,17 @@ def test_unique_indexes_hold_only_the_rows_they_constrain():
         assert definitions["django_jobs_one_active_task_per_key"].endswith("WHERE (active_unique_key IS NOT NULL)")
         assert definitions["django_jobs_one_task_per_fire_time"].endswith("WHERE (cron_schedule_id IS NOT NULL)")
         assert "UNIQUE" in definitions["django_jobs_one_active_task_per_key"]
+
+
+def test_an_engine_is_kept_per_alias_whatever_its_vendor():
+    """Another Django backend gets the ORM's engine, once, not anew at every connection."""
+    from django_jobs.db import Engine
+
+    real = engine("default")
+    try:
+        other = engine("default", "some-other-backend")
+        assert type(other) is Engine and other.vendor == "some-other-backend"
+        assert engine("default", "some-other-backend") is other
+    finally:
+        restored = engine("default", connection.vendor)
+    assert type(restored) is type(real) and engine("default") is restored

@@ -43,6 +43,7 @@ def engine(alias: str, vendor: str | None = None) -> Engine:
         vendor = vendor or connections[alias].vendor
         engine_class = import_string(ENGINES[vendor]) if vendor in ENGINES else Engine
         found = _engines[alias] = engine_class(alias)
+        found.vendor = vendor  # the ORM engine serves any vendor: remember which, or the check above never holds
     return found
 
 
