@@ -102,7 +102,7 @@ class Engine:
     def pin_claim_plan(self) -> None:
         """Keep the claim on its index whatever the planner's statistics say (PostgreSQL)."""
 
-    # -- inserting new rows (inserting) ----------------------------------------------
+    # -- inserting new rows (inserting.py) -------------------------------------------
     def inserts_from_json(self, connection: BaseDatabaseWrapper) -> bool:
         """Whether new rows can be inserted from one JSON document and returned
         (``json_rows``); else the ORM's ``save``/``bulk_create`` insert them."""
