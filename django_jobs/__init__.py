@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
     from .models import ScheduledTask
 
+# Each function below imports its module when called: users import ``django_jobs`` in
+# modules that load while Django sets the apps up, before the models can be imported.
+
 
 def enqueue(name: str, args: Any = None, kwargs: Any = None, *, delay: Any = None, run_at: Any = None,
             **options: Any) -> "ScheduledTask":

@@ -105,6 +105,8 @@ class JobsBackend(BaseTaskBackend):
 
     def enqueue(self, task: Task, args: Iterable[Any], kwargs: dict[str, Any]) -> TaskResult:
         """Write the task's row (on the caller's connection: it belongs to an open transaction)."""
+        # Here, not at the top: Django may build task backends before the apps (and so
+        # the models these modules import) are ready.
         from .enqueueing import enqueue_one
         from .task_results import task_result
         from .tasks_bridge import check_runnable, job_for

@@ -132,7 +132,7 @@ def job_key(job: Any, by_id: dict[int, int], by_value: dict[Any, int]) -> int:
 def group_options(index: int, job: Any, when: datetime) -> dict[str, Any]:
     """The option columns of the group whose first row is item ``index``, checked now
     (the job must still be registered; ``QUEUES`` may have changed since ``job.s()``)."""
-    from .enqueueing import ensure_registered, task_options
+    from .enqueueing import ensure_registered, task_options  # enqueueing plans batches with this module
 
     try:
         ensure_registered(job)

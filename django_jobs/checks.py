@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.checks import Error, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 
 from .conf import SETTINGS, to_seconds, user_settings
+from .retention import parse_policy
+from .scheduler import declared_schedules
 
 
 @register()
@@ -29,10 +32,6 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 
 
 def cron_problems() -> list[Any]:
-    from django.core.exceptions import ImproperlyConfigured
-
-    from .scheduler import declared_schedules
-
     try:
         declared_schedules()
     except ImproperlyConfigured as error:
@@ -83,8 +82,6 @@ def heartbeat_problems(configured: dict[str, Any]) -> list[Any]:
 
 
 def retention_problems(configured: dict[str, Any]) -> list[Any]:
-    from .retention import parse_policy
-
     policy = configured.get("RETENTION")
     if policy is None:
         return []

@@ -23,7 +23,7 @@ class JobContext:
         """Record how far the job is; shown in admin. Written at once while running."""
         self.progress = {"done": done, "total": total}
         if self.task is not None:
-            from .models import ScheduledTask
+            from .models import ScheduledTask  # loads with ``django_jobs``, before the models
 
             ScheduledTask.objects.filter(pk=self.task.pk).set_progress(self.worker_id, self.progress)
             self.task.progress = self.progress

@@ -17,17 +17,18 @@ from django.db import IntegrityError, OperationalError, connections, router, tra
 from django.utils import timezone
 
 from . import inserting, metrics, validation
-from .claiming import is_transient
 from .conf import jobs_settings
 from .db import engine
 from .exceptions import InvalidJobOption, JobArgumentsError
+from .execution.executor import run_inline
 from .models import ScheduledTask
 from .notify import NOTIFY_CHANNEL, wake_workers
+from .registry import Job, registry
+from .resilience import is_transient
 from .signals import job_enqueued, send_each_after_commit
 
 if TYPE_CHECKING:
     from .batch import Batch
-    from .registry import Job
 
 # A key raced by another enqueue whose task finished in between: insert again.
 UNIQUE_INSERT_ATTEMPTS = 10
@@ -159,7 +160,7 @@ def insert_many(template: ScheduledTask, documents: list[str], alias: str) -> li
 def enqueue_signatures(entries: Iterable[Any], *, delay: Any = None, run_at: datetime | None = None
                        ) -> list[ScheduledTask]:
     """``django_jobs.enqueue_many``: signatures of any jobs and options, in one transaction."""
-    from .batch import planned
+    from .batch import planned  # batch builds its rows with this module's task_options
 
     batch = planned(entries, delay, run_at)
     if not batch.signatures:
@@ -253,8 +254,6 @@ def announce(tasks: list[ScheduledTask]) -> None:
         transaction.on_commit(lambda: metrics.count_enqueued(tasks), using=router.db_for_write(ScheduledTask))
     send_each_after_commit(job_enqueued, tasks)
     if jobs_settings.IMMEDIATE:
-        from .executor import run_inline
-
         for task in tasks:
             run_inline(task)
 
@@ -265,8 +264,6 @@ def notify_workers(queues: set[str], alias: str | None = None) -> None:
 
 
 def ensure_registered(job: Job[Any, Any]) -> None:
-    from .registry import registry
-
     registry.get(job.name)
 
 
@@ -280,8 +277,6 @@ def enqueue(
     **options: Any,
 ) -> ScheduledTask:
     """Enqueue the job registered as ``name``; ``options`` as for ``Job.using``."""
-    from .registry import registry
-
     job = registry.get(name)
     if options:
         job = job.using(**options)

@@ -283,7 +283,7 @@ class CronSchedule(models.Model):
         Raises ``ScheduleBusy`` (nothing enqueued) while the schedule's previous task is
         pending or running, unless ``overlap`` is ``"allow"``.
         """
-        from .scheduler import run_now
+        from .scheduler import run_now  # the scheduler imports the models
 
         return run_now(self)
 

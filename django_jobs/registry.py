@@ -13,12 +13,18 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.utils import timezone
 
 from . import validation
 from .conf import jobs_settings
+from .context import JobContext
+from .cron import expand
 from .exceptions import DjangoJobsError, InvalidJobOption, JobArgumentsError, UnknownJob
+
+# Users' job modules import this one while Django loads the apps, before the models
+# exist: ``enqueueing`` (which imports the models) and ``signatures`` (which imports
+# this module) are imported inside the methods that use them.
 
 if TYPE_CHECKING:
     from .models import ScheduledTask
@@ -68,8 +74,6 @@ class Job(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function now, in this process, without a task row."""
         if self.takes_context:
-            from .context import JobContext
-
             return self.func(JobContext(task=None, attempt=1), *args, **kwargs)  # type: ignore[arg-type]
         return self.func(*args, **kwargs)
 
@@ -168,8 +172,6 @@ class Job(Generic[P, R]):
     # -- running (hooks the executor calls; a resolved Django Task overrides them) ----------
     def context_for(self, task: ScheduledTask, worker_id: str) -> Any:
         """What a ``takes_context`` job receives as its first argument while ``task`` runs."""
-        from .context import JobContext
-
         return JobContext(task=task, attempt=task.attempt, worker_id=worker_id)
 
     def stored_result(self, value: Any) -> Any:
@@ -306,10 +308,6 @@ def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
 
 
 def _check_cron(name: str, expression: str) -> None:
-    from django.core.exceptions import ValidationError
-
-    from .cron import expand
-
     try:
         expand(expression)
     except ValidationError as error:

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 
 from django.db import InterfaceError, OperationalError, connections
 
+from .models import Worker
+from .signals import worker_error as signal
+
 logger = logging.getLogger(__name__)
 
 # What a restarting server, a failover or a killed connection raises: the operation may
@@ -50,9 +53,6 @@ def worker_error(worker_id: str, stage: str, error: BaseException, message: str 
     An outage is one line without a traceback; anything else is logged with its traceback.
     ``message`` says what happens next ("retrying in 2.0 s").
     """
-    from .models import Worker
-    from .signals import worker_error as signal
-
     transient = isinstance(error, TRANSIENT_ERRORS)
     fields = {"worker_id": worker_id, "stage": stage}
     text = f"Worker {worker_id}: {stage} failed ({first_line(error)})" + (f"; {message}" if message else "")
@@ -89,6 +89,12 @@ def wait_for_database(operation: Callable[[], object], what: str, stop: threadin
             reconnect()
             stop.wait(pause)
     return False
+
+
+def is_transient(error: OperationalError) -> bool:
+    """A deadlock (MariaDB) or "database is locked" (SQLite): the same statement may pass if tried again."""
+    text = str(error).lower()
+    return "deadlock" in text or "locked" in text or "lock wait timeout" in text
 
 
 def first_line(error: BaseException) -> str:

@@ -35,7 +35,7 @@ from . import cron, validation
 from .conf import jobs_settings
 from .enqueueing import after_insert, build_task
 from .exceptions import DjangoJobsError, ScheduleBusy
-from .executor import TaskLog
+from .execution.task_log import TaskLog
 from .models import CronSchedule, ScheduledTask
 from .registry import registry
 

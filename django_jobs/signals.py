@@ -70,7 +70,7 @@ def in_transaction() -> bool:
 
 
 def _send_each(signal: Signal, tasks: list) -> None:
-    from .models import ScheduledTask
+    from .models import ScheduledTask  # the models import this module to send signals
 
     if signal.has_listeners(ScheduledTask):  # asked at commit: a receiver connected meanwhile counts
         for task in tasks:
@@ -78,7 +78,7 @@ def _send_each(signal: Signal, tasks: list) -> None:
 
 
 def _send_robust(signal: Signal, kwargs: dict) -> None:
-    from .models import ScheduledTask
+    from .models import ScheduledTask  # the models import this module to send signals
 
     for receiver, response in signal.send_robust(sender=ScheduledTask, **kwargs):
         if isinstance(response, Exception):

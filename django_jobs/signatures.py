@@ -76,7 +76,7 @@ class Signature(Generic[P, R]):
 
     def enqueue(self) -> ScheduledTask:
         """Store this call alone, like ``job.enqueue(*args, **kwargs)`` (``unique_key`` included)."""
-        from .enqueueing import enqueue_one
+        from .enqueueing import enqueue_one  # this module loads with ``django_jobs``, before the models
 
         return enqueue_one(self.job, list(self.args), dict(self.kwargs), run_at=self.run_at(timezone.now()))
 

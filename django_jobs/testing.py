@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from . import claiming
-from .executor import inline_worker_id, run_claimed
+from .execution.executor import inline_worker_id, run_claimed
 from .models import ScheduledTask
+from .worker import claiming
 
 # Enough to drain any sane test backlog; a job that enqueues itself forever stops here.
 MAX_ROUNDS = 10_000

@@ -7,9 +7,9 @@ import pytest
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
-from django_jobs.claiming import claim
 from django_jobs.db import engine
 from django_jobs.models import ScheduledTask
+from django_jobs.worker.claiming import claim
 from tests.factories import ScheduledTaskFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -207,10 +207,10 @@ def test_rows_of_a_claim_whose_commit_went_unanswered_are_given_back_and_claimed
     worker = JobWorker(WorkerOptions(worker_id="w-doubt", batch_size=5, cron=False))
     lost = ScheduledTaskFactory.create_batch(3)
     ScheduledTask.objects.filter(pk__in=[task.pk for task in lost]).mark_running("w-doubt", timezone.now())
-    worker.claim_in_doubt = True  # what the loop sets when a claim raises
-    assert worker.claim_free_slots() == 3
-    assert worker.held == {task.pk for task in lost}
-    assert worker.claim_in_doubt is False
+    worker.claims.in_doubt = True  # what the loop sets when a claim raises
+    assert worker.claims.claim_free_slots() == 3
+    assert worker.holdings.held == {task.pk for task in lost}
+    assert worker.claims.in_doubt is False
     assert set(ScheduledTask.objects.values_list("status", "retry_count")) == {("running", 0)}
 
 

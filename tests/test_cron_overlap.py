@@ -16,9 +16,9 @@ from django.test import override_settings
 from django.utils import timezone
 
 from django_jobs import job, registry, scheduler
-from django_jobs.claiming import claim
 from django_jobs.exceptions import ScheduleBusy
 from django_jobs.models import CronSchedule, ScheduledTask
+from django_jobs.worker.claiming import claim
 from tests.factories import CronScheduleFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -7,7 +7,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from django_jobs import backoff
-from django_jobs.executor import run_claimed, run_inline
+from django_jobs.execution.executor import run_claimed, run_inline
 from django_jobs.models import ScheduledTask
 from django_jobs.signals import job_completed, job_failed, job_started
 from django_jobs.testing import run_pending_jobs

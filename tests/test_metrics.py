@@ -18,12 +18,13 @@ from django.utils import timezone
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from django_jobs import claiming, metrics
-from django_jobs.executor import Outcome
+from django_jobs import metrics
+from django_jobs.execution.outcome import Outcome
+from django_jobs.execution.recording import record_outcomes
 from django_jobs.models import ScheduledTask
 from django_jobs.queues import pause_queue
-from django_jobs.recording import record_outcomes
 from django_jobs.testing import run_pending_jobs
+from django_jobs.worker import claiming
 from tests.conftest import REPO, wait_until
 from tests.factories import ScheduledTaskFactory
 from tests.testapp import jobs

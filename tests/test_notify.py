@@ -19,7 +19,7 @@ import django_jobs
 from django_jobs import UniqueKeyConflict, task_actions
 from django_jobs.models import ScheduledTask
 from django_jobs.notify import NOTIFY_CHANNEL
-from django_jobs.wakeup import open_raw_connection
+from django_jobs.worker.wakeup import open_raw_connection
 from tests.api_support import ApiClient, make_user
 from tests.factories import CronScheduleFactory, ScheduledTaskFactory
 

@@ -10,8 +10,8 @@ from django.test import override_settings
 
 import django_jobs
 from django_jobs import InvalidJobOption, get_statistics
-from django_jobs.claiming import claim
 from django_jobs.models import PausedQueue, ScheduledTask
+from django_jobs.worker.claiming import claim
 from tests.conftest import wait_until
 from tests.testapp import jobs
 from tests.testapp.models import Execution

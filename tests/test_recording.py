@@ -3,9 +3,9 @@
 import pytest
 from django.utils import timezone
 
-from django_jobs.executor import Outcome
+from django_jobs.execution.outcome import Outcome
+from django_jobs.execution.recording import record_outcomes
 from django_jobs.models import ScheduledTask
-from django_jobs.recording import record_outcomes
 from django_jobs.signals import job_completed
 from tests.factories import ScheduledTaskFactory
 

@@ -23,6 +23,7 @@ from django.utils import timezone
 from .. import validation
 from ..conf import jobs_settings
 from ..exceptions import DjangoJobsError, InvalidJobOption, UnknownJob
+from ..registry import registry
 from .http import ApiError
 
 MISSING: Any = object()
@@ -313,8 +314,6 @@ class Choices(Field):
 
 
 def registered_jobs() -> Collection[str]:
-    from ..registry import registry
-
     return list(registry)
 
 

@@ -28,7 +28,7 @@ except ImportError:  # the optional extra is not installed: metrics are off
     prometheus_client = None
 
 if TYPE_CHECKING:
-    from ..executor import Outcome
+    from ..execution.outcome import Outcome
     from ..models import ScheduledTask
 
 AVAILABLE = prometheus_client is not None

@@ -20,7 +20,7 @@ class TestAppConfig(AppConfig):
 def plant_thread_killer(thread: str) -> None:
     """Make the first call of the job threads' ``attempt`` ("job") or the recorder's
     ``record`` ("recorder") raise an exception nothing in the worker catches, as a bug would."""
-    from django_jobs import worker
+    from django_jobs.worker import job_threads, recorder
 
     def killer(original):
         def first_call_dies(*args, **kwargs):
@@ -33,8 +33,8 @@ def plant_thread_killer(thread: str) -> None:
 
     fired: list[bool] = []
     if thread == "job":
-        worker.attempt = killer(worker.attempt)
+        job_threads.attempt = killer(job_threads.attempt)
     elif thread == "recorder":
-        worker.JobWorker.record = killer(worker.JobWorker.record)
+        recorder.Recorder.record = killer(recorder.Recorder.record)
     else:
         raise ValueError(f"TESTAPP_KILL_THREAD must be job or recorder, not {thread!r}")

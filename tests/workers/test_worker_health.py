@@ -31,6 +31,8 @@ from django_jobs.models import CronSchedule, ScheduledTask, Worker
 from django_jobs.resilience import EXIT_THREAD_DIED
 from django_jobs.signals import worker_error
 from django_jobs.worker import JobWorker, WorkerOptions
+from django_jobs.worker.cron_ticker import CronTicker
+from django_jobs.worker.wakeup import Wakeup
 from tests.conftest import wait_until
 from tests.factories import ScheduledTaskFactory
 from tests.testapp import jobs
@@ -274,10 +276,9 @@ def test_the_cron_thread_survives_failing_calls_and_fires(error):
     stop.clear()
     schedule = CronSchedule.objects.create(name="every-minute", job_name="tests.noop", expression="* * * * *")
     CronSchedule.objects.filter(pk=schedule.pk).update(next_run=timezone.now() - timedelta(seconds=1))
-    worker = JobWorker(WorkerOptions(cron=True))
-    worker.finished = stop
+    cron = CronTicker("cron-faults", Wakeup(), stopping=threading.Event(), finished=stop)
     connections.close_all()
-    run_thread_through_faults(worker.cron_thread, lambda: ScheduledTask.objects.filter(cron_schedule=schedule).exists(),
+    run_thread_through_faults(cron.run, lambda: ScheduledTask.objects.filter(cron_schedule=schedule).exists(),
                               {1, 2, 3}, error)
     schedule.refresh_from_db()
     assert schedule.enabled

@@ -15,15 +15,17 @@ from typing import Any, TypeVar
 from django.db import router
 from django.utils import timezone
 
-from . import backoff, metrics
-from .executor import Outcome, TaskLog
-from .models import ScheduledTask
-from .querysets import attempt_entry, complete_held
-from .registry import registry
-from .resilience import TRANSIENT_ERRORS, Backoff, first_line, reconnect
-from .signals import job_completed, job_failed, send_after_commit
+from .. import backoff, metrics
+from ..models import ScheduledTask
+from ..querysets import attempt_entry, complete_held
+from ..registry import registry
+from ..resilience import TRANSIENT_ERRORS, Backoff, first_line, reconnect
+from ..signals import job_completed, job_failed, send_after_commit
+from .outcome import Outcome
+from .task_log import TaskLog
 
-logger = logging.getLogger(__name__)
+# Named, not ``__name__``: the name users' logging config knows from the README.
+logger = logging.getLogger("django_jobs.recording")
 
 T = TypeVar("T")
 RECORD_ATTEMPTS = 10

@@ -14,7 +14,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .models import ScheduledTask
+    from ..models import ScheduledTask
 
 
 class TaskBuffer:

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db import connections
 
-from .exceptions import DjangoJobsError, JobTimeout
+from ..exceptions import DjangoJobsError, JobTimeout
+from .outcome import Outcome, class_path, failure
 
 if TYPE_CHECKING:
-    from .executor import Outcome
-    from .models import ScheduledTask
+    from ..models import ScheduledTask
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +45,11 @@ def job_processes() -> Any:
     with _context_lock:
         if _context is None:
             _context = multiprocessing.get_context("forkserver")
-            _context.set_forkserver_preload(["django_jobs.child_setup"])
+            _context.set_forkserver_preload(["django_jobs.execution.child_setup"])
         return _context
 
 
 def execute_in_child(task: ScheduledTask, worker_id: str, seconds: float) -> Outcome:
-    from .executor import failure
-
     context = job_processes()
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(
@@ -98,8 +96,9 @@ def child_main(sender: Any, task: ScheduledTask, worker_id: str, names: dict[str
         django.setup()
     for alias, name in names.items():
         connections[alias].settings_dict["NAME"] = name
-    from .executor import call_and_capture
-    from .registry import registry
+    # Imported in the child only, after django.setup(): they import the models.
+    from ..registry import registry
+    from .calling import call_and_capture
 
     try:
         outcome = call_and_capture(registry.get(task.identifier), task, worker_id)
@@ -123,8 +122,6 @@ def pack(outcome: Outcome) -> dict[str, Any]:
 
 
 def unpack(packed: dict[str, Any]) -> Outcome:
-    from .executor import Outcome, class_path
-
     exception = pickle.loads(packed["exception"]) if packed["exception"] else None
     if not packed["succeeded"] and exception is None:
         exception = JobFailedInChild(packed["error"])

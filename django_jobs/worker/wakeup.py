@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable
 
 from django.db import connections, router
 
-from .db import engine
-from .models import ScheduledTask
-from .notify import NOTIFY_CHANNEL
+from ..db import engine
+from ..models import ScheduledTask
+from ..notify import NOTIFY_CHANNEL
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,9 @@ from datetime import datetime
 from django.db import OperationalError, router
 from django.utils import timezone
 
-from .db import engine
-from .models import ScheduledTask
+from ..db import engine
+from ..models import ScheduledTask
+from ..resilience import is_transient
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +43,3 @@ def claim(worker_id: str, queues: Iterable[str] | None, limit: int, now: datetim
             logger.info("Claim hit a transient database error (%s); retrying", error)
             time.sleep(CLAIM_RETRY_PAUSE * attempt)
     return []
-
-
-def is_transient(error: OperationalError) -> bool:
-    text = str(error).lower()
-    return "deadlock" in text or "locked" in text or "lock wait timeout" in text

@@ -1,0 +1,137 @@
+"""The main thread's loop: keep the buffer topped up with claimed tasks, and wait.
+
+Claims run on this thread only, one statement for up to ``batch_size`` rows. It waits
+on the wakeup (an outcome written, a NOTIFY, a cron fire) or the poll interval, and
+gives back waiting tasks that would sit behind slow jobs or in a queue paused meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+# django.db.Error covers InterfaceError ("connection already closed") as well as
+# DatabaseError: both happen when the server restarts under a worker.
+from django.db import Error as DatabaseError
+
+from ..queues import paused_names
+from ..resilience import Backoff, reconnect, worker_error
+from . import claiming
+from .buffer import TaskBuffer
+from .holdings import Holdings
+from .job_threads import JobThreads
+from .options import WorkerOptions
+from .wakeup import Wakeup
+
+logger = logging.getLogger(__name__)
+
+# After a database error the loop waits 0.5 s, 1 s, 2 s ... up to this, then tries again:
+# short, so that the queue drains again within seconds of a server's restart.
+MAX_ERROR_PAUSE = 5.0
+
+
+class ClaimLoop:
+    def __init__(self, options: WorkerOptions, buffer: TaskBuffer, holdings: Holdings, job_threads: JobThreads,
+                 wakeup: Wakeup, stopping: threading.Event) -> None:
+        self.options = options
+        self.worker_id = options.worker_id
+        self.buffer = buffer
+        self.holdings = holdings
+        self.job_threads = job_threads
+        self.wakeup = wakeup
+        self.stopping = stopping
+        self.claimed_count = 0
+        self.paused_checked_at = 0.0
+        self.in_doubt = False  # a claim failed: it may have committed all the same
+
+    def run(self) -> None:
+        """Claim until stopped, a limit is reached, or (``burst``) nothing is due."""
+        started = time.monotonic()
+        backoff = Backoff(cap=MAX_ERROR_PAUSE)
+        while not self.stopping.is_set() and not self.limit_reached(started):
+            # Read before claiming: a job finishing during the claim may have
+            # committed a retry that this claim could not see yet.
+            was_busy = bool(self.holdings.held)
+            try:
+                claimed = self.claim_free_slots()
+                self.give_back_paused()
+                backoff.reset()
+            except DatabaseError as error:
+                self.in_doubt = True
+                pause = backoff.next()
+                worker_error(self.worker_id, "claim", error, f"retrying in {pause:.1f} s")
+                reconnect()
+                self.stopping.wait(pause)
+                continue
+            if claimed:
+                continue
+            if self.options.burst and not was_busy and not self.holdings.count():
+                logger.info("Nothing due; burst worker %s exits", self.worker_id)
+                return
+            self.wakeup.wait(self.wait_time(started))
+
+    def claim_free_slots(self) -> int:
+        """Top the buffer up to ``batch_size`` waiting tasks, in one claim."""
+        if self.in_doubt:
+            self.holdings.release_orphans()
+            self.in_doubt = False
+        if self.holdings.has_unrecorded():
+            self.holdings.release_unrecorded()  # the heartbeat does it too; here it is at once
+        if self.job_threads.all_stuck():
+            # Nobody could start more now; what waits goes to other workers.
+            if len(self.buffer):
+                self.give_back_waiting()
+            return 0
+        if len(self.buffer) > self.options.concurrency:
+            return 0  # enough waiting; claim when the threads have caught up
+        limit = self.options.batch_size - len(self.buffer)
+        if self.options.max_jobs is not None:
+            limit = min(limit, self.options.max_jobs - self.claimed_count)
+        if limit <= 0:
+            return 0
+        tasks = claiming.claim(self.worker_id, self.options.queues, limit)
+        self.holdings.claimed(task.pk for task in tasks)
+        self.claimed_count += len(tasks)
+        self.buffer.put(tasks)
+        return len(tasks)
+
+    def give_back_waiting(self) -> None:
+        # Tasks would wait behind slow jobs: let other workers have them.
+        ids = [task.pk for task in self.buffer.take_all()]
+        try:
+            released = self.holdings.release(ids)
+        except DatabaseError:
+            # They are out of the buffer and no thread will run them: the heartbeat
+            # thread gives them back once the database answers again.
+            self.holdings.give_back_later(ids)
+            raise
+        logger.info("Every job thread is on a slow job; %d waiting task(s) returned to the queue", released)
+
+    def give_back_paused(self) -> None:
+        """Within a poll interval of a pause, release the waiting tasks of paused queues.
+
+        The claim already skips paused queues; this covers tasks claimed just before.
+        """
+        now = time.monotonic()
+        if not len(self.buffer) or now - self.paused_checked_at < self.options.interval:
+            return
+        self.paused_checked_at = now
+        paused = paused_names()
+        if "*" in paused:  # pause_all(): every waiting task goes back
+            paused = {task.queue for task in self.buffer.snapshot()}
+        if paused and (ids := [task.pk for task in self.buffer.take_queues(paused)]):
+            logger.info("Queue(s) %s paused; %d waiting task(s) returned", ",".join(sorted(paused)),
+                        self.holdings.release(ids))
+
+    def wait_time(self, started: float) -> float:
+        """The poll interval, cut short so that --max-seconds is kept."""
+        if self.options.max_seconds is None:
+            return self.options.interval
+        left = self.options.max_seconds - (time.monotonic() - started)
+        return max(0.0, min(self.options.interval, left))
+
+    def limit_reached(self, started: float) -> bool:
+        if self.options.max_jobs is not None and self.claimed_count >= self.options.max_jobs:
+            return True
+        return self.options.max_seconds is not None and time.monotonic() - started >= self.options.max_seconds
