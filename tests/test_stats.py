@@ -1,3 +1,6 @@
+"""Operator numbers (``django_jobs.stats``): ``get_statistics()`` and the time series
+behind the dashboard."""
+
 import datetime as dt
 import json
 
@@ -6,13 +9,14 @@ from django.core.management import call_command
 from django.utils import timezone
 
 import django_jobs
+from django_jobs.stats import history
 from tests.factories import ScheduledTaskFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def history():
+def two_jobs():
     now = timezone.now()
     for seconds in (1, 3):
         ScheduledTaskFactory(identifier="tests.add", status="completed", started_at=now,
@@ -22,7 +26,7 @@ def history():
     ScheduledTaskFactory(identifier="tests.noop", queue="mail", status="cancelled")
 
 
-def test_statistics_shape_and_values(history):
+def test_statistics_shape_and_values(two_jobs):
     stats = django_jobs.get_statistics()
     assert {k: stats[k] for k in ("pending", "running", "completed", "failed", "cancelled")} == {
         "pending": 1, "running": 0, "completed": 2, "failed": 1, "cancelled": 1}
@@ -33,7 +37,7 @@ def test_statistics_shape_and_values(history):
     assert stats["by_queue"]["mail"] == {"pending": 1, "running": 0, "completed": 0, "failed": 0, "cancelled": 1}
 
 
-def test_statistics_in_the_seeds_words_split_pending_into_waiting_and_delayed(history):
+def test_statistics_in_the_seeds_words_split_pending_into_waiting_and_delayed(two_jobs):
     now = timezone.now()
     ScheduledTaskFactory(identifier="tests.noop", status="pending", scheduled_at=now + dt.timedelta(hours=1))
     ScheduledTaskFactory(identifier="tests.noop", status="pending", scheduled_at=now + dt.timedelta(days=2))
@@ -47,7 +51,7 @@ def test_statistics_in_the_seeds_words_split_pending_into_waiting_and_delayed(hi
     assert django_jobs.get_statistics(queue="reports")["failure_rate"] is None
 
 
-def test_statistics_of_one_queue(history):
+def test_statistics_of_one_queue(two_jobs):
     stats = django_jobs.get_statistics(queue="mail")
     assert (stats["pending"], stats["completed"], stats["success_rate"], stats["average_duration_ms"]) == (1, 0, None, None)
     assert list(stats["by_queue"]) == ["mail"]
@@ -58,10 +62,36 @@ def test_empty_statistics():
     assert stats["pending"] == 0 and stats["success_rate"] is None and stats["by_job"] == {}
 
 
-def test_jobs_stats_command(history, capsys):
+def test_jobs_stats_command(two_jobs, capsys):
     call_command("jobs_stats")
     out = capsys.readouterr().out
     assert "completed=2" in out and "Success rate: 66.7%" in out and "tests.add" in out
     call_command("jobs_stats", "--json")
     data = json.loads(capsys.readouterr().out)
     assert data["failed"] == 1 and data["by_queue"]["mail"]["pending"] == 1
+
+
+# -- time series -------------------------------------------------------------------------------
+def test_throughput_buckets_are_counted_in_the_database_on_every_backend():
+    now = timezone.now().replace(second=30, microsecond=0)
+    window = history.Window.ending_at(now, 1)
+    for minutes_ago in (0, 0, 0, 10, 59):
+        ScheduledTaskFactory(status="completed", executed_at=now - dt.timedelta(minutes=minutes_ago))
+    ScheduledTaskFactory(status="pending", retry_count=1, failed_at=now - dt.timedelta(minutes=10))
+    ScheduledTaskFactory(status="completed", executed_at=now - dt.timedelta(hours=2))  # outside the window
+    buckets = history.throughput(window)
+    assert len(buckets) == 60 and window.bucket == dt.timedelta(minutes=1)
+    by_start = {bucket.start: (bucket.completed, bucket.failed) for bucket in buckets}
+    minute = now.replace(second=0)
+    assert by_start[minute] == (3, 0)
+    assert by_start[minute - dt.timedelta(minutes=10)] == (1, 1)
+    assert by_start[minute - dt.timedelta(minutes=59)] == (1, 0)
+    assert sum(b.completed for b in buckets) == 5
+
+
+def test_windows_align_to_whole_buckets():
+    now = timezone.now().replace(hour=10, minute=7, second=42)
+    window = history.Window.ending_at(now, 24)
+    assert window.end == now.replace(minute=10, second=0, microsecond=0)
+    assert window.start == window.end - dt.timedelta(hours=24)
+    assert len(window.bucket_starts()) == 144
