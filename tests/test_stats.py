@@ -1,5 +1,5 @@
-"""Operator numbers (``django_jobs.stats``): ``get_statistics()`` and the time series
-behind the dashboard."""
+"""Operator numbers (``django_jobs.stats``): ``get_statistics()``, status counts exact and
+capped, and the time series behind the dashboard."""
 
 import datetime as dt
 import json
@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 import django_jobs
-from django_jobs.stats import history
+from django_jobs.stats import counts, history
 from tests.factories import ScheduledTaskFactory
 
 pytestmark = pytest.mark.django_db
@@ -69,6 +69,27 @@ def test_jobs_stats_command(two_jobs, capsys):
     call_command("jobs_stats", "--json")
     data = json.loads(capsys.readouterr().out)
     assert data["failed"] == 1 and data["by_queue"]["mail"]["pending"] == 1
+
+
+# -- status counts: exact, or up to a cap -------------------------------------------------------
+def test_status_counts_are_exact_without_a_cap_and_stop_at_cap_plus_one_with_one():
+    ScheduledTaskFactory.create_batch(5, status="completed")
+    ScheduledTaskFactory.create_batch(2, status="failed")
+    ScheduledTaskFactory(status="completed", queue="mail")
+    exact = {"pending": 0, "running": 0, "completed": 6, "failed": 2, "cancelled": 0}
+    assert counts.status_counts() == exact
+    # Above the cap means "more than 3": the count stops at 4 whatever the true number.
+    assert counts.status_counts(cap=3) == {**exact, "completed": 4}
+    assert counts.status_counts(cap=10) == exact
+    assert counts.status_counts(queue="mail") == counts.status_counts(queue="mail", cap=3) == {
+        **dict.fromkeys(exact, 0), "completed": 1}
+
+
+def test_get_statistics_counts_exactly_however_many_rows_a_status_has(two_jobs):
+    ScheduledTaskFactory.create_batch(3, identifier="tests.add", status="completed")
+    stats = django_jobs.get_statistics()
+    assert stats["completed"] == counts.status_counts()["completed"] == 5
+    assert counts.status_counts(cap=3)["completed"] == 4
 
 
 # -- time series -------------------------------------------------------------------------------
