@@ -20,7 +20,8 @@ def status_counts(queue: str | None = None, cap: int | None = None) -> dict[str,
     ``cap=None`` counts exactly, with one GROUP BY that reads every row. With a
     ``cap``, each status is counted on its own and stops after ``cap + 1`` rows, so
     a big status (usually ``completed``) costs no more than the cap: a count above
-    ``cap`` means "more than ``cap``".
+    ``cap`` means "more than ``cap``". (A rare status can still be looked for
+    through a whole index where none leads with ``status``: PostgreSQL, SQLite.)
     """
     if cap is None:
         return by_status(grouped(queue=queue))
