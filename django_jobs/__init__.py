@@ -62,7 +62,7 @@ def enqueue_many(signatures: "Iterable[Signature[Any, Any]]", *, delay: Any = No
 
 def get_statistics(queue: str | None = None) -> dict[str, Any]:
     """Counts by status, success_rate, average_duration_ms, by_job and by_queue."""
-    from .statistics import get_statistics as compute
+    from .stats.summary import get_statistics as compute
 
     return compute(queue)
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from .metrics import Bucket
+from ..stats.history import Bucket
 
 WIDTH, HEIGHT = 960, 260
 LEFT, RIGHT, TOP, BOTTOM = 48, 12, 12, 28  # room for the axes' labels

@@ -14,17 +14,19 @@ from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from .. import monitoring
 from ..conf import jobs_settings
 from ..models import PausedQueue, ScheduledTask
 from ..queues import all_paused
+from ..stats import counts, history, live
 from ..validation import ALL_QUEUES
-from . import charts, metrics
+from . import charts
 from .display import human_duration
 from .queue_controls import can_control
 from .workers import STALE, WorkerState, workers_with_state
 
 REFRESH_CHOICES = (0, 10, 30, 60)  # seconds; 0 = off
+# Browsers refresh this page: each status is counted up to here, not through the whole table.
+COUNT_CAP = 100_000
 
 
 def dashboard_view(model_admin):
@@ -35,7 +37,7 @@ def dashboard_view(model_admin):
             **model_admin.admin_site.each_context(request),
             "title": "Jobs dashboard",
             "opts": ScheduledTask._meta,
-            **dashboard_context(choice(request, "hours", metrics.WINDOWS, metrics.DEFAULT_WINDOW),
+            **dashboard_context(choice(request, "hours", history.WINDOWS, history.DEFAULT_WINDOW),
                                 choice(request, "refresh", REFRESH_CHOICES, 0)),
             "can_pause": can_control(request.user, "pause"),
             "can_resume": can_control(request.user, "resume"),
@@ -55,27 +57,27 @@ def choice(request, name: str, allowed, default: int) -> int:
 
 def dashboard_context(hours: int, refresh: int) -> dict[str, Any]:
     now = timezone.now()
-    window = metrics.Window.ending_at(now, hours)
-    counts = metrics.status_counts()
+    window = history.Window.ending_at(now, hours)
+    by_status = counts.status_counts(cap=COUNT_CAP)
     workers = workers_with_state(now)
     queues = with_text(queue_rows(now), "waiting")
-    chart = charts.throughput_chart(metrics.throughput(window), window.bucket)
+    chart = charts.throughput_chart(history.throughput(window), window.bucket)
     return {
         "now": now,
         "hours": hours,
-        "hour_choices": list(metrics.WINDOWS),
+        "hour_choices": list(history.WINDOWS),
         "bucket_minutes": int(window.bucket.total_seconds() // 60),
         "refresh": refresh,
         "refresh_choices": REFRESH_CHOICES,
-        "status_tiles": status_tiles(counts, queues, workers),
-        "total": sum(counts.values()),
+        "status_tiles": status_tiles(by_status, queues, workers),
+        "total": sum(by_status.values()),
         "queues": queues,
         "paused_count": sum(queue["paused"] is not None for queue in queues),
         "all_paused": all_paused(),
         "chart": chart,
         "success_rate": success_rate(chart),
-        "slowest": with_text(metrics.slowest_jobs(window), "average", "longest"),
-        "failing": metrics.failing_jobs(window),
+        "slowest": with_text(history.slowest_jobs(window), "average", "longest"),
+        "failing": history.failing_jobs(window),
         "workers": workers,
         "stale_workers": sum(worker.state == STALE for worker in workers),
         "heartbeat_timeout": jobs_settings.HEARTBEAT_TIMEOUT,
@@ -89,29 +91,29 @@ def with_text(rows: list[dict[str, Any]], *keys: str) -> list[dict[str, Any]]:
 
 
 def queue_rows(now: datetime) -> list[dict[str, Any]]:
-    """``monitoring.queue_depth`` for the table: how long the oldest due task waits, and the
+    """``live.queue_depth`` for the table: how long the oldest due task waits, and the
     PausedQueue row (who, when, why) of a paused queue, else None."""
     paused = {row.queue: row for row in PausedQueue.objects.select_related("paused_by") if row.queue != ALL_QUEUES}
     return [{"queue": depth.queue, "due": depth.due, "later": depth.scheduled, "running": depth.running,
              "waiting": now - depth.oldest_due if depth.oldest_due else None, "paused": paused.get(depth.queue)}
-            for depth in monitoring.queue_depth(now, paused=set(paused))]
+            for depth in live.queue_depth(now, paused=set(paused))]
 
 
-def status_tiles(counts: dict[str, int], queues: list[dict[str, Any]],
+def status_tiles(by_status: dict[str, int], queues: list[dict[str, Any]],
                  workers: list[WorkerState]) -> list[dict[str, Any]]:
     due, later = sum(queue["due"] for queue in queues), sum(queue["later"] for queue in queues)
-    live = sum(worker.state != STALE for worker in workers)
+    beating = sum(worker.state != STALE for worker in workers)
     notes = {
         "pending": f"{due} due now · {later} later",
-        "running": f"on {live} live worker{'' if live == 1 else 's'}",
+        "running": f"on {beating} live worker{'' if beating == 1 else 's'}",
         "failed": "out of retries",
     }
-    return [{"status": status, "label": label, "count": counts[status], "note": notes.get(status, ""),
-             "shown": count_text(counts[status])} for status, label in ScheduledTask.Status.choices]
+    return [{"status": status, "label": label, "count": by_status[status], "note": notes.get(status, ""),
+             "shown": count_text(by_status[status])} for status, label in ScheduledTask.Status.choices]
 
 
 def count_text(count: int) -> str:
-    return f"{metrics.STATUS_COUNT_CAP:,}+" if count > metrics.STATUS_COUNT_CAP else f"{count:,}"
+    return f"{COUNT_CAP:,}+" if count > COUNT_CAP else f"{count:,}"
 
 
 def success_rate(chart: charts.Chart) -> float | None:

@@ -12,7 +12,7 @@ from django.utils.html import format_html
 
 from ..conf import jobs_settings
 from ..models import ScheduledTask, Worker
-from ..monitoring import is_stalled
+from ..stats.live import is_stalled
 from .display import human_duration
 
 LIVE, LATE, STALE, STALLED = "live", "late", "stale", "stalled"

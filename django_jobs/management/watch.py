@@ -13,8 +13,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from .. import monitoring
-from ..statistics import STATUSES
+from ..stats import summary
+from ..stats.counts import STATUSES
 from .tables import local_time, render
 
 CLEAR_SCREEN = "\033[H\033[2J"
@@ -31,7 +31,7 @@ def watch(command: BaseCommand, options: dict[str, Any]) -> None:
     count = 0
     try:
         while True:
-            snapshot = monitoring.snapshot()
+            snapshot = summary.watch_frame()
             if options["json"]:
                 command.stdout.write(json.dumps(snapshot, sort_keys=True))
             else:

@@ -16,8 +16,8 @@ from django.db import connections, router
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
-from .. import monitoring
 from ..models import ScheduledTask
+from ..stats import live
 
 logger = logging.getLogger(__name__)
 
@@ -58,12 +58,12 @@ class QueueDepthCollector:
         opened_here = connection.connection is None
         try:
             now = timezone.now()
-            for row in monitoring.queue_depth(now):
+            for row in live.queue_depth(now):
                 for state in ("due", "scheduled", "running"):
                     depth.add_metric([row.queue, state], getattr(row, state))
                 oldest.add_metric([row.queue], row.waiting_seconds(now))
                 paused.add_metric([row.queue], 1 if row.paused else 0)
-            workers.add_metric([], len(monitoring.live_workers(now)))
+            workers.add_metric([], len(live.live_workers(now)))
         finally:
             if opened_here and not connection.in_atomic_block:
                 connection.close()

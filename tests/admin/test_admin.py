@@ -16,12 +16,13 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from django_jobs.admin import metrics
+from django_jobs.admin import dashboard
 from django_jobs.admin.charts import throughput_chart, y_scale
 from django_jobs.admin.paginator import CappedCountPaginator
 from django_jobs.models import CronSchedule, PausedQueue, ScheduledTask, Worker
 from django_jobs.queues import pause_queue
 from django_jobs.signals import job_cancelled
+from django_jobs.stats import history
 from tests.factories import CronScheduleFactory, ScheduledTaskFactory
 
 pytestmark = pytest.mark.django_db
@@ -474,7 +475,7 @@ def test_dashboard_draws_counts_queues_chart_jobs_and_workers(admin_client, djan
 
 
 def test_dashboard_counts_stop_early_on_a_big_status(admin_client, monkeypatch):
-    monkeypatch.setattr(metrics, "STATUS_COUNT_CAP", 3)
+    monkeypatch.setattr(dashboard, "COUNT_CAP", 3)
     ScheduledTaskFactory.create_batch(5, status="completed")
     ScheduledTaskFactory.create_batch(2, status="failed")
     tiles = {tile["status"]: tile["shown"] for tile in admin_client.get(DASHBOARD).context["status_tiles"]}
@@ -485,7 +486,7 @@ def test_dashboard_window_and_refresh_choices(admin_client):
     html = admin_client.get(DASHBOARD, {"hours": 24, "refresh": 30}).content.decode()
     assert "per 10 minutes, last 24 h" in html and '<meta http-equiv="refresh" content="30">' in html
     assert "No task finished or failed in the last 24 h" in html
-    assert admin_client.get(DASHBOARD, {"hours": "7", "refresh": "x"}).context["hours"] == metrics.DEFAULT_WINDOW
+    assert admin_client.get(DASHBOARD, {"hours": "7", "refresh": "x"}).context["hours"] == history.DEFAULT_WINDOW
 
 
 def test_dashboard_needs_the_view_permission_and_is_linked_from_the_app_index(client):
@@ -496,37 +497,12 @@ def test_dashboard_needs_the_view_permission_and_is_linked_from_the_app_index(cl
     assert f'href="{DASHBOARD}"' in viewer.get(TASKS).content.decode()
 
 
-def test_throughput_buckets_are_counted_in_the_database_on_every_backend():
-    now = timezone.now().replace(second=30, microsecond=0)
-    window = metrics.Window.ending_at(now, 1)
-    for minutes_ago in (0, 0, 0, 10, 59):
-        ScheduledTaskFactory(status="completed", executed_at=now - timedelta(minutes=minutes_ago))
-    ScheduledTaskFactory(status="pending", retry_count=1, failed_at=now - timedelta(minutes=10))
-    ScheduledTaskFactory(status="completed", executed_at=now - timedelta(hours=2))  # outside the window
-    buckets = metrics.throughput(window)
-    assert len(buckets) == 60 and window.bucket == timedelta(minutes=1)
-    by_start = {bucket.start: (bucket.completed, bucket.failed) for bucket in buckets}
-    minute = now.replace(second=0)
-    assert by_start[minute] == (3, 0)
-    assert by_start[minute - timedelta(minutes=10)] == (1, 1)
-    assert by_start[minute - timedelta(minutes=59)] == (1, 0)
-    assert sum(b.completed for b in buckets) == 5
-
-
-def test_windows_align_to_whole_buckets():
-    now = timezone.now().replace(hour=10, minute=7, second=42)
-    window = metrics.Window.ending_at(now, 24)
-    assert window.end == now.replace(minute=10, second=0, microsecond=0)
-    assert window.start == window.end - timedelta(hours=24)
-    assert len(window.bucket_starts()) == 144
-
-
 def test_chart_scale_and_geometry():
     assert y_scale(0) == (1, [0, 1])
     assert y_scale(5) == (6, [0, 2, 4, 6])
     assert y_scale(73) == (80, [0, 20, 40, 60, 80])
     start = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
-    chart = throughput_chart([metrics.Bucket(start + timedelta(minutes=n), n, 1) for n in range(60)],
+    chart = throughput_chart([history.Bucket(start + timedelta(minutes=n), n, 1) for n in range(60)],
                              timedelta(minutes=1))
     assert len(chart.bars) == 60 and chart.peak == 60
     assert [value for _, value in chart.y_ticks] == [0, 20, 40, 60]

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand
 
 from django_jobs import get_statistics
 from django_jobs.management.watch import watch
-from django_jobs.statistics import STATUSES
+from django_jobs.stats.counts import STATUSES
 
 
 class Command(BaseCommand):
