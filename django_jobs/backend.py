@@ -125,6 +125,7 @@ class JobsBackend(BaseTaskBackend):
 
     def get_result(self, result_id: Any) -> TaskResult:
         """The result of the row with this id, as it stands now, from any process."""
+        # Here, not at the top: as in ``enqueue``, the apps may not be ready at import.
         from .models import ScheduledTask
         from .task_results import task_for_row, task_result
         from .tasks_bridge import import_task

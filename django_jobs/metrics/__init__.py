@@ -130,6 +130,7 @@ def register_collector(registry: Any = None) -> None:
     registry through your own endpoint (django-prometheus, ...).
     """
     require()
+    # Only now: the collector imports prometheus-client's types, which require() checked.
     from .collector import QueueDepthCollector
 
     registry = registry or prometheus_client.REGISTRY
