@@ -127,3 +127,45 @@ def test_every_import_inside_a_function_says_why():
             if "#" not in line and not any(text.strip().startswith("#") for text in above):
                 unexplained.append(f"{module}:{line_number} imports {target}: {line.strip()}")
     assert unexplained == []
+
+
+# The layers of the README's Architecture picture, top to bottom: a module may import
+# its own layer and the layers below. A module in no layer fails the test too, so the
+# picture names every module there is.
+LAYERS = [
+    ("doors", ["admin", "api", "management", "metrics.collector", "metrics.views", "metrics.urls", "backend",
+               "tasks_bridge", "task_results", "testing", "apps", ""]),
+    ("operations", ["stats", "task_actions", "timeline", "checks"]),
+    ("the worker process", ["worker"]),
+    ("housekeeping", ["scheduler", "retention"]),
+    ("enqueueing", ["enqueueing", "batch"]),
+    ("one attempt of one task", ["execution"]),
+    ("jobs", ["registry", "signatures", "context"]),
+    ("engines", ["db.postgresql", "db.prepared_insert", "db.mysql", "db.sqlite"]),
+    ("rows in plain SQL", ["inserting", "row_reader"]),
+    ("data", ["models", "querysets", "events", "notify", "signals", "queues", "resilience"]),
+    ("the engine interface", ["db.engine", "db"]),
+    ("ground", ["conf", "exceptions", "validation", "cron", "backoff", "metrics"]),
+]
+
+
+def layer_of(module: str) -> int:
+    """The index of the layer naming ``module`` or the nearest package holding it."""
+    name = module.removeprefix("django_jobs").removeprefix(".")
+    while True:
+        for index, (_, members) in enumerate(LAYERS):
+            if name in members:
+                return index
+        if not name:
+            raise AssertionError(f"{module} is in no layer of the README's picture")
+        name = name.rpartition(".")[0]
+
+
+def test_every_module_imports_only_its_own_layer_and_those_below():
+    upward = []
+    for module in MODULES:
+        for target in imports(module)[0]:
+            if layer_of(target) < layer_of(module):
+                upward.append(f"{module} ({LAYERS[layer_of(module)][0]}) imports "
+                              f"{target} ({LAYERS[layer_of(target)][0]})")
+    assert upward == []
