@@ -17,9 +17,9 @@ from django.utils import timezone
 
 import django_jobs
 from django_jobs import UniqueKeyConflict, task_actions
+from django_jobs.db import engine
+from django_jobs.db.engine import Engine
 from django_jobs.models import ScheduledTask
-from django_jobs.notify import NOTIFY_CHANNEL
-from django_jobs.worker.wakeup import open_raw_connection
 from tests.api_support import ApiClient, make_user
 from tests.factories import CronScheduleFactory, ScheduledTaskFactory
 
@@ -32,15 +32,13 @@ LATER = timedelta(hours=1)
 def listener():
     if connection.vendor != "postgresql":
         pytest.skip("LISTEN/NOTIFY exists on PostgreSQL only; other databases rely on polling")
-    raw = open_raw_connection()
-    raw.execute(f"LISTEN {NOTIFY_CHANNEL}")
-    yield raw
-    raw.close()
+    with engine(connection.alias).listening() as hear:
+        yield hear
 
 
-def heard(raw) -> list[str]:
+def heard(hear) -> list[str]:
     """The queues notified since the last call (waits a little for stragglers)."""
-    return sorted(notification.payload for notification in raw.notifies(timeout=0.5))
+    return sorted(hear(0.5))
 
 
 def failed_task(queue: str) -> ScheduledTask:
@@ -141,3 +139,11 @@ def test_changes_that_make_nothing_due_wake_nobody(listener):
     assert done.retry() is False
     assert task_actions.cancel([later_task("woken").pk]).changed
     assert heard(listener) == []
+
+
+def test_engines_that_cannot_listen_say_so_and_refuse_to():
+    orm = Engine(connection.alias)  # what a Django backend without an engine of its own gets
+    assert orm.can_listen is False
+    with pytest.raises(NotImplementedError, match="cannot listen"), orm.listening():
+        pass
+    assert engine(connection.alias).can_listen is (connection.vendor == "postgresql")

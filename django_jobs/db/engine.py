@@ -6,7 +6,8 @@ The three databases the package is built for override what they do better
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -195,6 +196,18 @@ class Engine:
     # -- waking idle workers --------------------------------------------------------------
     def notify(self, queues: Sequence[str]) -> None:
         """Wake the idle workers of ``queues`` when the transaction commits; here they poll."""
+
+    @property
+    def can_listen(self) -> bool:
+        """Whether ``listening`` works: idle workers hear of new work without polling."""
+        return False
+
+    @contextmanager
+    def listening(self) -> Iterator[Callable[[float], Iterator[str]]]:
+        """A connection of its own that hears ``notify``; yields ``heard(timeout)``, which
+        yields each notified queue as it arrives, for up to ``timeout`` seconds."""
+        raise NotImplementedError(f"{type(self).__name__} cannot listen; check can_listen first")
+        yield  # a generator, so that the with statement raises, not the call
 
 
 def held(task: Any, worker_id: str, now: datetime) -> Any:

@@ -8,12 +8,14 @@ trip of the worker's), and NOTIFY to wake idle workers at commit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
 from ..models import PausedQueue, ScheduledTask
 from ..notify import NOTIFY_CHANNEL
@@ -156,6 +158,23 @@ class PostgreSQLEngine(Engine):
         with self.connection.cursor() as cursor:
             for queue in queues:
                 cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, queue])
+
+    @property
+    def can_listen(self) -> bool:
+        return bool(is_psycopg3)  # psycopg 2 has no generator of notifications: its workers poll
+
+    @contextmanager
+    def listening(self) -> Iterator[Callable[[float], Iterator[str]]]:
+        # A new connection outside Django's pool: LISTEN holds it for the worker's life,
+        # in autocommit, so that no transaction of the worker's delays what it hears.
+        wrapper = self.connection
+        raw = wrapper.get_new_connection(wrapper.get_connection_params())
+        raw.autocommit = True
+        try:
+            raw.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            yield lambda timeout: (notification.payload for notification in raw.notifies(timeout=timeout))
+        finally:
+            raw.close()
 
 
 def claim_statement(queues: list[str] | None, returning: str) -> str:

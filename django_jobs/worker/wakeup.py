@@ -1,5 +1,6 @@
-"""How an idle worker learns that there may be work: a timer, and on PostgreSQL
-a LISTEN connection that hears the NOTIFY each enqueue sends on commit.
+"""How an idle worker learns that there may be work: a timer, and where the database
+engine can listen (PostgreSQL) a connection that hears the NOTIFY each enqueue sends
+on commit.
 
 Polling stays on as the fallback: a lost notification only delays a task by one
 poll interval, it never loses it.
@@ -11,15 +12,16 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 
-from django.db import connections, router
+from django.db import router
 
 from ..db import engine
 from ..models import ScheduledTask
-from ..notify import NOTIFY_CHANNEL
 
 logger = logging.getLogger(__name__)
 
 RECONNECT_PAUSE = 1.0
+# How often the listener looks up from the connection to see whether the worker is stopping.
+HEARING_TIMEOUT = 0.5
 
 
 class Wakeup:
@@ -38,7 +40,7 @@ class Wakeup:
 
 
 class NotificationListener(threading.Thread):
-    """Sets ``wakeup`` when a task is enqueued to one of ``queues`` (PostgreSQL, psycopg 3)."""
+    """Sets ``wakeup`` when a task is enqueued to one of ``queues`` (engines that ``can_listen``)."""
 
     def __init__(self, wakeup: Wakeup, queues: Iterable[str] | None, stopped: threading.Event,
                  on_error: Callable[[BaseException], None] | None = None) -> None:
@@ -51,11 +53,7 @@ class NotificationListener(threading.Thread):
 
     @staticmethod
     def available() -> bool:
-        if not engine(router.db_for_write(ScheduledTask)).can_notify:
-            return False
-        from django.db.backends.postgresql.psycopg_any import is_psycopg3
-
-        return is_psycopg3
+        return engine(router.db_for_write(ScheduledTask)).can_listen
 
     def run(self) -> None:
         while not self.stopped.is_set():
@@ -70,21 +68,9 @@ class NotificationListener(threading.Thread):
                 self.stopped.wait(RECONNECT_PAUSE)
 
     def listen(self) -> None:
-        raw = open_raw_connection()
-        try:
-            raw.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        with engine(router.db_for_write(ScheduledTask)).listening() as heard:
             self.listening.set()
             while not self.stopped.is_set():
-                for notification in raw.notifies(timeout=0.5):
-                    if not self.queues or notification.payload in self.queues or notification.payload == "*":
+                for queue in heard(HEARING_TIMEOUT):
+                    if not self.queues or queue in self.queues or queue == "*":
                         self.wakeup.set()
-        finally:
-            raw.close()
-
-
-def open_raw_connection():
-    """A new psycopg connection with the project's settings, outside Django's pool."""
-    wrapper = connections[router.db_for_write(ScheduledTask)]
-    raw = wrapper.get_new_connection(wrapper.get_connection_params())
-    raw.autocommit = True
-    return raw
