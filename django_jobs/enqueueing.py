@@ -113,10 +113,11 @@ def checked_pair(job: Job[Any, Any], call: Any, index: int, fitting: set[tuple[i
     """One call of ``enqueue_many`` as an ``(args, kwargs)`` pair of a list or tuple and a
     dict, checked against the job's signature.
 
-    A well-formed call is returned as it is: 100,000 new pairs kept alive would set off
-    several full garbage collections (measured: 0.36 s instead of 0.1 s). Binding to the
-    signature depends only on how many positional arguments there are and which
-    keywords, so a shape already seen to fit is not bound again.
+    A well-formed call is returned as it is: a big batch of new pairs, all kept alive,
+    would set off several full garbage collections of the whole heap, which made this
+    step several times slower (figures: bench/README.md, "Measured design choices").
+    Binding to the signature depends only on how many positional arguments there are
+    and which keywords, so a shape already seen to fit is not bound again.
     """
     try:
         args, kwargs = call

@@ -12,9 +12,10 @@ for the rows the change just wrote (``write``, and ``Engine.change_held_ids`` fo
 worker's batches). A change by raw SQL has no event there.
 
 Either way no event exists for a change that rolled back. The enqueue itself is not an event
-row: the task row is its record (``created_at``), and an INSERT trigger cost enqueue_many of
-100,000 rows ~0.6 s (+25 %, measured). Deleting a task deletes its events: PostgreSQL's
-trigger, elsewhere the ORM's cascade and retention's own delete (``delete_orphans``).
+row: the task row is its record (``created_at``), and an INSERT trigger made a large
+enqueue_many markedly slower (figures: bench/README.md, "Measured design choices").
+Deleting a task deletes its events: PostgreSQL's trigger, elsewhere the ORM's cascade
+and retention's own delete (``delete_orphans``).
 
 ``DJANGO_JOBS["EVENTS"] = False`` turns the trail off for the writes of a process:
 per connection on PostgreSQL (a session variable, ``django_jobs.events``), by ``write``

@@ -1,12 +1,13 @@
 """Inserting new task rows in plain SQL: one statement per row, or per chunk of rows.
 
-Why not ``save()`` / ``bulk_create()``: for 100,000 rows the ORM spent ~15 s compiling
-the INSERT (26 fields prepared one by one per row) and instantiating models, and a
-single ``save()`` plus the separate ``pg_notify`` cost two commits. Here every
-column but ``args`` and ``kwargs`` is prepared once, with the fields' own
-``pre_save``/``get_db_prep_save``, from the model's concrete fields (so a field added
-to ``ScheduledTask`` is written without changes here); the arguments of all rows
-travel as ONE JSON document that the database unpacks:
+Why not ``save()`` / ``bulk_create()``: for a big batch most of the ORM's time went
+to compiling the INSERT (every field prepared one by one per row) and instantiating
+models (figures: bench/README.md, "Measured design choices"), and a single ``save()``
+plus the separate ``pg_notify`` cost two commits. Here every column but ``args`` and
+``kwargs`` is prepared once, with the fields' own ``pre_save``/``get_db_prep_save``, from
+the model's concrete fields (so a field added to ``ScheduledTask`` is written without
+changes here); the arguments of all rows travel as ONE JSON document that the database
+unpacks:
 
     INSERT INTO t (c1, ..., args, kwargs) SELECT %s, ..., <row's args>, <row's kwargs>
     FROM <the rows of the JSON document> ORDER BY <position> RETURNING id, ...
@@ -299,7 +300,8 @@ class TaskBuilder:
             values.update(own)
         for name in self.mutable:
             value = values[name]
-            values[name] = copy.deepcopy(value) if value else value.copy()  # mostly [] or {}: copy() is 10x faster
+            # Mostly [] or {}: copy() skips deepcopy's dispatch and memo.
+            values[name] = copy.deepcopy(value) if value else value.copy()
         values.update(zip(self.returned, returned))
         values["args"], values["kwargs"] = args, kwargs
         return values

@@ -155,9 +155,11 @@ class Job(Generic[P, R]):
     def check_arguments(self, args: Iterable[Any], kwargs: dict[str, Any]) -> None:
         """Raise ``JobArgumentsError`` when the call would not fit the function's signature.
 
-        Whether a call binds depends on its shape alone, and binding costs ~10 us: a shape
-        seen to fit is not bound again (100,000 ``job.s(...)`` calls spent a third of
-        their time binding). At most ``MAX_SHAPES`` are kept, whatever keywords callers invent.
+        Whether a call binds depends on its shape alone, and ``Signature.bind`` is slow
+        next to a set lookup: a shape seen to fit is not bound again (binding was a large
+        share of the time of many ``job.s(...)`` calls; figures: bench/README.md,
+        "Measured design choices"). At most ``MAX_SHAPES`` are kept, whatever keywords
+        callers invent.
         """
         shape = (len(args), frozenset(kwargs)) if isinstance(args, (list, tuple)) else None
         if shape is not None and shape in self.fitting_shapes:

@@ -1,8 +1,9 @@
 """Task instances from rows read in plain SQL, as the ORM would build them.
 
 Why: a worker's claim returns up to a batch of whole rows many times a second. Read
-through ``QuerySet.raw()``, a fifth of the worker's CPU went to the raw query's
-per-query machinery (column mapping, converter lookup) and to ``Model.__init__``.
+through ``QuerySet.raw()``, a large share of the worker's CPU went to the raw query's
+per-query machinery (column mapping, converter lookup) and to ``Model.__init__``
+(figures: bench/README.md, "Measured design choices").
 Here the converters are looked up once per connection and a row becomes an instance
 by filling its ``__dict__``, which is what ``Model.from_db`` ends up with. While a
 ``pre_init``/``post_init`` receiver is connected, ``from_db`` builds it, so receivers
@@ -70,8 +71,9 @@ class RowReader:
 
 
 def loaded_task(values: Iterable[tuple[str, Any]] | dict[str, Any], alias: str) -> ScheduledTask:
-    """A saved task from its field values, without ``__init__`` (3x faster): only while no
-    pre_init/post_init receiver is connected, since they would not see it."""
+    """A saved task from its field values, without ``__init__`` (which walks every field
+    and sends two signals): only while no pre_init/post_init receiver is connected,
+    since they would not see it."""
     task = ScheduledTask.__new__(ScheduledTask)
     task.__dict__.update(values)
     task._state = ModelState()

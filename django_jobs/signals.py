@@ -63,8 +63,10 @@ def in_transaction() -> bool:
     Outside one, ``on_commit`` would send at once, after asking the connection whether
     it is in autocommit mode, which opens a connection: during a database outage that
     raised in a job thread and killed it. Sending directly needs no database at all.
-    Skipping the hook also saves ~7 us per signal, twice per job in a worker
-    (``send_robust`` returns at once when nobody listens).
+    Skipping the hook also spares a worker registering one twice per job, a cost that
+    showed in the drain's profile while the send itself is next to free (``send_robust``
+    returns at once when nobody listens; figures: bench/README.md, "Measured design
+    choices").
     """
     return transaction.get_connection().in_atomic_block
 

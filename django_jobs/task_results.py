@@ -70,7 +70,7 @@ def task_for_row(task: Task, row: ScheduledTask, backend_alias: str) -> Task:
 
 
 # Signals build a result two or three times per run: a new Task is validated by its
-# backend (tens of microseconds), so the few variants in use are kept.
+# backend each time, far slower than a cache hit, so the few variants in use are kept.
 @functools.lru_cache(maxsize=512)
 def task_with(task: Task, priority: int, queue_name: str, backend: str, run_after: datetime | None) -> Task:
     """A copy of ``task`` with these values; ``task`` itself when the backend's settings no

@@ -273,8 +273,9 @@ def json_chunks(pairs: list[list[Any]], max_rows: int, max_chars: int) -> list[s
     """``[[args, kwargs], ...]`` as JSON documents of at most ``max_rows`` pairs and, unless
     one pair alone is longer, at most ``max_chars`` characters.
 
-    One encoding per document (100,000 pairs: 0.04 s instead of 0.35 s one by one). When
-    a document cannot be stored, ``json_arguments`` finds the value and names it.
+    One encoding per document: encoding the pairs one by one cost many times as much
+    for a big batch (figures: bench/README.md, "Measured design choices"). When a
+    document cannot be stored, ``json_arguments`` finds the value and names it.
     """
     documents, start = [], 0
     while start < len(pairs):

@@ -1,7 +1,8 @@
 """Sidebar filters for the task list whose choices cost no scan of the task table.
 
-Django's field filters list ``SELECT DISTINCT <column>`` over the whole table: on a
-million tasks that was most of the page's time (about 150 ms each on PostgreSQL).
+Django's field filters list ``SELECT DISTINCT <column>`` over the whole table, a scan
+per filter: on a big table that was most of the page's time (figures: bench/README.md,
+"Measured design choices").
 These take their choices from the code (registered jobs, configured queues) and
 from the active tasks only, which the claim indexes cover.
 """

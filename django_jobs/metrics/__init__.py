@@ -38,7 +38,8 @@ DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 
 
 
 class LabelledCounter:
-    """A counter whose children are cached per label values (``labels()`` costs ~2 µs)."""
+    """A counter whose children are cached per label values: ``labels()`` checks and
+    converts the values and takes a lock on every call, a dict lookup does not."""
 
     def __init__(self, name: str, documentation: str) -> None:
         self.metric: Any = prometheus_client.Counter(name, documentation, LABELS)
