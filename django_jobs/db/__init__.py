@@ -2,11 +2,13 @@
 
 ``engine(alias)`` is the engine of a connection alias, chosen by its vendor and kept.
 Each answers the same calls (claim a batch, change a batch of held rows with their
-events, wake workers, set a new connection up) and says what it can do
+events, wake workers, set a new connection up, the DDL of the migrations that Django's
+models cannot say: ``schema_engine``) and says what it can do
 (``triggers_write_events``, ``can_notify``, ``can_listen``); ``Engine`` itself is the
 ORM's way, which any other Django backend gets. Above this package, the claim, the
-worker's batch writes, the event trail and NOTIFY name no vendor and open no cursor of
-their own (the enqueue's insert paths are to move here next, see the README's Status).
+worker's batch writes, the event trail, NOTIFY and the migrations name no vendor and
+open no cursor of their own (the enqueue's insert paths are to move here next, see the
+README's Status).
 
 Engines are named by dotted path and imported on first use: they read the models,
 and the models' querysets call them.
@@ -20,7 +22,7 @@ from django.core.signals import setting_changed
 from django.db import connections
 from django.utils.module_loading import import_string
 
-from .engine import Engine
+from .engine import DDL, Engine
 
 ENGINES = {
     "postgresql": "django_jobs.db.postgresql.PostgreSQLEngine",
@@ -47,6 +49,13 @@ def engine(alias: str, vendor: str | None = None) -> Engine:
     return found
 
 
+def schema_engine(schema_editor: Any) -> Engine:
+    """The engine of the connection a migration runs on: its DDL, applied or reverted
+    through ``schema_editor`` (``engine(alias).claim_indexes().apply(schema_editor)``)."""
+    connection = schema_editor.connection
+    return engine(connection.alias, connection.vendor)
+
+
 def forget_engines(*, setting: str, **kwargs: Any) -> None:
     """``setting_changed`` receiver: an alias may name another database now (tests)."""
     if setting == "DATABASES":
@@ -56,4 +65,4 @@ def forget_engines(*, setting: str, **kwargs: Any) -> None:
 setting_changed.connect(forget_engines, dispatch_uid="django_jobs.db.forget_engines")
 
 
-__all__ = ["ENGINES", "Engine", "engine"]
+__all__ = ["DDL", "ENGINES", "Engine", "engine", "schema_engine"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.apps import apps
 from django.db import connections, transaction
@@ -18,6 +18,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from ..conf import jobs_settings
 
 PENDING, RUNNING = "pending", "running"
+TASKS = "django_jobs_scheduledtask"
 EVENTS_TABLE = "django_jobs_taskevent"
 EVENT_COLUMNS = "task_id, kind, at, attempt, worker_id, queue, message"
 MESSAGE_LENGTH = 1000
@@ -33,6 +34,45 @@ WITH_ERROR = {"retried", "recovered", "failed"}
 # Another worker may take every candidate between our read and our update (no row
 # locks): then read again rather than report "nothing due" while work is waiting.
 CONDITIONAL_CLAIM_READS = 5
+
+
+class DDL(NamedTuple):
+    """A migration's statements for one database, in the order they run, and the way to run them."""
+
+    forward: list[str]
+    backward: list[str]
+
+    def apply(self, schema_editor: Any) -> None:
+        for statement in self.forward:
+            schema_editor.execute(statement)
+
+    def revert(self, schema_editor: Any) -> None:
+        for statement in self.backward:
+            schema_editor.execute(statement)
+
+
+NO_DDL = DDL([], [])
+# The schema's own SQL, which Django's models cannot say (migrations 0002, 0003, 0005, 0008).
+# A migration runs what it ran when it shipped: a database migrated by an earlier release
+# must end up as a new one. Partial indexes cover pending (or running) rows only: they stay
+# as small as the backlog however many finished rows pile up, so the claim costs the same
+# with a million completed rows.
+CLAIM_INDEXES = {
+    # Workers serving every queue: walk pending rows in claim order.
+    "django_jobs_claim_idx": "(priority DESC, scheduled_at, id) WHERE status = 'pending'",
+    # Workers serving some queues.
+    "django_jobs_queue_claim_idx": "(queue, priority DESC, scheduled_at, id) WHERE status = 'pending'",
+    # Recovery finds running rows and their workers.
+    "django_jobs_running_idx": "(worker_id, started_at) WHERE status = 'running'",
+    # The admin dashboard's throughput and failure chart reads recent outcomes.
+    "django_jobs_executed_idx": "(executed_at) WHERE executed_at IS NOT NULL",
+    "django_jobs_failed_idx": "(failed_at) WHERE failed_at IS NOT NULL",
+}
+# Owned tasks, for the admin and the API that show a user theirs (0008).
+OWNER_INDEX = DDL(
+    [f"CREATE INDEX django_jobs_owner_idx ON {TASKS} (owner_id, id) WHERE owner_id IS NOT NULL"],
+    ["DROP INDEX django_jobs_owner_idx"],
+)
 
 
 def task_model() -> Any:
@@ -189,9 +229,35 @@ class Engine:
                 [kind, *params],
             )
 
-    def event_triggers(self) -> tuple[list[str], list[str]]:
+    def event_triggers(self) -> DDL:
         """The DDL that creates and drops the trail's triggers (migration 0007); none here."""
-        return [], []
+        return NO_DDL
+
+    # -- the schema's own SQL (migrations) ------------------------------------------------
+    def claim_indexes(self) -> DDL:
+        """The indexes of the claim, recovery and the dashboard (migration 0002): partial,
+        as any other backend has always had them. In SQL, not in ``Meta``: a partial index
+        in ``Meta`` prints a system-check warning on MySQL at every command."""
+        return DDL([f"CREATE INDEX {name} ON {TASKS} {columns}" for name, columns in CLAIM_INDEXES.items()],
+                   [f"DROP INDEX {name}" for name in CLAIM_INDEXES])
+
+    def restore_claim_indexes(self) -> DDL:
+        """The claim indexes again after a migration that may have rebuilt the task table
+        (0003, 0005; never reverted): Django does not know them, so a rebuild drops them.
+        No rebuild here."""
+        return NO_DDL
+
+    def unique_indexes(self) -> DDL:
+        """Migration 0005: the unique key's and the cron fire time's unique constraints
+        as unique indexes over the rows they constrain. None here: the constraints stay
+        whole (MySQL/MariaDB have no partial indexes; SQLite keeps the constraints in its
+        CREATE TABLE, which only a table rebuild could change)."""
+        return NO_DDL
+
+    def owner_index(self) -> DDL:
+        """Migration 0008: an index over owned tasks only, where indexes can be partial;
+        none here."""
+        return NO_DDL
 
     # -- waking idle workers --------------------------------------------------------------
     def notify(self, queues: Sequence[str]) -> None:

@@ -21,9 +21,7 @@ from ..models import PausedQueue, ScheduledTask
 from ..notify import NOTIFY_CHANNEL
 from ..row_reader import column_list, reader
 from . import prepared_insert
-from .engine import EVENT_COLUMNS, EVENTS_TABLE, MESSAGE_LENGTH, Engine, claim_sort_key
-
-TASKS = "django_jobs_scheduledtask"
+from .engine import DDL, EVENT_COLUMNS, EVENTS_TABLE, MESSAGE_LENGTH, OWNER_INDEX, TASKS, Engine, claim_sort_key
 
 # -- the event trail's triggers (migration 0007) ----------------------------------------
 # Kinds, by the change of status that makes them (``n`` the new row, ``o`` the old one).
@@ -71,6 +69,26 @@ DROP_TRIGGERS = [
     "DROP FUNCTION IF EXISTS django_jobs_task_events()",
 ]
 
+# -- partial unique indexes (migration 0005) ----------------------------------------------
+# Most tasks have no unique key and no cron schedule: a unique constraint would still write
+# their NULL keys into its index at every insert and status change (status is indexed, so
+# a status change is no HOT update). Over the rows they constrain, what is unique is
+# unchanged, and IntegrityError is raised as before. Django's state still describes full
+# constraints: a later migration that alters them must drop the index, not the constraint.
+UNIQUE_INDEXES = {
+    "django_jobs_one_active_task_per_key": ("(active_unique_key)", "active_unique_key IS NOT NULL"),
+    "django_jobs_one_task_per_fire_time": ("(cron_schedule_id, cron_fire_time)", "cron_schedule_id IS NOT NULL"),
+}
+
+
+def unique_indexes() -> DDL:
+    ddl = DDL([], [])
+    for name, (columns, rows) in UNIQUE_INDEXES.items():
+        ddl.forward.extend([f"ALTER TABLE {TASKS} DROP CONSTRAINT {name}",
+                            f"CREATE UNIQUE INDEX {name} ON {TASKS} {columns} WHERE {rows}"])
+        ddl.backward.extend([f"DROP INDEX {name}", f"ALTER TABLE {TASKS} ADD CONSTRAINT {name} UNIQUE {columns}"])
+    return ddl
+
 
 class PostgreSQLEngine(Engine):
     vendor = "postgresql"
@@ -84,8 +102,15 @@ class PostgreSQLEngine(Engine):
             with connection.cursor() as cursor:
                 cursor.execute("SELECT set_config('django_jobs.events', 'off', false)")
 
-    def event_triggers(self) -> tuple[list[str], list[str]]:
-        return CREATE_TRIGGERS, DROP_TRIGGERS
+    # -- the schema's own SQL (migrations) ------------------------------------------------
+    def event_triggers(self) -> DDL:
+        return DDL(CREATE_TRIGGERS, DROP_TRIGGERS)
+
+    def unique_indexes(self) -> DDL:
+        return unique_indexes()
+
+    def owner_index(self) -> DDL:
+        return OWNER_INDEX
 
     # -- the claim ------------------------------------------------------------------------
     def claim(self, worker_id: str, queues: list[str] | None, limit: int, now: datetime) -> list[Any]:
