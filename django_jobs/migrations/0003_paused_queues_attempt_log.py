@@ -7,7 +7,7 @@ import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
-# Adding a column rebuilds the table on SQLite, which drops 0002's indexes.
+# Adding a column may rebuild the table, which drops 0002's indexes.
 claim_indexes = importlib.import_module("django_jobs.migrations.0002_claim_indexes")
 
 
@@ -24,7 +24,7 @@ class Migration(migrations.Migration):
             name='attempt_log',
             field=models.JSONField(blank=True, default=list, help_text='One entry per failed attempt: attempt, worker, start, end, error, exception class, traceback.', verbose_name='failed attempts'),
         ),
-        migrations.RunPython(claim_indexes.restore_sqlite_indexes, migrations.RunPython.noop),
+        migrations.RunPython(claim_indexes.restore_claim_indexes, migrations.RunPython.noop),
         migrations.CreateModel(
             name='PausedQueue',
             fields=[

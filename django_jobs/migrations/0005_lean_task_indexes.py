@@ -6,14 +6,11 @@ entry into each of these three indexes:
 
 - ``cron_schedule_id``'s own index: dropped everywhere (``db_index=False``); the unique
   (cron_schedule_id, cron_fire_time) index serves lookups by schedule.
-- on PostgreSQL, the two unique constraints become unique indexes of the same name
-  over the rows they constrain (``WHERE ... IS NOT NULL``). NULLs never conflicted, so
-  what is unique is unchanged, and ``IntegrityError`` is raised as before.
-
-MySQL/MariaDB have no partial indexes, and SQLite keeps the constraints in its CREATE
-TABLE (only a table rebuild could change them): both keep them whole. Django's state
-still describes full unique constraints. On PostgreSQL a later migration that alters
-them must drop the index (``DROP INDEX``), not the constraint.
+- the two unique constraints become unique indexes of the same name over the rows they
+  constrain (``WHERE ... IS NOT NULL``), where the database has partial indexes and can
+  replace a constraint in place (``Engine.unique_indexes`` in ``django_jobs.db``). NULLs
+  never conflicted, so what is unique is unchanged, and ``IntegrityError`` is raised as
+  before. Elsewhere they stay whole. Django's state still describes full unique constraints.
 """
 
 import importlib
@@ -21,30 +18,18 @@ import importlib
 import django.db.models.deletion
 from django.db import migrations, models
 
-# Altering a field rebuilds the table on SQLite, which drops 0002's indexes.
-claim_indexes = importlib.import_module("django_jobs.migrations.0002_claim_indexes")
+from django_jobs.db import schema_engine
 
-TABLE = "django_jobs_scheduledtask"
-UNIQUE = {
-    "django_jobs_one_active_task_per_key": ("(active_unique_key)", "active_unique_key IS NOT NULL"),
-    "django_jobs_one_task_per_fire_time": ("(cron_schedule_id, cron_fire_time)", "cron_schedule_id IS NOT NULL"),
-}
+# Altering a field may rebuild the table, which drops 0002's indexes.
+claim_indexes = importlib.import_module("django_jobs.migrations.0002_claim_indexes")
 
 
 def partial_unique_indexes(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    for name, (columns, rows) in UNIQUE.items():
-        schema_editor.execute(f"ALTER TABLE {TABLE} DROP CONSTRAINT {name}")
-        schema_editor.execute(f"CREATE UNIQUE INDEX {name} ON {TABLE} {columns} WHERE {rows}")
+    schema_engine(schema_editor).unique_indexes().apply(schema_editor)
 
 
 def unique_constraints(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    for name, (columns, _rows) in UNIQUE.items():
-        schema_editor.execute(f"DROP INDEX {name}")
-        schema_editor.execute(f"ALTER TABLE {TABLE} ADD CONSTRAINT {name} UNIQUE {columns}")
+    schema_engine(schema_editor).unique_indexes().revert(schema_editor)
 
 
 class Migration(migrations.Migration):
@@ -59,6 +44,6 @@ class Migration(migrations.Migration):
             name='cron_schedule',
             field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='tasks', to='django_jobs.cronschedule', verbose_name='cron schedule'),
         ),
-        migrations.RunPython(claim_indexes.restore_sqlite_indexes, migrations.RunPython.noop),
+        migrations.RunPython(claim_indexes.restore_claim_indexes, migrations.RunPython.noop),
         migrations.RunPython(partial_unique_indexes, unique_constraints),
     ]

@@ -3,25 +3,23 @@
 Schedules that exist already keep today's behaviour (``overlap="allow"``: every fire
 is enqueued); schedules created from now on skip a fire while their previous task is
 pending or running. Task owners get an index over owned rows only where the database
-has partial indexes; MySQL/MariaDB index a foreign key's column by themselves.
+has partial indexes (``Engine.owner_index`` in ``django_jobs.db``); elsewhere the
+database may index a foreign key's column by itself.
 """
 
 import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-TABLE = "django_jobs_scheduledtask"
-OWNER_INDEX = "django_jobs_owner_idx"
+from django_jobs.db import schema_engine
 
 
 def create_owner_index(apps, schema_editor):
-    if schema_editor.connection.vendor in ("postgresql", "sqlite"):
-        schema_editor.execute(f"CREATE INDEX {OWNER_INDEX} ON {TABLE} (owner_id, id) WHERE owner_id IS NOT NULL")
+    schema_engine(schema_editor).owner_index().apply(schema_editor)
 
 
 def drop_owner_index(apps, schema_editor):
-    if schema_editor.connection.vendor in ("postgresql", "sqlite"):
-        schema_editor.execute(f"DROP INDEX {OWNER_INDEX}")
+    schema_engine(schema_editor).owner_index().revert(schema_editor)
 
 
 class Migration(migrations.Migration):
