@@ -30,19 +30,19 @@ from django.apps import apps
 from django.db.models import QuerySet
 
 from .conf import jobs_settings
-from .db import engine
+from .db import engine, schema_engine
 
 
 def create_triggers(schema_editor: Any) -> None:
     """Install the triggers (migration 0007) where the database writes the trail itself."""
-    create, _ = engine(schema_editor.connection.alias, schema_editor.connection.vendor).event_triggers()
-    for statement in create:
+    # params=None, not DDL.apply: the trigger's body holds a literal '%' (LIKE 'WorkerLost:%'),
+    # which a call with parameters would read as a placeholder.
+    for statement in schema_engine(schema_editor).event_triggers().forward:
         schema_editor.execute(statement, params=None)
 
 
 def drop_triggers(schema_editor: Any) -> None:
-    _, drop = engine(schema_editor.connection.alias, schema_editor.connection.vendor).event_triggers()
-    for statement in drop:
+    for statement in schema_engine(schema_editor).event_triggers().backward:
         schema_editor.execute(statement, params=None)
 
 
