@@ -16,8 +16,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from django.apps import apps
-from django.db import IntegrityError, connections, models, router, transaction
+from django.db import IntegrityError, models, router, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -67,10 +66,9 @@ class ScheduledTaskQuerySet(models.QuerySet["ScheduledTask"]):
         The list is read, not joined as a subquery: any extra predicate on the claim
         costs SQLite its index (it falls back to scanning and sorting the backlog),
         so with nothing paused, the usual case, the claim statement stays as it is.
-        The read is plain SQL: compiling an ORM query per claim was measurable in the
-        drain (the claim is most of a worker's CPU).
+        The read is the engine's (``paused_queues``, plain SQL).
         """
-        paused = paused_queue_names(self.db)
+        paused = engine(self.db).paused_queues()
         if "*" in paused:  # pause_all(): nothing is due anywhere
             return self.none()
         return self.due(now, queues, paused=paused)
@@ -260,14 +258,6 @@ class ScheduledTaskQuerySet(models.QuerySet["ScheduledTask"]):
 
     def set_progress(self, worker_id: str, progress: dict[str, Any]) -> int:
         return self.held_by(worker_id).update(progress=progress)
-
-
-def paused_queue_names(alias: str) -> list[str]:
-    table = apps.get_model("django_jobs", "PausedQueue")._meta.db_table
-    connection = connections[alias]
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT queue FROM {connection.ops.quote_name(table)}")
-        return [queue for (queue,) in cursor.fetchall()]
 
 
 def completion(result: Any, now: datetime) -> dict[str, Any]:

@@ -140,6 +140,16 @@ class Engine:
                 return sorted(mine, key=claim_sort_key)
         return []
 
+    def paused_queues(self) -> list[str]:
+        """The queues paused now (``*``: all of them), read before the claim
+        (``due_unless_paused``). Plain SQL: compiling an ORM query per claim was measurable
+        in the drain."""
+        connection = self.connection
+        table = apps.get_model("django_jobs", "PausedQueue")._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT queue FROM {connection.ops.quote_name(table)}")
+            return [queue for (queue,) in cursor.fetchall()]
+
     def pin_claim_plan(self) -> None:
         """Keep the claim on its index whatever the planner's statistics say (PostgreSQL)."""
 
