@@ -8,9 +8,8 @@ import re
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
-from django.utils.module_loading import import_string
 
-from django_jobs.db import ENGINES, engine
+from django_jobs.db import engine
 
 TASKS = "django_jobs_scheduledtask"
 CREATED = re.compile(r"CREATE (UNIQUE )?INDEX (?:IF NOT EXISTS )?(\w+) ")
@@ -77,14 +76,13 @@ SHIPPED = {
 TRIGGERS_SHA256 = "2666bc5504b0e533849507d2bf8fe7f221dee4d1272e3e4eca515d125d8b5ba7"
 
 
-@pytest.mark.once
-@pytest.mark.parametrize("vendor", sorted(SHIPPED))
-def test_each_engine_declares_exactly_the_ddl_its_migrations_shipped_with(vendor):
-    engine_of_vendor = import_string(ENGINES[vendor])("default")
-    declared = {part: tuple(getattr(engine_of_vendor, part)()) for part in SHIPPED[vendor]}
-    assert declared == SHIPPED[vendor]
-    triggers = engine_of_vendor.event_triggers()
-    if vendor == "postgresql":
+def test_the_engine_declares_exactly_the_ddl_its_migrations_shipped_with():
+    # This database's engine: each cell checks its own (the PostgreSQL engine needs psycopg).
+    ours = engine(connection.alias)
+    declared = {part: tuple(getattr(ours, part)()) for part in SHIPPED[connection.vendor]}
+    assert declared == SHIPPED[connection.vendor]
+    triggers = ours.event_triggers()
+    if connection.vendor == "postgresql":
         assert hashlib.sha256("\n".join(triggers.forward + triggers.backward).encode()).hexdigest() == TRIGGERS_SHA256
     else:
         assert triggers == NONE
