@@ -6,7 +6,7 @@ claim of a hundred rows, a bulk completion, an operator's retry, a recovery, raw
 statement-level triggers over transition tables, so the worker pays no extra round trip.
 
 MariaDB/MySQL and SQLite have no transition tables, and their row triggers cost the drain
-too much (measured, see ``db.mysql``). There every state change of ``querysets`` writes
+too much (figures: bench/README.md, "Measured design choices"). There every state change of ``querysets`` writes
 its events itself: one ``INSERT … SELECT`` beside the ``UPDATE``, in the same transaction,
 for the rows the change just wrote (``write``, and ``Engine.change_held_ids`` for a
 worker's batches). A change by raw SQL has no event there.

@@ -34,8 +34,8 @@ _engines: dict[str, Engine] = {}
 
 def engine(alias: str, vendor: str | None = None) -> Engine:
     """The engine of the database ``alias``, kept per alias: a dict lookup, as the single
-    enqueue asks several times per call (going through ``connections[alias]`` each time
-    cost it ~15 % of its Python, measured).
+    enqueue asks several times per call, and going through ``connections[alias]`` (an
+    asgiref Local) each time was a visible share of its Python (figures: bench/README.md, "Measured design choices").
 
     ``vendor``: given by a caller holding a connection that ``connections`` does not
     know (Django's own ``__no_db__`` connection while it creates a test database).

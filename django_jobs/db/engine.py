@@ -193,8 +193,8 @@ class Engine:
         ``worker_id``, if given), with its ``kind`` events unless triggers write them.
 
         Plain SQL: the ORM's ``UPDATE ... WHERE id IN (100 parameters)`` was compiled and
-        every id prepared and quoted on each call, ~15 % of a busy worker's Python, and
-        the events' INSERT would cost as much again.
+        every id prepared and quoted on each call, a large share of a busy worker's
+        Python, and the events' INSERT would cost as much again (figures: bench/README.md, "Measured design choices").
         """
         connection = self.connection
         model = task_model()

@@ -2,7 +2,7 @@
 and the batch writes of ``Engine`` suit it; what differs is said here.
 
 No statement triggers and no ``UPDATE … RETURNING``: the event trail is written beside
-each change (row triggers were measured: the drain −30 %, ``enqueue_many`` twice as slow).
+each change (row triggers slowed the drain and ``enqueue_many`` far more (figures: bench/README.md, "Measured design choices")).
 No NOTIFY: workers poll. No partial indexes: a leading ``status`` column narrows the
 claim's scan instead, and a foreign key's column is indexed by InnoDB itself.
 """

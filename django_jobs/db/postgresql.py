@@ -133,7 +133,7 @@ class PostgreSQLEngine(Engine):
 
         After a burst of inserts the planner's statistics are stale: it expects a few due
         rows, reads all of them through a bitmap scan and sorts them, on every claim (a
-        peer falls from ~600 to ~200 jobs/s this way). Walking the partial index in claim
+        peer's drain falls to a third this way (figures: bench/README.md, "Measured design choices")). Walking the partial index in claim
         order and stopping at LIMIT is right at any backlog size, so the claim
         transaction rules the alternatives out, for itself only (``is_local``).
         """

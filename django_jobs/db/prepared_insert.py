@@ -1,11 +1,11 @@
 """PostgreSQL's single enqueue: one prepared statement sent straight through libpq (``PostgreSQLEngine.insert_one``).
 
 Why: outside a transaction an enqueue is one INSERT (with its NOTIFY) that commits on
-its own. PostgreSQL needs ~0.35 ms for that on our 2-core machine (pgbench, prepared,
-durable commit); Django's and psycopg's cursor layers (query conversion, a Python
-dumper per parameter, the generator-driven wait) added ~0.35 ms, and building the
-model instance and preparing 18 field values ~0.3 ms more: one process enqueued ~900
-tasks a second where the server allows ~2,800. Here the columns that come from the
+its own. Django's and psycopg's cursor layers (query conversion, a Python dumper per
+parameter, the generator-driven wait) took about as long again as the server's own
+prepared, durable INSERT, and building the model instance and preparing its field
+values nearly as much more: one process enqueued about a third of what the server
+allows (figures: bench/README.md, "Measured design choices"). Here the columns that come from the
 job's options are turned into text once per set of options, the statement is prepared
 once per connection, and each call sends only its arguments and times, as text
 parameters (bound by the server: nothing is quoted into the SQL).

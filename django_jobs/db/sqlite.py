@@ -5,7 +5,7 @@ Django rebuilds a table for most of its schema changes here, which drops the ind
 it does not know: every migration that alters the task table ends by restoring them.
 
 The event trail is written beside each change (row triggers cost ``enqueue_many``
-~35 %, measured). No NOTIFY: workers poll.
+much more (figures: bench/README.md, "Measured design choices")). No NOTIFY: workers poll.
 """
 
 from __future__ import annotations
