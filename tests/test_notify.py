@@ -21,7 +21,7 @@ from django_jobs.models import ScheduledTask
 from django_jobs.notify import NOTIFY_CHANNEL
 from django_jobs.worker.wakeup import open_raw_connection
 from tests.api_support import ApiClient, make_user
-from tests.factories import CronScheduleFactory, ScheduledTaskFactory
+from tests.factories import CronScheduleFactory, PausedQueueFactory, ScheduledTaskFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -94,7 +94,7 @@ def recover(queue):
 
 
 def resume(queue):
-    django_jobs.pause_queue(queue)
+    PausedQueueFactory(queue=queue)
     assert django_jobs.resume_queue(queue)
 
 
