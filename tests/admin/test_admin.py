@@ -23,7 +23,7 @@ from django_jobs.models import CronSchedule, PausedQueue, ScheduledTask, Worker
 from django_jobs.queues import pause_queue
 from django_jobs.signals import job_cancelled
 from django_jobs.stats import history
-from tests.factories import CronScheduleFactory, ScheduledTaskFactory
+from tests.factories import CronScheduleFactory, ScheduledTaskFactory, WorkerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -513,7 +513,7 @@ def test_chart_scale_and_geometry():
 
 
 def test_worker_admin_marks_stale_workers(admin_client):
-    Worker.objects.create(worker_id="old", hostname="h", pid=1, last_heartbeat=timezone.now() - timedelta(hours=1))
+    WorkerFactory(worker_id="old", last_heartbeat=timezone.now() - timedelta(hours=1))
     html = admin_client.get(reverse("admin:django_jobs_worker_changelist")).content.decode()
     assert '<span class="djj-badge djj-worker-stale">stale</span>' in html
 
