@@ -15,7 +15,6 @@ died anyway says so and exits non-zero.
 from __future__ import annotations
 
 import signal
-import subprocess
 import threading
 import time
 from datetime import timedelta
@@ -36,6 +35,7 @@ from django_jobs.worker.wakeup import Wakeup
 from tests.conftest import wait_until
 from tests.factories import ScheduledTaskFactory
 from tests.helpers import capture_signal
+from tests.processes import finish
 from tests.testapp import jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -51,11 +51,7 @@ def test_a_job_raising_a_base_exception_fails_cleanly_and_the_worker_carries_on(
     behind = [jobs.add.enqueue(number, 1) for number in range(3)]  # claimed in the same batch, behind it
 
     process = workers.start("--burst", "--concurrency", "1", "--batch-size", "10", "--no-cron")
-    try:
-        output, _ = process.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        pytest.fail(f"a --burst worker did not exit after a job raised {kind}: {process.communicate()[0]}")
+    _, output = finish(process, timeout=60)  # fails the test if the --burst worker does not exit
 
     assert process.returncode == 0, output
     raising.refresh_from_db()
@@ -206,11 +202,7 @@ def test_a_worker_whose_thread_died_gives_back_its_tasks_and_exits_3(workers, th
     ScheduledTask.objects.update(retry_delay=timedelta(0))
     process = workers.start("--concurrency", "1", "--batch-size", "6", "--no-cron", "--interval", "0.2",
                             env={"TESTAPP_KILL_THREAD": thread})
-    try:
-        output, _ = process.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        pytest.fail(f"the worker went on after its {thread} thread died: {process.communicate()[0]}")
+    _, output = finish(process, timeout=60)  # fails the test if the worker goes on without its thread
 
     assert process.returncode == EXIT_THREAD_DIED, output
     assert f"Worker thread django-jobs-{thread}" in output and "died" in output, output
