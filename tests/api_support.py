@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import secrets
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -17,7 +18,8 @@ from jsonschema import Draft202012Validator
 
 from django_jobs.api import openapi
 from django_jobs.api.routes import OPERATIONS, PATH_PARAMETERS
-from django_jobs.models import ApiToken
+from django_jobs.models import TOKEN_PREFIX
+from tests.factories import ApiTokenFactory
 
 BASE = "/jobs/api"
 NO_BODY: Any = object()
@@ -81,7 +83,8 @@ class ApiClient:
         self.headers: dict[str, str] = {}
         self.user = user
         if user is not None and via == "token":
-            _, token = ApiToken.issue(user, name="tests")
+            token = f"{TOKEN_PREFIX}tests-{secrets.token_hex(8)}"
+            ApiTokenFactory(user=user, name="tests", token=token)
             self.headers["HTTP_AUTHORIZATION"] = f"Bearer {token}"
         elif user is not None and via == "session":
             self.client.force_login(user)

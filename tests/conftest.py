@@ -88,12 +88,17 @@ def workers():
     started.stop_all()
 
 
-def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05):
-    """Poll ``predicate`` until it returns something truthy; fail the test on timeout."""
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05, *, check=None, explain=None):
+    """Poll ``predicate`` until it returns something truthy; fail the test on timeout.
+
+    ``check`` runs before each poll and may fail the test at once (a worker that should live
+    has exited); ``explain()`` is the message on timeout, for the state worth seeing then."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if check is not None:
+            check()
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    pytest.fail(f"condition not met within {timeout}s: {predicate}")
+    pytest.fail(explain() if explain is not None else f"condition not met within {timeout}s: {predicate}")

@@ -46,19 +46,14 @@ def table() -> str:
 def wait_for(predicate, *processes: subprocess.Popen, timeout: float = 30.0, what: str = ""):
     """``wait_until`` that fails fast if a worker died, and shows worker output on failure."""
 
-    def check():
+    def none_exited():
         for process in processes:
             if process.poll() is not None:
                 pytest.fail(f"worker pid={process.pid} exited early while waiting for {what}\n"
                             f"{table()}\n{outputs(process)}")
-        return predicate()
 
-    try:
-        return wait_until(check, timeout=timeout)
-    except pytest.fail.Exception as failure:
-        if "exited early" in str(failure):
-            raise
-        pytest.fail(f"{what or 'condition'} not met within {timeout}s\n{table()}\n{outputs(*processes)}")
+    return wait_until(predicate, timeout=timeout, check=none_exited,
+                      explain=lambda: f"{what or 'condition'} not met within {timeout}s\n{table()}\n{outputs(*processes)}")
 
 
 def assert_exit(process: subprocess.Popen, expected: int = 0, timeout: float = 60.0) -> str:

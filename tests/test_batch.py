@@ -13,6 +13,7 @@ import django_jobs
 from django_jobs import InvalidJobOption, JobArgumentsError, UnknownJob, inserting
 from django_jobs.models import ScheduledTask
 from django_jobs.signals import job_enqueued
+from tests.helpers import capture_signal
 from tests.test_enqueueing import in_memory, stored
 from tests.testapp import jobs
 
@@ -185,9 +186,7 @@ def test_long_arguments_split_the_batch_in_order(monkeypatch):
 def test_a_mixed_batch_rolls_back_with_the_caller_and_signals_each_task_after_commit(path, monkeypatch):
     if path == "orm":
         monkeypatch.setattr(inserting, "available", lambda connection: False)
-    received = []
-    job_enqueued.connect(lambda **kw: received.append(kw["task"]), weak=False, dispatch_uid="mixed-test")
-    try:
+    with capture_signal(job_enqueued, pick=lambda task, **kw: task) as received:
         with pytest.raises(RuntimeError):
             with transaction.atomic():
                 django_jobs.enqueue_many(mixed_signatures(8))
@@ -198,8 +197,6 @@ def test_a_mixed_batch_rolls_back_with_the_caller_and_signals_each_task_after_co
             tasks = django_jobs.enqueue_many(mixed_signatures(8))
             assert received == []  # not before commit
         assert received == tasks and len(tasks) == 8
-    finally:
-        job_enqueued.disconnect(dispatch_uid="mixed-test")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -11,6 +11,7 @@ from django_jobs.db import engine
 from django_jobs.models import ScheduledTask
 from django_jobs.worker.claiming import claim
 from tests.factories import ScheduledTaskFactory
+from tests.helpers import capture_signal
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,13 +48,8 @@ def test_init_receivers_see_the_claimed_tasks():
     from django.db.models.signals import post_init
 
     task = ScheduledTaskFactory()
-    seen = []
-    post_init.connect(lambda instance, **kw: seen.append(instance.pk), sender=ScheduledTask, weak=False,
-                      dispatch_uid="claim-post-init")
-    try:
+    with capture_signal(post_init, sender=ScheduledTask, pick=lambda instance, **kw: instance.pk) as seen:
         claimed = claim("w1", None, limit=10)
-    finally:
-        post_init.disconnect(sender=ScheduledTask, dispatch_uid="claim-post-init")
     assert [t.pk for t in claimed] == [task.pk] and task.pk in seen
     assert full_row(claimed[0]) == full_row(ScheduledTask.objects.get(pk=task.pk))
 

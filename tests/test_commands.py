@@ -14,6 +14,7 @@ from django_jobs.models import ScheduledTask, Worker
 from django_jobs.queues import pause_queue
 from django_jobs.signals import job_cancelled
 from tests.factories import ScheduledTaskFactory
+from tests.helpers import capture_signal
 
 pytestmark = pytest.mark.django_db
 
@@ -120,13 +121,9 @@ def test_retry_of_a_task_whose_unique_key_is_held_prints_why_and_exits_non_zero(
 
 
 def test_cancel_sends_job_cancelled_for_each_task_it_cancelled(tasks, django_capture_on_commit_callbacks):
-    received = []
-    job_cancelled.connect(lambda **kwargs: received.append(kwargs["task"].pk), weak=False, dispatch_uid="cmd-test")
-    try:
+    with capture_signal(job_cancelled, pick=lambda task, **kwargs: task.pk) as received:
         with django_capture_on_commit_callbacks(execute=True):
             out = run("jobs", "cancel", str(tasks["waiting"].pk), str(tasks["done"].pk), "--json")
-    finally:
-        job_cancelled.disconnect(dispatch_uid="cmd-test")
     assert json.loads(out) == {"action": "cancelled", "changed": [tasks["waiting"].pk],
                                "skipped": {str(tasks["done"].pk): "completed"},
                                "reason_skipped": "Only pending tasks can be cancelled"}

@@ -17,6 +17,7 @@ from django_jobs.db import engine
 from django_jobs.enqueueing import build_task
 from django_jobs.models import ScheduledTask
 from django_jobs.signals import job_completed, job_enqueued, job_started
+from tests.helpers import capture_signal
 from tests.testapp import jobs
 
 pytestmark = pytest.mark.django_db
@@ -144,9 +145,7 @@ def test_queues_setting_restricts_queue_names():
 
 @pytest.mark.django_db(transaction=True)
 def test_enqueue_in_a_failed_transaction_is_rolled_back():
-    received = []
-    job_enqueued.connect(lambda **kw: received.append(kw["task"]), weak=False, dispatch_uid="rollback-test")
-    try:
+    with capture_signal(job_enqueued, pick=lambda task, **kw: task) as received:
         with pytest.raises(RuntimeError):
             with transaction.atomic():
                 jobs.add.enqueue(1, 2)
@@ -157,8 +156,6 @@ def test_enqueue_in_a_failed_transaction_is_rolled_back():
             task = jobs.add.enqueue(1, 2)
             assert received == []  # not before commit
         assert received == [task]
-    finally:
-        job_enqueued.disconnect(dispatch_uid="rollback-test")
 
 
 def test_unique_key_returns_the_active_task():
@@ -328,9 +325,7 @@ def test_enqueue_many_validates_every_call_before_writing_anything(bad_call, mes
 def test_enqueue_many_rolls_back_with_the_caller_and_signals_after_commit(path, request):
     if path == "orm":
         request.getfixturevalue("orm_only")
-    received = []
-    job_enqueued.connect(lambda **kw: received.append(kw["task"]), weak=False, dispatch_uid="many-test")
-    try:
+    with capture_signal(job_enqueued, pick=lambda task, **kw: task) as received:
         with pytest.raises(RuntimeError):
             with transaction.atomic():
                 jobs.add.enqueue_many([((1, 2), {}), ((3, 4), {})])
@@ -341,8 +336,6 @@ def test_enqueue_many_rolls_back_with_the_caller_and_signals_after_commit(path, 
             tasks = jobs.add.enqueue_many([((1, 2), {}), ((3, 4), {})])
             assert received == []  # not before commit
         assert received == tasks and all(task.pk for task in received)
-    finally:
-        job_enqueued.disconnect(dispatch_uid="many-test")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -373,25 +366,16 @@ def test_notify_goes_with_the_insert_and_is_delivered_on_commit():
 
 
 def test_model_signal_receivers_keep_seeing_single_enqueues():
-    saved = []
-    post_save.connect(lambda instance, created, **kw: saved.append((instance.pk, created)), sender=ScheduledTask,
-                      weak=False, dispatch_uid="post-save-test")
-    try:
+    with capture_signal(post_save, sender=ScheduledTask,
+                        pick=lambda instance, created, **kw: (instance.pk, created)) as saved:
         task = jobs.add.enqueue(1, 2)
-    finally:
-        post_save.disconnect(sender=ScheduledTask, dispatch_uid="post-save-test")
     assert saved == [(task.pk, True)]
     assert in_memory(task) == in_memory(ScheduledTask.objects.get(pk=task.pk))
 
 
 def test_init_signal_receivers_see_the_tasks_enqueue_many_returns():
-    initialised = []
-    post_init.connect(lambda instance, **kw: initialised.append(instance), sender=ScheduledTask,
-                      weak=False, dispatch_uid="post-init-test")
-    try:
+    with capture_signal(post_init, sender=ScheduledTask, pick=lambda instance, **kw: instance) as initialised:
         tasks = jobs.add.enqueue_many([((1, 2), {}), ((3, 4), {})])
-    finally:
-        post_init.disconnect(sender=ScheduledTask, dispatch_uid="post-init-test")
     assert all(any(task is seen for seen in initialised) for task in tasks)
     for task in tasks:
         assert in_memory(task) == in_memory(ScheduledTask.objects.get(pk=task.pk))
@@ -439,15 +423,9 @@ def test_relaxed_commit_applies_to_an_enqueue_that_is_its_own_transaction_only()
 @override_settings(DJANGO_JOBS={"IMMEDIATE": True})
 def test_lifecycle_signals_outside_a_transaction_reach_their_receivers():
     # send_after_commit skips its commit hook when nobody listens: never when someone does.
-    received = []
-    for signal in (job_enqueued, job_started, job_completed):
-        signal.connect(lambda signal, task, **kw: received.append((signal, task.pk)), weak=False,
-                       dispatch_uid=f"outside-{id(signal)}")
-    try:
+    with capture_signal(job_enqueued, job_started, job_completed,
+                        pick=lambda signal, task, **kw: (signal, task.pk)) as received:
         task = jobs.add.enqueue(1, 2)
-    finally:
-        for signal in (job_enqueued, job_started, job_completed):
-            signal.disconnect(dispatch_uid=f"outside-{id(signal)}")
     assert len(received) == 3
     assert set(received) == {(job_enqueued, task.pk), (job_started, task.pk), (job_completed, task.pk)}
 

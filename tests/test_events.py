@@ -20,8 +20,9 @@ from django.utils import timezone
 
 import django_jobs
 from django_jobs import retention
-from django_jobs.models import ScheduledTask, TaskEvent, Worker
+from django_jobs.models import ScheduledTask, TaskEvent
 from django_jobs.worker import recover_lost_tasks
+from tests.factories import WorkerFactory
 from tests.testapp import jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -61,7 +62,7 @@ def test_a_lost_worker_s_task_is_recovered_on_the_trail_and_fails_when_no_retry_
     retrying = jobs.noop.enqueue()
     last = jobs.noop.using(max_retries=0).enqueue()
     ScheduledTask.objects.filter(pk__in=[retrying.pk, last.pk]).mark_running("dead:1", long_ago)
-    Worker.objects.create(worker_id="dead:1", hostname="h", pid=1, last_heartbeat=long_ago)
+    WorkerFactory(worker_id="dead:1", last_heartbeat=long_ago)
     assert recover_lost_tasks() == 2
 
     assert trail(retrying) == [("started", 1), ("recovered", 1)]

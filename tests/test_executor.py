@@ -12,25 +12,21 @@ from django_jobs.models import ScheduledTask
 from django_jobs.signals import job_completed, job_failed, job_started
 from django_jobs.testing import run_pending_jobs
 from tests.factories import ScheduledTaskFactory
+from tests.helpers import capture_signal, connected
 from tests.testapp import jobs
 
 # Real transactions: signals are sent on commit, as in a worker.
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+LIFECYCLE = {job_started: "started", job_completed: "completed", job_failed: "failed"}
+
+
 @pytest.fixture
 def signals():
     """Every lifecycle signal sent during the test, as (name, kwargs)."""
-    sent = []
-    receivers = {}
-    for name, signal in (("started", job_started), ("completed", job_completed), ("failed", job_failed)):
-        def receiver(sender, _name=name, **kwargs):
-            sent.append((_name, kwargs))
-        receivers[name] = receiver
-        signal.connect(receiver, dispatch_uid=f"test-{name}")
-    yield sent
-    for name, signal in (("started", job_started), ("completed", job_completed), ("failed", job_failed)):
-        signal.disconnect(dispatch_uid=f"test-{name}")
+    with capture_signal(*LIFECYCLE, pick=lambda signal, sender, **kwargs: (LIFECYCLE[signal], kwargs)) as sent:
+        yield sent
 
 
 def test_success_records_result_and_times(signals):
@@ -141,12 +137,9 @@ def test_a_broken_signal_receiver_does_not_fail_the_task():
     def broken(sender, **kwargs):
         raise RuntimeError("receiver bug")
 
-    job_completed.connect(broken, dispatch_uid="broken")
-    try:
+    with connected(broken, job_completed):
         task = jobs.add.enqueue(1, 1)
         run_inline(task)
-    finally:
-        job_completed.disconnect(dispatch_uid="broken")
     task.refresh_from_db()
     assert task.status == ScheduledTask.Status.COMPLETED
 

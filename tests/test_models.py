@@ -9,15 +9,14 @@ from django_jobs.models import ScheduledTask
 from django_jobs.signals import job_cancelled
 from django_jobs.testing import run_pending_jobs
 from tests.factories import ScheduledTaskFactory
+from tests.helpers import capture_signal
 from tests.testapp import jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_cancel_only_pending_tasks_and_signals_it():
-    cancelled = []
-    job_cancelled.connect(lambda sender, task, **kw: cancelled.append(task.pk), weak=False, dispatch_uid="t")
-    try:
+    with capture_signal(job_cancelled, pick=lambda task, **kw: task.pk) as cancelled:
         task = ScheduledTaskFactory()
         assert task.cancel() is True
         assert task.status == ScheduledTask.Status.CANCELLED
@@ -25,8 +24,6 @@ def test_cancel_only_pending_tasks_and_signals_it():
         running = ScheduledTaskFactory(status="running")
         assert running.cancel() is False
         assert running.status == "running"
-    finally:
-        job_cancelled.disconnect(dispatch_uid="t")
     assert cancelled == [task.pk]
 
 

@@ -21,7 +21,7 @@ from django_jobs.db import engine
 from django_jobs.db.engine import Engine
 from django_jobs.models import ScheduledTask
 from tests.api_support import ApiClient, make_user
-from tests.factories import CronScheduleFactory, ScheduledTaskFactory
+from tests.factories import CronScheduleFactory, PausedQueueFactory, ScheduledTaskFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -92,7 +92,7 @@ def recover(queue):
 
 
 def resume(queue):
-    django_jobs.pause_queue(queue)
+    PausedQueueFactory(queue=queue)
     assert django_jobs.resume_queue(queue)
 
 

@@ -16,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 
 from django_jobs.enqueueing import build_task
 from django_jobs.models import ScheduledTask
+from tests.helpers import capture_signal
 from tests.test_enqueueing import CALLS, OPTIONS, in_memory, stored
 from tests.testapp import jobs
 
@@ -113,26 +114,16 @@ def test_query_logging_and_save_receivers_get_the_cursor_path():
     with CaptureQueriesContext(connection) as queries:
         jobs.add.enqueue(1, 2)
     assert len(queries.captured_queries) == 1
-    saved = []
-    pre_save.connect(lambda instance, **kw: saved.append(instance.args), sender=ScheduledTask, weak=False,
-                     dispatch_uid="direct-pre-save")
-    try:
+    with capture_signal(pre_save, sender=ScheduledTask, pick=lambda instance, **kw: instance.args) as saved:
         jobs.add.enqueue(3, 4)
-    finally:
-        pre_save.disconnect(sender=ScheduledTask, dispatch_uid="direct-pre-save")
     assert saved == [[3, 4]]
     assert prepared_inserts() == []
 
 
 def test_init_receivers_see_the_task_it_returns():
     jobs.add.enqueue(0, 0)  # the template is built before the receiver connects
-    initialised = []
-    post_init.connect(lambda instance, **kw: initialised.append(instance.args), sender=ScheduledTask, weak=False,
-                      dispatch_uid="direct-post-init")
-    try:
+    with capture_signal(post_init, sender=ScheduledTask, pick=lambda instance, **kw: instance.args) as initialised:
         task = jobs.add.enqueue(1, 2)
-    finally:
-        post_init.disconnect(sender=ScheduledTask, dispatch_uid="direct-post-init")
     assert [1, 2] in initialised
     assert in_memory(task) == in_memory(ScheduledTask.objects.get(pk=task.pk))
     assert prepared_inserts()

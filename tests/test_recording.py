@@ -8,6 +8,7 @@ from django_jobs.execution.recording import record_outcomes
 from django_jobs.models import ScheduledTask
 from django_jobs.signals import job_completed
 from tests.factories import ScheduledTaskFactory
+from tests.helpers import capture_signal
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,12 +21,8 @@ def held(count, worker_id="w1"):
 
 def test_plain_successes_are_written_together_and_signalled_each():
     tasks = held(5)
-    completed = []
-    job_completed.connect(lambda sender, task, **kw: completed.append(task.pk), weak=False, dispatch_uid="bulk")
-    try:
+    with capture_signal(job_completed, pick=lambda task, **kw: task.pk) as completed:
         record_outcomes([(task, Outcome(succeeded=True)) for task in tasks], "w1")
-    finally:
-        job_completed.disconnect(dispatch_uid="bulk")
     assert set(ScheduledTask.objects.values_list("status", flat=True)) == {"completed"}
     assert sorted(completed) == sorted(t.pk for t in tasks)
     assert all(task.status == "completed" for task in tasks)

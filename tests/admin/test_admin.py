@@ -23,7 +23,8 @@ from django_jobs.models import CronSchedule, PausedQueue, ScheduledTask, Worker
 from django_jobs.queues import pause_queue
 from django_jobs.signals import job_cancelled
 from django_jobs.stats import history
-from tests.factories import CronScheduleFactory, ScheduledTaskFactory
+from tests.factories import CronScheduleFactory, ScheduledTaskFactory, WorkerFactory
+from tests.helpers import capture_signal
 
 pytestmark = pytest.mark.django_db
 
@@ -194,13 +195,9 @@ def test_retry_skips_a_task_whose_unique_key_another_active_task_holds_and_names
 
 def test_cancel_cancels_pending_tasks_and_sends_job_cancelled(admin_client, django_capture_on_commit_callbacks):
     waiting, done = ScheduledTaskFactory(), ScheduledTaskFactory(status="completed")
-    received = []
-    job_cancelled.connect(lambda sender, task, **kw: received.append(task.pk), weak=False, dispatch_uid="t")
-    try:
+    with capture_signal(job_cancelled, pick=lambda task, **kw: task.pk) as received:
         with django_capture_on_commit_callbacks(execute=True):
             response = act(admin_client, "cancel_tasks", waiting, done)
-    finally:
-        job_cancelled.disconnect(dispatch_uid="t")
     assert messages_of(response) == ["1 task cancelled, 1 skipped (1 completed: only pending tasks can be cancelled)."]
     assert ScheduledTask.objects.get(pk=waiting.pk).status == "cancelled"
     assert received == [waiting.pk]
@@ -513,7 +510,7 @@ def test_chart_scale_and_geometry():
 
 
 def test_worker_admin_marks_stale_workers(admin_client):
-    Worker.objects.create(worker_id="old", hostname="h", pid=1, last_heartbeat=timezone.now() - timedelta(hours=1))
+    WorkerFactory(worker_id="old", last_heartbeat=timezone.now() - timedelta(hours=1))
     html = admin_client.get(reverse("admin:django_jobs_worker_changelist")).content.decode()
     assert '<span class="djj-badge djj-worker-stale">stale</span>' in html
 

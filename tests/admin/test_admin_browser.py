@@ -22,7 +22,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from django_jobs.models import CronSchedule, PausedQueue, ScheduledTask, Worker
-from tests.factories import CronScheduleFactory, ScheduledTaskFactory
+from tests.factories import CronScheduleFactory, ScheduledTaskFactory, WorkerFactory
 
 try:
     from playwright.sync_api import expect, sync_playwright
@@ -160,7 +160,7 @@ def test_operator_retries_cancels_disables_and_reads_the_dashboard(page, workers
     shoot(page, "03-retried-task-completed")
 
     # A running task shows its progress and its worker's heartbeat; a dead task its traceback.
-    Worker.objects.create(worker_id="web-1:4242", hostname="web-1", pid=4242, concurrency=4)
+    WorkerFactory(worker_id="web-1:4242", hostname="web-1", pid=4242, concurrency=4)
     importing = task(now - timedelta(seconds=50), identifier="shop.import_catalogue", status="running",
                      worker_id="web-1:4242", started_at=now - timedelta(seconds=40),
                      kwargs={"path": "catalogue.csv"}, progress={"done": 420, "total": 1000})
@@ -200,8 +200,8 @@ def test_operator_retries_cancels_disables_and_reads_the_dashboard(page, workers
 
     # The dashboard, from the app index: its chart is drawn.
     Worker.objects.filter(worker_id="web-1:4242").update(last_heartbeat=timezone.now())
-    Worker.objects.create(worker_id="web-2:977", hostname="web-2", pid=977, queues="mail,reports",
-                          last_heartbeat=timezone.now() - timedelta(minutes=3))
+    WorkerFactory(worker_id="web-2:977", hostname="web-2", pid=977, queues="mail,reports",
+                  last_heartbeat=timezone.now() - timedelta(minutes=3))
     page.goto("/admin/django_jobs/")
     shoot(page, "09-app-index")
     page.get_by_role("link", name="Dashboard").click()

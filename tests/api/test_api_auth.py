@@ -15,6 +15,7 @@ from django.utils import timezone
 from django_jobs.api.routes import OPERATIONS
 from django_jobs.models import ApiToken, ScheduledTask, hash_token
 from tests.api_support import ApiClient, errors, make_user
+from tests.factories import ApiTokenFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -54,7 +55,8 @@ def test_an_unknown_token_is_401(header):
 
 
 def test_a_revoked_token_stops_working():
-    row, token = ApiToken.issue(make_user("root", superuser=True))
+    token = "djj_to-be-revoked"
+    row = ApiTokenFactory(user=make_user("root", superuser=True), token=token)
     api = ApiClient()
     header = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
     assert api.get("/tasks", **header).status_code == 200
@@ -66,9 +68,11 @@ def test_a_revoked_token_stops_working():
 
 
 def test_an_expired_token_and_a_token_of_an_inactive_user_are_401():
-    _, expired = ApiToken.issue(make_user("root", superuser=True), expires_at=timezone.now() - timedelta(seconds=1))
+    expired, orphan = "djj_expired", "djj_orphan"
+    ApiTokenFactory(user=make_user("root", superuser=True), token=expired,
+                    expires_at=timezone.now() - timedelta(seconds=1))
     inactive = make_user("gone", superuser=True)
-    _, orphan = ApiToken.issue(inactive)
+    ApiTokenFactory(user=inactive, token=orphan)
     inactive.is_active = False
     inactive.save()
 
@@ -179,7 +183,7 @@ def test_command_errors_are_clear(args):
 # -- the token admin ----------------------------------------------------------------------------
 def test_admin_lists_tokens_and_revokes_them(client):
     root = make_user("root", superuser=True)
-    row, _ = ApiToken.issue(root, name="ci")
+    row = ApiTokenFactory(user=root, name="ci")
     client.force_login(root)
     changelist = reverse("admin:django_jobs_apitoken_changelist")
 
@@ -195,8 +199,8 @@ def test_admin_lists_tokens_and_revokes_them(client):
 
 def test_admin_shows_a_staff_user_only_their_own_tokens(client):
     staff = make_user("staff", "view_apitoken", is_staff=True)
-    mine, _ = ApiToken.issue(staff, name="mine")
-    theirs, _ = ApiToken.issue(make_user("other"), name="theirs")
+    mine = ApiTokenFactory(user=staff, name="mine")
+    theirs = ApiTokenFactory(user=make_user("other"), name="theirs")
     client.force_login(staff)
 
     page = client.get(reverse("admin:django_jobs_apitoken_changelist")).content.decode()

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from django_jobs.models import ApiToken
 from tests.api_server import Answer, ApiServer
 from tests.api_support import make_user, response_schema, validate
+from tests.factories import ApiTokenFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -68,8 +68,8 @@ def statuses(answers: list[tuple[str, Answer]], path: str) -> list[int]:
 
 @pytest.fixture
 def token():
-    _, token = ApiToken.issue(make_user("live", superuser=True), name="live")
-    return token
+    ApiTokenFactory(user=make_user("live", superuser=True), name="live", token="djj_live")
+    return "djj_live"
 
 
 def run(mode: str, token: str) -> list[tuple[str, Answer]]:

@@ -8,7 +8,7 @@ from django.test import override_settings
 from django_jobs.models import PausedQueue, ScheduledTask
 from django_jobs.testing import run_pending_jobs
 from tests.api_support import ApiClient, errors, make_user
-from tests.factories import ScheduledTaskFactory
+from tests.factories import PausedQueueFactory, ScheduledTaskFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -119,7 +119,7 @@ def test_scheduler_pause_stops_every_queue_and_resume_lets_them_run(api, operato
 
 
 def test_scheduler_resume_leaves_queues_paused_one_by_one(api):
-    api.post("/queues/mail/pause", {"reason": "SMTP"})
+    PausedQueueFactory(queue="mail", reason="SMTP")
     api.post("/scheduler/pause")
     api.post("/scheduler/resume")
     assert [row["queue"] for row in api.get("/queues/paused").json()["results"]] == ["mail"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.api_support import ApiClient, make_user
+from tests.processes import finish
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -17,7 +18,7 @@ def test_a_worker_runs_a_task_scheduled_through_the_api(workers):
     assert added["status"] == counted["status"] == "pending"
 
     worker = workers.start("--burst", "--queues", "api")
-    output, _ = worker.communicate(timeout=120)
+    _, output = finish(worker, timeout=120)
     assert worker.returncode == 0, output
 
     added = api.get(f"/tasks/{added['id']}").json()

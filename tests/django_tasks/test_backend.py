@@ -41,6 +41,7 @@ from django.utils.module_loading import import_string
 from django_jobs.backend import JobsBackend, JobsTask
 from django_jobs.models import ScheduledTask
 from django_jobs.testing import run_pending_jobs
+from tests.helpers import capture_signal, connected
 from tests.processes import finish
 from tests.testapp import jobs
 from tests.testapp import tasks as test_tasks
@@ -52,18 +53,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 PRIORITY_MESSAGE = f"priority must be a whole number between {TASK_MIN_PRIORITY} and {TASK_MAX_PRIORITY}."
 
 
+TASK_SIGNALS = {task_enqueued: "enqueued", task_started: "started", task_finished: "finished"}
+
+
 @pytest.fixture
 def task_signals():
     """Django's task signals sent during the test, as (name, sender, task_result)."""
-    sent = []
-    pairs = (("enqueued", task_enqueued), ("started", task_started), ("finished", task_finished))
-    for name, signal in pairs:
-        def receiver(sender, task_result, _name=name, **kwargs):
-            sent.append((_name, sender, task_result))
-        signal.connect(receiver, dispatch_uid=f"test-backend-{name}", weak=False)
-    yield sent
-    for name, signal in pairs:
-        signal.disconnect(dispatch_uid=f"test-backend-{name}")
+    with capture_signal(*TASK_SIGNALS, pick=lambda signal, sender, task_result, **kwargs: (
+            TASK_SIGNALS[signal], sender, task_result)) as sent:
+        yield sent
 
 
 def row_of(result) -> ScheduledTask:
@@ -446,13 +444,8 @@ def test_a_receiver_that_raises_changes_nothing(task_signals):
     def broken(sender, **kwargs):
         raise RuntimeError("broken receiver")
 
-    for signal in (task_enqueued, task_started, task_finished):
-        signal.connect(broken, dispatch_uid="test-broken", weak=False)
-    try:
+    with connected(broken, task_enqueued, task_started, task_finished):
         result = ran(test_tasks.calculate_meaning_of_life.enqueue())
-    finally:
-        for signal in (task_enqueued, task_started, task_finished):
-            signal.disconnect(dispatch_uid="test-broken")
     assert (result.status, result.return_value) == (TaskResultStatus.SUCCESSFUL, 42)
     assert [name for name, _, _ in task_signals] == ["enqueued", "started", "finished"]
 

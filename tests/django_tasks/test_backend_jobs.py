@@ -29,6 +29,7 @@ from django_jobs.exceptions import TaskCancelled, WorkerLost
 from django_jobs.models import CronSchedule, ScheduledTask
 from django_jobs.testing import run_pending_jobs
 from tests.factories import CronScheduleFactory, ScheduledTaskFactory
+from tests.helpers import capture_signal
 from tests.testapp import tasks as test_tasks
 from tests.testapp.models import Execution
 
@@ -144,13 +145,8 @@ def test_a_cron_schedule_can_point_at_a_task():
                                    kwargs={"label": "from cron"}, queue="mail", priority=10)
     fire_time = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=1)
     CronSchedule.objects.filter(pk=schedule.pk).update(next_run=fire_time)  # due now
-    fired = []
-    task_enqueued.connect(lambda sender, task_result, **kwargs: fired.append(task_result), weak=False,
-                          dispatch_uid="test-cron-enqueued")
-    try:
+    with capture_signal(task_enqueued, pick=lambda task_result, **kwargs: task_result) as fired:
         [row] = scheduler.tick()
-    finally:
-        task_enqueued.disconnect(dispatch_uid="test-cron-enqueued")
 
     assert (row.identifier, row.queue, row.priority, row.cron_schedule_id) == (
         test_tasks.record.module_path, "mail", 10, schedule.pk)

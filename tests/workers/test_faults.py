@@ -89,18 +89,14 @@ def wait_for(predicate: Callable[[], object], alive: Iterable[Watched], timeout:
     """``wait_until`` that fails at once if a worker that should live has exited."""
     alive = list(alive)
 
-    def check():
+    def none_exited():
         for worker in alive:
             if not worker.alive():
                 pytest.fail(f"{worker.name} exited while waiting for {what}\n{worker.output()}")
-        return predicate()
 
-    try:
-        return wait_until(check, timeout=timeout, interval=0.1)
-    except pytest.fail.Exception as failure:
-        if "exited while" in str(failure):
-            raise
-        pytest.fail(f"{what} not within {timeout}s: {status_counts()}\n" + "\n".join(w.output() for w in alive))
+    return wait_until(predicate, timeout=timeout, interval=0.1, check=none_exited,
+                      explain=lambda: f"{what} not within {timeout}s: {status_counts()}\n"
+                                      + "\n".join(w.output() for w in alive))
 
 
 def wait_for_completion(alive: list[Watched], what: str, stall: float, timeout: float = 120.0) -> None:

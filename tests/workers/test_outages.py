@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 import pytest
 from django.conf import settings
 
-from tests.conftest import REPO
+from tests.conftest import REPO, wait_until
 from tests.outage_servers import LockedSQLite, Server, ThrowawayMariaDB, ThrowawayPostgres, free_port
 
 pytestmark = [pytest.mark.once_per_database, pytest.mark.slow]
@@ -164,21 +164,17 @@ class Drain:
     def status_counts(self) -> Counter:
         return Counter(dict(self.server.query("SELECT status, COUNT(*) FROM django_jobs_scheduledtask GROUP BY status")))
 
+    def wait_for(self, predicate, timeout: float, what: str, interval: float = 0.05) -> None:
+        """``wait_until`` that fails at once if a worker exited, and shows the counts and output on timeout."""
+        wait_until(predicate, timeout=timeout, interval=interval, check=self.check_alive,
+                   explain=lambda: f"{what} within {timeout}s: {self.status_counts()}\n{self.output()}")
+
     def wait_for_fraction(self, fraction: float, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while self.status_counts()["completed"] < fraction * JOBS:
-            self.check_alive()
-            if time.monotonic() > deadline:
-                pytest.fail(f"{fraction:.0%} not completed within {timeout}s: {self.status_counts()}\n{self.output()}")
-            time.sleep(0.05)
+        self.wait_for(lambda: self.status_counts()["completed"] >= fraction * JOBS, timeout,
+                      f"{fraction:.0%} not completed")
 
     def wait_for_running(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.status_counts()["running"]:
-            self.check_alive()
-            if time.monotonic() > deadline:
-                pytest.fail(f"nothing running within {timeout}s: {self.status_counts()}\n{self.output()}")
-            time.sleep(0.05)
+        self.wait_for(lambda: self.status_counts()["running"], timeout, "nothing running")
 
     def wait_until_finished(self, timeout: float) -> None:
         """Until every task completed, or nothing has changed for 30 s (stuck), or ``timeout``."""
@@ -334,12 +330,7 @@ def test_a_worker_started_during_an_outage_waits_works_once_it_is_back_and_stops
 
 
 def wait_until_all_completed(drain: Drain, count: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while drain.status_counts()["completed"] < count:
-        drain.check_alive()
-        if time.monotonic() > deadline:
-            pytest.fail(f"{count} not completed within {timeout}s: {drain.status_counts()}\n{drain.output()}")
-        time.sleep(0.1)
+    drain.wait_for(lambda: drain.status_counts()["completed"] >= count, timeout, f"{count} not completed", interval=0.1)
 
 
 def epoch(value) -> float:

@@ -15,7 +15,6 @@ died anyway says so and exits non-zero.
 from __future__ import annotations
 
 import signal
-import subprocess
 import threading
 import time
 from datetime import timedelta
@@ -35,6 +34,8 @@ from django_jobs.worker.cron_ticker import CronTicker
 from django_jobs.worker.wakeup import Wakeup
 from tests.conftest import wait_until
 from tests.factories import ScheduledTaskFactory
+from tests.helpers import capture_signal
+from tests.processes import finish
 from tests.testapp import jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -50,11 +51,7 @@ def test_a_job_raising_a_base_exception_fails_cleanly_and_the_worker_carries_on(
     behind = [jobs.add.enqueue(number, 1) for number in range(3)]  # claimed in the same batch, behind it
 
     process = workers.start("--burst", "--concurrency", "1", "--batch-size", "10", "--no-cron")
-    try:
-        output, _ = process.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        pytest.fail(f"a --burst worker did not exit after a job raised {kind}: {process.communicate()[0]}")
+    _, output = finish(process, timeout=60)  # fails the test if the --burst worker does not exit
 
     assert process.returncode == 0, output
     raising.refresh_from_db()
@@ -130,6 +127,11 @@ def statuses() -> list[tuple[int, str, object]]:
     return list(ScheduledTask.objects.order_by("pk").values_list("pk", "status", "result"))
 
 
+def reported_error(stage, error, transient, **kwargs) -> tuple[str, str, bool]:
+    """What a ``worker_error`` receiver is told: where, the error, whether it is transient."""
+    return stage, str(error), transient
+
+
 def enqueue_sums() -> list[ScheduledTask]:
     return [jobs.add.enqueue(number, 10) for number in range(5)]
 
@@ -155,15 +157,9 @@ def test_a_database_error_at_any_call_kills_no_thread_and_loses_no_task():
         tasks = enqueue_sums()
         connections.close_all()
         # Both errors an outage raises: OperationalError (server gone) and InterfaceError (connection closed).
-        reported: list[tuple[str, str, bool]] = []
-
-        def receiver(sender, worker_id, stage, error, transient, **kwargs):
-            reported.append((stage, str(error), transient))
-
-        worker_error.connect(receiver)
-        with InjectedFaults({call}, OperationalError if call % 2 else InterfaceError) as faults:
-            worker, code = run_worker_in_process()
-        worker_error.disconnect(receiver)
+        with capture_signal(worker_error, pick=reported_error) as reported:
+            with InjectedFaults({call}, OperationalError if call % 2 else InterfaceError) as faults:
+                worker, code = run_worker_in_process()
         rows = {pk: (status, result) for pk, status, result in statuses()}
         expected = {task.pk: (Status.COMPLETED, task.args[0] + 10) for task in tasks}
         # Each injected error was reported once, as a transient worker error, with where it happened.
@@ -185,15 +181,9 @@ def test_a_database_error_at_any_call_kills_no_thread_and_loses_no_task():
         Worker.objects.all().delete()
         tasks = [*enqueue_sums(), jobs.sleep.enqueue(0.5)]  # runs past a heartbeat interval
         connections.close_all()
-        seen: list[tuple[str, str, bool]] = []
-
-        def targeted_receiver(sender, worker_id, stage, error, transient, seen=seen, **kwargs):
-            seen.append((stage, str(error), transient))
-
-        worker_error.connect(targeted_receiver)
-        with InjectedFaults(set(), InterfaceError, fail_first=sql) as faults:
-            worker, code = run_worker_in_process()
-        worker_error.disconnect(targeted_receiver)
+        with capture_signal(worker_error, pick=reported_error) as seen:
+            with InjectedFaults(set(), InterfaceError, fail_first=sql) as faults:
+                worker, code = run_worker_in_process()
         assert len(faults.raised) == 1 and code == 0 and worker.threads.healthy, (stage, faults.raised, code)
         assert {status for _, status, _ in statuses()} == {Status.COMPLETED}, stage
         assert [(where, transient) for where, message, transient in seen if "injected fault" in message] == \
@@ -212,11 +202,7 @@ def test_a_worker_whose_thread_died_gives_back_its_tasks_and_exits_3(workers, th
     ScheduledTask.objects.update(retry_delay=timedelta(0))
     process = workers.start("--concurrency", "1", "--batch-size", "6", "--no-cron", "--interval", "0.2",
                             env={"TESTAPP_KILL_THREAD": thread})
-    try:
-        output, _ = process.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        pytest.fail(f"the worker went on after its {thread} thread died: {process.communicate()[0]}")
+    _, output = finish(process, timeout=60)  # fails the test if the worker goes on without its thread
 
     assert process.returncode == EXIT_THREAD_DIED, output
     assert f"Worker thread django-jobs-{thread}" in output and "died" in output, output
