@@ -69,7 +69,7 @@ def insert_task(task: ScheduledTask, connection: BaseDatabaseWrapper, wake: Noti
         return False
     omitted, values = columns
     sql = statement("row", connection, wake, relaxed, omitted)
-    rows = execute(connection, sql, [*values, *(wake or ())])
+    rows = engine(connection.alias).insert_returning(connection, sql, [*values, *(wake or ())])
     apply_returned(task, returned_values(rows, connection)[0], connection.alias)
     return True
 
@@ -97,7 +97,7 @@ def insert_tasks(
         built: list[Any] = []  # lists of tasks, or futures of them
         for index, document in enumerate(documents):
             sql = statement("json", connection, wake, varying=varying)
-            rows = execute(connection, sql, [*values, document, *(wake or ())])
+            rows = engine(connection.alias).insert_returning(connection, sql, [*values, document, *(wake or ())])
             chunk = (document, returned_values(rows, connection), overrides[index] if overrides else None)
             built.append(pool.submit(build.tasks, *chunk) if pool else build.tasks(*chunk))
             wake = None
@@ -240,13 +240,6 @@ def with_side_effects(sql: str, effects: dict[str, str]) -> str:
         return sql
     ctes = "".join(f", {name} AS (SELECT {call})" for name, call in effects.items())
     return f"WITH inserted AS ({sql}){ctes} SELECT inserted.* FROM inserted, {', '.join(effects)}"
-
-
-def execute(connection: BaseDatabaseWrapper, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-    """Run the INSERT; its returned rows sorted by id, which is their insertion order."""
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return sorted(cursor.fetchall())
 
 
 # -- the returned tasks ------------------------------------------------------------------------

@@ -169,3 +169,15 @@ def test_every_module_imports_only_its_own_layer_and_those_below():
                 upward.append(f"{module} ({LAYERS[layer_of(module)][0]}) imports "
                               f"{target} ({LAYERS[layer_of(target)][0]})")
     assert upward == []
+
+
+def test_only_the_engines_open_cursors():
+    """Above ``db/`` no module runs SQL of its own: what differs by database is the engines'."""
+    opening = []
+    for module, path in MODULES.items():
+        if module.startswith("django_jobs.db"):
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if ".cursor(" in line:
+                opening.append(f"{module}:{number}: {line.strip()}")
+    assert opening == []

@@ -182,6 +182,13 @@ class Engine:
         a commit that does not wait for the disk (``relaxed``). None here."""
         return {}
 
+    def insert_returning(self, connection: BaseDatabaseWrapper, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        """Run an INSERT built by ``inserting``; its returned rows sorted by id, which is
+        their insertion order. ``connection``: the caller's, which may be in its transaction."""
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return sorted(cursor.fetchall())
+
     # -- a worker's batch writes --------------------------------------------------------
     def mark_claimed(self, ids: list[int], worker_id: str, now: datetime) -> int:
         fields = {"status": RUNNING, "worker_id": worker_id, "started_at": now, "updated_at": now}
