@@ -124,3 +124,24 @@ def test_migrating_0005_backwards_and_forwards_again_leaves_the_task_table_as_it
     finally:
         migrate(latest)
     assert task_table_constraints() == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrating_back_to_zero_step_by_step_keeps_the_claim_indexes_and_comes_back_whole():
+    """Each migration back leaves the claim indexes in place (SQLite's table rebuilds drop
+    them), so ``migrate django_jobs zero`` works, and forward again rebuilds the same table."""
+    before = task_table_constraints()
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
+    ours = sorted(name for app, name in executor.loader.disk_migrations if app == "django_jobs")
+    missing_at = {}
+    try:
+        for target in reversed(ours[1:-1]):  # 0008 ... 0002: the claim indexes exist from 0002 on
+            migrate([("django_jobs", target)])
+            if absent := sorted(set(CLAIM_NAMES) - set(task_table_constraints())):
+                missing_at[target] = absent
+        migrate([("django_jobs", None)])
+    finally:
+        migrate(latest)
+    assert missing_at == {}
+    assert task_table_constraints() == before

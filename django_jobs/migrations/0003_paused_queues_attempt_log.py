@@ -19,6 +19,9 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        # Backwards, the table rebuilds below drop the claim indexes on SQLite: restore
+        # them last (this runs after every other reversed operation of this migration).
+        migrations.RunPython(migrations.RunPython.noop, claim_indexes.restore_claim_indexes),
         migrations.AddField(
             model_name='scheduledtask',
             name='attempt_log',

@@ -7,11 +7,16 @@ has partial indexes (``Engine.owner_index`` in ``django_jobs.db``); elsewhere th
 database may index a foreign key's column by itself.
 """
 
+import importlib
+
 import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
 from django_jobs.db import schema_engine
+
+# Its restore of the claim indexes, for this migration's backward table rebuilds.
+claim_indexes = importlib.import_module("django_jobs.migrations.0002_claim_indexes")
 
 
 def create_owner_index(apps, schema_editor):
@@ -30,6 +35,9 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        # Backwards, the table rebuilds below drop the claim indexes on SQLite: restore
+        # them last (this runs after every other reversed operation of this migration).
+        migrations.RunPython(migrations.RunPython.noop, claim_indexes.restore_claim_indexes),
         migrations.AddField(
             model_name="cronschedule",
             name="overlap",
