@@ -15,7 +15,6 @@ from typing import Any
 
 from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
 from ..models import PausedQueue, ScheduledTask
 from ..notify import NOTIFY_CHANNEL
@@ -186,6 +185,10 @@ class PostgreSQLEngine(Engine):
 
     @property
     def can_listen(self) -> bool:
+        # Here, not at the top: this module must import without psycopg (the package is
+        # walked whole, e.g. by tests and documentation tools, on any database).
+        from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
         return bool(is_psycopg3)  # psycopg 2 has no generator of notifications: its workers poll
 
     @contextmanager
