@@ -21,9 +21,10 @@ from django.utils import timezone
 from . import inserting, validation
 from .exceptions import DjangoJobsError, InvalidJobOption, JobArgumentsError
 from .models import ScheduledTask
+from .registry import registry
 from .signatures import Signature, timing
 
-# The columns a signature's job and run time decide (``enqueueing.task_options``); the
+# The columns a signature's job and run time decide (``Job.task_columns``); the
 # others are the same for every new task. ``unique_key`` is refused in a batch.
 OPTION_COLUMNS = ("identifier", "queue", "priority", "scheduled_at", "description", "max_retries", "retry_delay",
                   "backoff", "timeout", "owner_id")
@@ -132,11 +133,9 @@ def job_key(job: Any, by_id: dict[int, int], by_value: dict[Any, int]) -> int:
 def group_options(index: int, job: Any, when: datetime) -> dict[str, Any]:
     """The option columns of the group whose first row is item ``index``, checked now
     (the job must still be registered; ``QUEUES`` may have changed since ``job.s()``)."""
-    from .enqueueing import ensure_registered, task_options  # enqueueing plans batches with this module
-
     try:
-        ensure_registered(job)
-        return task_options(job, when)
+        registry.get(job.name)  # still registered
+        return job.task_columns(when)
     except DjangoJobsError as error:
         error.args = (f"enqueue_many item {index}: {error}",)
         raise

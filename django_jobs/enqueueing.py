@@ -11,12 +11,13 @@ import json
 import time
 from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import IntegrityError, OperationalError, connections, router, transaction
 from django.utils import timezone
 
 from . import inserting, metrics, validation
+from .batch import Batch, planned
 from .conf import jobs_settings
 from .db import engine
 from .exceptions import InvalidJobOption, JobArgumentsError
@@ -27,9 +28,6 @@ from .registry import Job, registry
 from .resilience import is_transient
 from .signals import job_enqueued, send_each_after_commit
 
-if TYPE_CHECKING:
-    from .batch import Batch
-
 # A key raced by another enqueue whose task finished in between: insert again.
 UNIQUE_INSERT_ATTEMPTS = 10
 UNIQUE_RETRY_PAUSE = 0.01
@@ -38,7 +36,7 @@ UNIQUE_RETRY_PAUSE = 0.01
 def build_task(job: Job[Any, Any], args: Iterable[Any], kwargs: dict[str, Any], run_at: datetime | None) -> ScheduledTask:
     """An unsaved row for one call, or an exception naming what is wrong."""
     _, _, stored_args, stored_kwargs = checked_call(job, args, kwargs)
-    return ScheduledTask(args=stored_args, kwargs=stored_kwargs, **task_options(job, run_at))
+    return ScheduledTask(args=stored_args, kwargs=stored_kwargs, **job.task_columns(run_at))
 
 
 def checked_call(job: Job[Any, Any], args: Iterable[Any], kwargs: dict[str, Any]) -> tuple[str, str, list[Any], dict[str, Any]]:
@@ -49,26 +47,9 @@ def checked_call(job: Job[Any, Any], args: Iterable[Any], kwargs: dict[str, Any]
     return validation.json_documents(args, kwargs)
 
 
-def task_options(job: Job[Any, Any], run_at: datetime | None) -> dict[str, Any]:
-    """The columns of a new task that come from the job and its options."""
-    return {
-        "identifier": validation.job_name(job.name),  # a Django Task's module path is not checked before
-        "queue": validation.queue(job.resolved_queue),
-        "priority": job.priority,
-        "scheduled_at": run_at or timezone.now(),
-        "description": job.description,
-        "max_retries": job.resolved_max_retries,
-        "retry_delay": job.resolved_retry_delay,
-        "backoff": job.backoff_kind,
-        "timeout": job.timeout,
-        "unique_key": job.unique_key,
-        "owner_id": job.owner_id,
-    }
-
-
 def enqueue_one(job: Job[Any, Any], args: Iterable[Any], kwargs: dict[str, Any], run_at: datetime | None) -> ScheduledTask:
     args_text, kwargs_text, stored_args, stored_kwargs = checked_call(job, args, kwargs)
-    options = task_options(job, run_at)
+    options = job.task_columns(run_at)
     alias = router.db_for_write(ScheduledTask)
     connection = connections[alias]
     database = engine(alias)
@@ -95,7 +76,7 @@ def enqueue_many(job: Job[Any, Any], calls: Iterable[tuple[Iterable[Any], dict[s
     if job.unique_key is not None:
         raise InvalidJobOption("unique_key cannot be used with enqueue_many: every task would share one key.")
     ensure_registered(job)
-    template = ScheduledTask(args=[], kwargs={}, **task_options(job, None))
+    template = ScheduledTask(args=[], kwargs={}, **job.task_columns(None))
     fitting: set[tuple[int, frozenset[str]]] = set()
     pairs = [checked_pair(job, call, index, fitting) for index, call in enumerate(calls)]
     if not pairs:
@@ -161,8 +142,6 @@ def insert_many(template: ScheduledTask, documents: list[str], alias: str) -> li
 def enqueue_signatures(entries: Iterable[Any], *, delay: Any = None, run_at: datetime | None = None
                        ) -> list[ScheduledTask]:
     """``django_jobs.enqueue_many``: signatures of any jobs and options, in one transaction."""
-    from .batch import planned  # batch builds its rows with this module's task_options
-
     batch = planned(entries, delay, run_at)
     if not batch.signatures:
         return []

@@ -88,6 +88,23 @@ class Job(Generic[P, R]):
             )
         return dataclasses.replace(self, **validated_options(options))
 
+    def task_columns(self, run_at: datetime | None) -> dict[str, Any]:
+        """The columns of a new task that come from this job and its options (due now
+        when ``run_at`` is None); the enqueue adds the arguments."""
+        return {
+            "identifier": validation.job_name(self.name),  # a Django Task's module path is not checked before
+            "queue": validation.queue(self.resolved_queue),
+            "priority": self.priority,
+            "scheduled_at": run_at or timezone.now(),
+            "description": self.description,
+            "max_retries": self.resolved_max_retries,
+            "retry_delay": self.resolved_retry_delay,
+            "backoff": self.backoff_kind,
+            "timeout": self.timeout,
+            "unique_key": self.unique_key,
+            "owner_id": self.owner_id,
+        }
+
     @property
     def resolved_queue(self) -> str:
         return self.queue or jobs_settings.DEFAULT_QUEUE

@@ -76,7 +76,7 @@ def insert(options: dict[str, Any], created: datetime, arguments: tuple[str, str
            relaxed: bool) -> ScheduledTask | None:
     """INSERT one task and return it, or None if the cursor path must do it (nothing written).
 
-    ``options`` are the task's columns from its job (``enqueueing.task_options``),
+    ``options`` are the task's columns from its job (``Job.task_columns``),
     ``created`` its creation time, ``arguments`` its args and kwargs as JSON text,
     ``stored`` the same decoded.
     """
@@ -140,7 +140,7 @@ def libpq() -> Any:
 # -- the statement and its constant parameters, once per set of options -----------------------
 def template_for(options: dict[str, Any], connection: BaseDatabaseWrapper, wake: inserting.NotifyArgs,
                  relaxed: bool) -> Template | None:
-    # task_options builds its dict in one order: its values identify the options. The
+    # Job.task_columns builds its dict in one order: its values identify the options. The
     # wake-up's payload is the queue, one of them.
     key = (connection.alias, wake is not None, relaxed,
            *(value for name, value in options.items() if name not in PER_CALL))
