@@ -24,10 +24,13 @@ from .models import ScheduledTask
 from .registry import registry
 from .signatures import Signature, timing
 
+FLOW_COLUMNS = ("concurrency_key", "concurrency_limit", "rate_key", "rate_limit", "rate_period")
 # The columns a signature's job and run time decide (``Job.task_columns``); the
 # others are the same for every new task. ``unique_key`` is refused in a batch.
 OPTION_COLUMNS = ("identifier", "queue", "priority", "scheduled_at", "description", "max_retries", "retry_delay",
-                  "backoff", "timeout", "owner_id")
+                  "backoff", "timeout", "owner_id", *FLOW_COLUMNS)
+# An unlimited task's flow-control columns (``Job.flow_columns`` fills a limited one's).
+NO_FLOW = dict.fromkeys(FLOW_COLUMNS)
 
 
 @dataclasses.dataclass
@@ -81,16 +84,18 @@ def planned(entries: Iterable[Any], delay: Any, run_at: Any) -> Batch:
     now = timezone.now()  # one "now" for the batch: rows without a time of their own share it
     default = bare_signature_time(batch_timing, now)
     batch: Batch = Batch()
-    keys: dict[tuple[int, datetime], int] = {}
+    keys: dict[tuple[int, datetime, Any], int] = {}
     by_id: dict[int, int] = {}
     by_value: dict[Any, int] = {}
     for index, entry in enumerate(entries):
         signature = checked_entry(index, entry, batch_timing)
-        key = (job_key(signature.job, by_id, by_value), signature.run_at(now) or default)
+        flow = flow_columns(index, signature)
+        key = (job_key(signature.job, by_id, by_value), signature.run_at(now) or default,
+               tuple(flow.values()) if flow else None)
         group = keys.get(key)
         if group is None:
             group = keys[key] = len(batch.groups)
-            batch.groups.append(group_options(index, signature.job, key[1]))
+            batch.groups.append({**group_options(index, signature.job, key[1]), **NO_FLOW, **flow})
         batch.signatures.append(signature)
         batch.membership.append(group)
     return batch
@@ -136,6 +141,15 @@ def group_options(index: int, job: Any, when: datetime) -> dict[str, Any]:
     try:
         registry.get(job.name)  # still registered
         return job.task_columns(when)
+    except DjangoJobsError as error:
+        error.args = (f"enqueue_many item {index}: {error}",)
+        raise
+
+
+def flow_columns(index: int, signature: Signature[Any, Any]) -> dict[str, Any]:
+    """The entry's flow-control columns (its keys filled from its arguments), or the error naming it."""
+    try:
+        return signature.job.flow_columns(signature.args, dict(signature.kwargs))
     except DjangoJobsError as error:
         error.args = (f"enqueue_many item {index}: {error}",)
         raise

@@ -82,6 +82,12 @@ SETTINGS: dict[str, Setting] = {
         "and/or 'keep', the newest tasks that stay; a task goes past either limit). None: off.",
     ),
     "RETENTION_INTERVAL": Setting(300.0, "Seconds between a worker's automatic pruning runs.", is_duration=True),
+    "QUEUE_LIMITS": Setting(
+        {},
+        "Flow control of whole queues: {'mail': {'concurrency': 5, 'rate': '10/s'}}: at most 5 tasks of the "
+        "queue run at once and at most 10 start per second, across every worker (rates: 'N/s', 'N/m', 'N/h'). "
+        "Read when a worker starts; every worker must have the same.",
+    ),
     "API_MAX_BODY_SIZE": Setting(1_048_576, "Largest request body the JSON API reads, in bytes (larger: 413)."),
 }
 

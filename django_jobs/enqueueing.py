@@ -36,7 +36,8 @@ UNIQUE_RETRY_PAUSE = 0.01
 def build_task(job: Job[Any, Any], args: Iterable[Any], kwargs: dict[str, Any], run_at: datetime | None) -> ScheduledTask:
     """An unsaved row for one call, or an exception naming what is wrong."""
     _, _, stored_args, stored_kwargs = checked_call(job, args, kwargs)
-    return ScheduledTask(args=stored_args, kwargs=stored_kwargs, **job.task_columns(run_at))
+    flow = job.flow_columns(stored_args, stored_kwargs)
+    return ScheduledTask(args=stored_args, kwargs=stored_kwargs, **job.task_columns(run_at), **flow)
 
 
 def checked_call(job: Job[Any, Any], args: Iterable[Any], kwargs: dict[str, Any]) -> tuple[str, str, list[Any], dict[str, Any]]:
@@ -50,11 +51,15 @@ def checked_call(job: Job[Any, Any], args: Iterable[Any], kwargs: dict[str, Any]
 def enqueue_one(job: Job[Any, Any], args: Iterable[Any], kwargs: dict[str, Any], run_at: datetime | None) -> ScheduledTask:
     args_text, kwargs_text, stored_args, stored_kwargs = checked_call(job, args, kwargs)
     options = job.task_columns(run_at)
+    flow = job.flow_columns(stored_args, stored_kwargs)
     alias = router.db_for_write(ScheduledTask)
     connection = connections[alias]
     database = engine(alias)
-    # Owned tasks take the cursor path: a prepared statement per owner would churn the cache.
-    if options["unique_key"] is None and options["owner_id"] is None and database.can_insert_one(connection):
+    # Owned and limited tasks take the cursor path: a prepared statement per owner or
+    # per key would churn the cache.
+    if flow:
+        options = {**options, **flow}
+    elif options["unique_key"] is None and options["owner_id"] is None and database.can_insert_one(connection):
         created = options["scheduled_at"] if run_at is None else timezone.now()  # "now" is one time
         task = database.insert_one(connection, options, created, (args_text, kwargs_text), (stored_args, stored_kwargs),
                                    wake_for(options["queue"], connection), relaxed_commit(connection))
@@ -81,6 +86,9 @@ def enqueue_many(job: Job[Any, Any], calls: Iterable[tuple[Iterable[Any], dict[s
     pairs = [checked_pair(job, call, index, fitting) for index, call in enumerate(calls)]
     if not pairs:
         return []
+    if job.concurrency is not None or job.rate is not None:
+        # Each call fills its own keys: rows then differ by key, which a batch groups.
+        return enqueue_signatures([job.s(*args, **kwargs) for args, kwargs in pairs])
     # Encoded now, so a value that cannot be stored is refused before anything is written.
     documents = validation.json_chunks(pairs, inserting.CHUNK_ROWS, inserting.CHUNK_CHARS)
     alias = router.db_for_write(ScheduledTask)

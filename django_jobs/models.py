@@ -17,6 +17,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Case, F, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -98,6 +99,27 @@ class ScheduledTask(models.Model):
         settings.AUTH_USER_MODEL, verbose_name=_("owner"), null=True, blank=True,
         on_delete=models.SET_NULL, related_name="job_tasks", db_index=False,
         help_text=_("The user the task belongs to: only they and users who see every task (superusers, see_all_scheduledtask) see it in admin and the API."),
+    )
+    # Flow control (``django_jobs.db.flow``): the keys are filled from the call's arguments
+    # at enqueue; the limits travel with the row, so the claim needs nothing but the table.
+    concurrency_key = models.CharField(
+        _("concurrency key"), max_length=255, null=True, blank=True,
+        help_text=_("At most concurrency limit tasks of this key run at once, on every worker."),
+    )
+    concurrency_limit = models.PositiveIntegerField(_("concurrency limit"), null=True, blank=True)
+    rate_key = models.CharField(
+        _("rate key"), max_length=255, null=True, blank=True,
+        help_text=_("At most rate limit tasks of this key start per rate period."),
+    )
+    rate_limit = models.PositiveIntegerField(_("rate limit"), null=True, blank=True)
+    rate_period = models.PositiveIntegerField(_("rate period"), null=True, blank=True, help_text=_("Seconds."))
+    # What the claim groups a limited task by (its concurrency key, else its rate key);
+    # NULL for the unlimited tasks, which the claim's own partial index serves alone.
+    flow_key = models.GeneratedField(
+        expression=Coalesce(F("concurrency_key"), F("rate_key")),
+        output_field=models.CharField(max_length=255, null=True),
+        db_persist=True,
+        verbose_name=_("flow key"),
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
@@ -347,6 +369,35 @@ class PausedQueue(models.Model):
 
     def __str__(self) -> str:
         return self.queue
+
+
+class FlowKey(models.Model):
+    """One limit's key, locked by the claim that takes tasks under it.
+
+    Not a counter: how many tasks of a key run is always counted from the task table,
+    so a killed worker's slots come back when recovery moves its tasks out of
+    ``running``. The row serializes the claims of one key across workers and hosts,
+    and keeps a rate key's current window and the starts counted in it.
+    """
+
+    class Kind(models.TextChoices):
+        CONCURRENCY = "c", _("concurrency")
+        RATE = "r", _("rate")
+        QUEUE = "q", _("queue")
+
+    kind = models.CharField(_("kind"), max_length=1, choices=Kind.choices)
+    key = models.CharField(_("key"), max_length=255)
+    window = models.BigIntegerField(_("rate window"), default=0, help_text=_("Start of the current window, in periods since the epoch."))
+    started = models.PositiveIntegerField(_("started in window"), default=0)
+    used_at = models.DateTimeField(_("last claimed under"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("flow key")
+        verbose_name_plural = _("flow keys")
+        constraints = [models.UniqueConstraint(fields=["kind", "key"], name="django_jobs_one_flow_key")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.key}"
 
 
 class Worker(models.Model):

@@ -60,8 +60,11 @@ class ScheduledTaskQuerySet(models.QuerySet["ScheduledTask"]):
             rows = rows.exclude(queue__in=paused)
         return rows.order_by(*CLAIM_ORDER)
 
-    def due_unless_paused(self, now: datetime, queues: Iterable[str] | None = None) -> ScheduledTaskQuerySet:
-        """``due`` minus the queues paused right now (one small read first).
+    def due_unless_paused(self, now: datetime, queues: Iterable[str] | None = None,
+                          held_back: Iterable[str] = ()) -> ScheduledTaskQuerySet:
+        """The unlimited tasks of ``due`` (``flow_key`` NULL: the claim index's own rows)
+        minus the queues paused right now (one small read first) and the ``held_back``
+        ones (limited by ``QUEUE_LIMITS``: their tasks are claimed under their limits).
 
         The list is read, not joined as a subquery: any extra predicate on the claim
         costs SQLite its index (it falls back to scanning and sorting the backlog),
@@ -71,7 +74,7 @@ class ScheduledTaskQuerySet(models.QuerySet["ScheduledTask"]):
         paused = engine(self.db).paused_queues()
         if "*" in paused:  # pause_all(): nothing is due anywhere
             return self.none()
-        return self.due(now, queues, paused=paused)
+        return self.due(now, queues, paused=[*paused, *held_back]).filter(flow_key__isnull=True)
 
     def held_by(self, worker_id: str) -> ScheduledTaskQuerySet:
         return self.filter(status=RUNNING, worker_id=worker_id)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.utils import timezone
 
-from . import validation
+from . import limits, validation
 from .conf import jobs_settings
 from .context import JobContext
 from .cron import expand
@@ -35,8 +35,11 @@ R = TypeVar("R")
 
 # Options ``using()`` and ``django_jobs.enqueue(**options)`` accept.
 ENQUEUE_OPTIONS = frozenset(
-    {"queue", "priority", "description", "max_retries", "retry_delay", "backoff", "timeout", "unique_key", "owner"}
+    {"queue", "priority", "description", "max_retries", "retry_delay", "backoff", "timeout", "unique_key", "owner",
+     "concurrency", "concurrency_key", "rate", "rate_key"}
 )
+# The columns of an unlimited task's flow control: all NULL, the claim's fast path.
+NO_FLOW: dict[str, Any] = {}
 # Options that belong to one call, never to a job's declaration.
 PER_CALL_OPTIONS = frozenset({"unique_key", "description", "owner"})
 # How many call shapes a job remembers as fitting (``Job.check_arguments``).
@@ -69,6 +72,12 @@ class Job(Generic[P, R]):
     description: str = ""
     unique_key: str | None = None
     owner_id: Any = None  # the primary key of the owning user (``using(owner=user)``)
+    # Flow control: at most ``concurrency`` running per filled ``concurrency_key`` and
+    # ``rate`` starts per filled ``rate_key`` (no key: one limit for the whole job).
+    concurrency: int | None = None
+    concurrency_key: str | None = None
+    rate: limits.Rate | None = None
+    rate_key: str | None = None
 
     # -- running inline ---------------------------------------------------------
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -86,7 +95,60 @@ class Job(Generic[P, R]):
                 f"Unknown enqueue option(s) {sorted(unknown)} for job {self.name!r}; "
                 f"allowed: {sorted(ENQUEUE_OPTIONS)}"
             )
-        return dataclasses.replace(self, **validated_options(options))
+        job = dataclasses.replace(self, **validated_options(options))
+        job.check_limits()
+        return job
+
+    def check_limits(self) -> None:
+        """A key needs its limit, and a key template may name only the job's parameters."""
+        for limit, key in (("concurrency", "concurrency_key"), ("rate", "rate_key")):
+            template = getattr(self, key)
+            if template is None:
+                continue
+            if getattr(self, limit) is None:
+                raise InvalidJobOption(f"Job {self.name!r} has {key}={template!r} but no {limit}: "
+                                       f"a key groups tasks under a limit, so give the limit too.")
+            limits.key_template(template, f"{key} of job {self.name!r}", self.parameters)
+
+    @functools.cached_property
+    def parameters(self) -> dict[str, inspect.Parameter] | None:
+        """The parameters key templates may name (None: any, as ``**kwargs`` takes any)."""
+        parameters = self.call_signature.parameters
+        if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
+            return None
+        return dict(parameters)
+
+    def flow_columns(self, args: Iterable[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The flow-control columns of one call: its keys filled from its arguments.
+
+        Raises ``JobArgumentsError`` (nothing written) when a template cannot be filled.
+        """
+        if self.concurrency is None and self.rate is None:
+            return NO_FLOW
+        arguments = self.named_arguments(args, kwargs)
+        columns: dict[str, Any] = {}
+        if self.concurrency is not None:
+            columns["concurrency_limit"] = self.concurrency
+            columns["concurrency_key"] = self.name if self.concurrency_key is None else limits.filled(
+                self.concurrency_key, arguments, "concurrency_key", self.name)
+        if self.rate is not None:
+            columns["rate_limit"], columns["rate_period"] = self.rate.limit, self.rate.period
+            columns["rate_key"] = self.name if self.rate_key is None else limits.filled(
+                self.rate_key, arguments, "rate_key", self.name)
+        return columns
+
+    def named_arguments(self, args: Iterable[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The call's arguments by parameter name (defaults filled; ``**kwargs`` spread)."""
+        try:
+            bound = self.call_signature.bind(*args, **kwargs)
+        except TypeError as error:
+            raise JobArgumentsError(f"Arguments do not fit job {self.name!r}: {error}") from None
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        for parameter in self.call_signature.parameters.values():
+            if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                arguments.update(arguments.pop(parameter.name, {}))
+        return arguments
 
     def task_columns(self, run_at: datetime | None) -> dict[str, Any]:
         """The columns of a new task that come from this job and its options (due now
@@ -209,6 +271,10 @@ def validated_options(options: dict[str, Any]) -> dict[str, Any]:
         "backoff": validation.backoff,
         "description": validation.description,
         "unique_key": validation.unique_key,
+        "concurrency": limits.concurrency,
+        "rate": limits.rate,
+        "concurrency_key": lambda value: limits.key_template(value, "concurrency_key", None),
+        "rate_key": lambda value: limits.key_template(value, "rate_key", None),
     }
     checked = {name: checks[name](value) if name in checks else value for name, value in options.items()}
     if "owner" in checked:
@@ -247,6 +313,10 @@ class JobRegistry:
         if options.get("cron_overlap") is not None:
             _check_cron_overlap(name, options)
         job = Job(func=func, name=name, **validated_options(options))
+        try:
+            job.check_limits()
+        except InvalidJobOption as error:
+            raise ImproperlyConfigured(f"@job {name!r}: {error}") from None
         self._jobs[name] = job
         return job
 
@@ -304,7 +374,9 @@ def job(func: Callable[..., Any] | None = None, /, *, name: str | None = None, *
     Options: ``queue``, ``priority`` (-100..100 or critical/high/normal/low),
     ``max_retries``, ``retry_delay``, ``backoff`` (exponential, fixed or a callable
     attempt -> timedelta), ``timeout``, ``takes_context``, ``cron``, ``cron_overlap``
-    (skip, queue or allow: what a fire does while the previous task still runs).
+    (skip, queue or allow: what a fire does while the previous task still runs),
+    ``concurrency`` and ``concurrency_key``, ``rate`` ("N/s", "N/m", "N/h") and ``rate_key``
+    (flow control: limits every worker enforces together, in the claim).
     """
     unknown = (set(options) - (ENQUEUE_OPTIONS - PER_CALL_OPTIONS)
                - {"takes_context", "cron", "cron_overlap"})

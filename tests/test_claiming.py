@@ -155,7 +155,7 @@ def test_the_claim_walks_its_index_even_with_stale_statistics():
         + [ScheduledTask(identifier="tests.noop", scheduled_at=later) for _ in range(10_000)],
         batch_size=5000,
     )
-    due = ScheduledTask.objects.due(now, None)
+    due = ScheduledTask.objects.due_unless_paused(now)
     if connection.vendor == "postgresql":
         with transaction.atomic():
             engine("default").pin_claim_plan()

@@ -127,7 +127,7 @@ def claim_plan() -> str:
                 cursor.execute("EXPLAIN " + claim_statement(None, column_list(connection, "t.")),
                                [now, 100, "bench", now, now])
                 return "\n".join(row[0] for row in cursor.fetchall())
-        query = ScheduledTask.objects.due(timezone.now(), None).select_for_update(skip_locked=True)[:100]
+        query = ScheduledTask.objects.due_unless_paused(timezone.now()).select_for_update(skip_locked=True)[:100]
         return query.explain()
 
 

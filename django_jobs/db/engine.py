@@ -6,9 +6,9 @@ The three databases the package is built for override what they do better
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from django.apps import apps
@@ -16,9 +16,12 @@ from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..conf import jobs_settings
+from . import flow as flow_control
+from .flow import HEAD_COLUMNS, Flow, Head, Key, Window
 
 PENDING, RUNNING = "pending", "running"
 TASKS = "django_jobs_scheduledtask"
+FLOW_KEYS = "django_jobs_flowkey"
 EVENTS_TABLE = "django_jobs_taskevent"
 EVENT_COLUMNS = "task_id, kind, at, attempt, worker_id, queue, message"
 MESSAGE_LENGTH = 1000
@@ -68,6 +71,28 @@ CLAIM_INDEXES = {
     "django_jobs_executed_idx": "(executed_at) WHERE executed_at IS NOT NULL",
     "django_jobs_failed_idx": "(failed_at) WHERE failed_at IS NOT NULL",
 }
+# Flow control (0010): the claim's own indexes cover only unlimited rows (``flow_key``
+# NULL), so a backlog of limited tasks never lies in the walk of the fast path; limited
+# rows have an index of their own, by key, that the claim skips through key by key.
+FLOW_CLAIM_INDEXES = {
+    "django_jobs_claim_idx": "(priority DESC, scheduled_at, id) WHERE status = 'pending' AND flow_key IS NULL",
+    "django_jobs_queue_claim_idx": "(queue, priority DESC, scheduled_at, id) WHERE status = 'pending' AND flow_key IS NULL",
+    "django_jobs_flow_idx": "(flow_key, priority DESC, scheduled_at, id) WHERE status = 'pending' AND flow_key IS NOT NULL",
+}
+REPLACED_BY_FLOW = ("django_jobs_claim_idx", "django_jobs_queue_claim_idx")
+
+
+def flow_claim_indexes(create: dict[str, str], replaced: dict[str, str], drop: str) -> DDL:
+    """Migration 0010's DDL: the claim indexes ``replaced`` by ``create`` (each index's
+    columns by name; ``drop`` is the DROP INDEX statement's pattern), and back."""
+    return DDL(
+        [*(drop.format(name) for name in create if name in replaced),
+         *(f"CREATE INDEX {name} ON {TASKS} {columns}" for name, columns in create.items())],
+        [*(drop.format(name) for name in create),
+         *(f"CREATE INDEX {name} ON {TASKS} {replaced[name]}" for name in create if name in replaced)],
+    )
+
+
 # Owned tasks, for the admin and the API that show a user theirs (0008).
 OWNER_INDEX = DDL(
     [f"CREATE INDEX django_jobs_owner_idx ON {TASKS} (owner_id, id) WHERE owner_id IS NOT NULL"],
@@ -108,31 +133,57 @@ class Engine:
         features = self.connection.features
         return bool(features.has_select_for_update and features.has_select_for_update_skip_locked)
 
-    def claim(self, worker_id: str, queues: list[str] | None, limit: int, now: datetime) -> list[Any]:
+    def claim(self, worker_id: str, queues: list[str] | None, limit: int, now: datetime,
+              flow: Flow | None = None) -> list[Any]:
         """Mark up to ``limit`` due tasks ``running`` for ``worker_id`` and return them, in claim order.
+
+        Limited tasks (``flow``: see ``django_jobs.db.flow``) and unlimited ones are
+        claimed apart, each claim letting the other kind go first. ``flow``: the
+        worker's, kept from claim to claim; None: a fresh one from the settings.
+        """
+        flow = flow or Flow.from_settings()
+        paths = [self.claim_limited, self.claim_unlimited]
+        if not flow.limited_first:
+            paths.reverse()
+        flow.limited_first = not flow.limited_first
+        tasks = paths[0](worker_id, queues, limit, now, flow)
+        if len(tasks) < limit:
+            more = paths[1](worker_id, queues, limit - len(tasks), now, flow)
+            tasks = sorted(tasks + more, key=claim_sort_key) if tasks and more else tasks or more
+        return tasks
+
+    def claim_limited(self, worker_id: str, queues: list[str] | None, limit: int, now: datetime,
+                      flow: Flow) -> list[Any]:
+        return flow_control.claim_limited(self, worker_id, queues, limit, now, flow)
+
+    def claim_unlimited(self, worker_id: str, queues: list[str] | None, limit: int, now: datetime,
+                        flow: Flow) -> list[Any]:
+        """The claim of unlimited tasks (``flow_key`` NULL, outside the limited queues).
 
         With row locks, ``FOR UPDATE SKIP LOCKED``: concurrent workers skip each other's
         rows instead of queueing behind them. Without, a conditional ``UPDATE ... WHERE
         status = 'pending'`` is the claim; a row another worker took meanwhile is skipped.
         """
+        held_back = list(flow.queue_limits)
         if self.skips_locked:
-            return self.claim_with_row_locks(worker_id, queues, limit, now)
-        return self.claim_with_conditional_update(worker_id, queues, limit, now)
+            return self.claim_with_row_locks(worker_id, queues, limit, now, held_back)
+        return self.claim_with_conditional_update(worker_id, queues, limit, now, held_back)
 
     def claim_with_row_locks(self, worker_id: str, queues: list[str] | None, limit: int,
-                             now: datetime) -> list[Any]:
+                             now: datetime, held_back: list[str]) -> list[Any]:
         rows = task_model().objects.using(self.alias)
         with transaction.atomic(using=self.alias):
-            tasks = list(rows.due_unless_paused(now, queues).select_for_update(skip_locked=True)[:limit])
+            due = rows.due_unless_paused(now, queues, held_back)
+            tasks = list(due.select_for_update(skip_locked=True)[:limit])
             if tasks:
                 self.mark_claimed([task.pk for task in tasks], worker_id, now)
         return [held(task, worker_id, now) for task in tasks]
 
     def claim_with_conditional_update(self, worker_id: str, queues: list[str] | None, limit: int,
-                                      now: datetime) -> list[Any]:
+                                      now: datetime, held_back: list[str]) -> list[Any]:
         rows = task_model().objects.using(self.alias)
         for _ in range(CONDITIONAL_CLAIM_READS):
-            candidates = list(rows.due_unless_paused(now, queues).values_list("pk", flat=True)[:limit])
+            candidates = list(rows.due_unless_paused(now, queues, held_back).values_list("pk", flat=True)[:limit])
             if not candidates:
                 return []
             if self.mark_claimed(candidates, worker_id, now):
@@ -152,6 +203,105 @@ class Engine:
 
     def pin_claim_plan(self) -> None:
         """Keep the claim on its index whatever the planner's statistics say (PostgreSQL)."""
+
+    # -- flow control (``flow.claim_limited`` calls these) ---------------------------------
+    def atomic(self) -> Any:
+        return transaction.atomic(using=self.alias)
+
+    def flow_lanes(self, after: str | None, count: int) -> list[str]:
+        """Up to ``count`` keys with pending limited tasks, in key order, after ``after``:
+        a skip scan of the flow index, one probe per key, however long each key's backlog."""
+        start = "flow_key > %s" if after is not None else "flow_key IS NOT NULL"
+        sql = (f"WITH RECURSIVE lanes (k, n) AS ("
+               f"SELECT (SELECT MIN(flow_key) FROM {TASKS} WHERE status = 'pending' AND {start}), 1 "
+               f"UNION ALL SELECT (SELECT MIN(t.flow_key) FROM {TASKS} t WHERE t.status = 'pending' "
+               f"AND t.flow_key > lanes.k), lanes.n + 1 FROM lanes WHERE lanes.k IS NOT NULL AND lanes.n < %s) "
+               f"SELECT k FROM lanes WHERE k IS NOT NULL")
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, [*([after] if after is not None else []), count])
+            return [lane for (lane,) in cursor.fetchall()]
+
+    def flow_heads(self, lanes: list[str], limited_queues: list[str], per_lane: int, now: datetime,
+                   queues: list[str] | None) -> list[Head]:
+        """The best-ranked due tasks of each lane (and of each limited queue's unkeyed
+        tasks), at most ``per_lane`` each, outside paused queues: one statement."""
+        paused = apps.get_model("django_jobs", "PausedQueue")._meta.db_table
+        due = self.connection.ops.adapt_datetimefield_value(now)
+        served = f" AND c.queue IN ({', '.join(['%s'] * len(queues))})" if queues else ""
+        rest = (f" AND c.scheduled_at <= %s{served} AND NOT EXISTS (SELECT 1 FROM {paused} p "
+                f"WHERE p.queue IN (c.queue, '*')) ORDER BY c.priority DESC, c.scheduled_at, c.id LIMIT %s) h")
+        parts, params = [], []
+        for number, (where, value) in enumerate([*(("c.flow_key = %s", lane) for lane in lanes),
+                                                  *(("c.flow_key IS NULL AND c.queue = %s", queue)
+                                                    for queue in limited_queues)]):
+            parts.append(f"SELECT * FROM (SELECT {HEAD_COLUMNS} FROM {TASKS} c WHERE c.status = 'pending' "
+                         f"AND {where}{rest}{number}")
+            params += [value, due, *(queues or []), per_lane]
+        with self.connection.cursor() as cursor:
+            cursor.execute(" UNION ALL ".join(parts), params)
+            return [Head(*row) for row in cursor.fetchall()]
+
+    def ensure_flow_keys(self, keys: set[Key]) -> None:
+        """The FlowKey rows of ``keys``, inserted where missing (in their own transaction)."""
+        model = apps.get_model("django_jobs", "FlowKey")
+        model.objects.using(self.alias).bulk_create([model(kind=kind, key=key) for kind, key in sorted(keys)],
+                                                    ignore_conflicts=True)
+
+    def flow_keys_where(self, keys: Iterable[Key]) -> tuple[str, list[Any]]:
+        by_kind: dict[str, list[str]] = {}
+        for kind, key in keys:
+            by_kind.setdefault(kind, []).append(key)
+        quote = self.connection.ops.quote_name
+        where = " OR ".join(f"(kind = %s AND {quote('key')} IN ({', '.join(['%s'] * len(names))}))"
+                            for names in by_kind.values())
+        return where, [value for kind, names in by_kind.items() for value in (kind, *names)]
+
+    def lock_flow_keys(self, keys: set[Key]) -> dict[Key, Window]:
+        """Lock the FlowKey rows of ``keys`` for this transaction, skipping the ones another
+        claim holds; their rate windows. Without row locks the first write of the
+        transaction takes the database's write lock, which serializes every claim."""
+        quote = self.connection.ops.quote_name
+        where, params = self.flow_keys_where(keys)
+        select = f"SELECT kind, {quote('key')}, {quote('window')}, started FROM {FLOW_KEYS} WHERE {where}"
+        with self.connection.cursor() as cursor:
+            if self.skips_locked:
+                cursor.execute(f"{select} ORDER BY kind, {quote('key')} FOR UPDATE SKIP LOCKED", params)
+            else:
+                cursor.execute(f"UPDATE {FLOW_KEYS} SET used_at = %s WHERE {where}",
+                               [self.connection.ops.adapt_datetimefield_value(datetime.now(UTC)), *params])
+                cursor.execute(select, params)
+            return {(kind, key): Window(window, started) for kind, key, window, started in cursor.fetchall()}
+
+    def running_counts(self, concurrency_keys: list[str], queues: list[str]) -> dict[Key, int]:
+        """How many tasks run now per concurrency key and per queue."""
+        parts, params = [], []
+        for kind, column, values in ((flow_control.CONCURRENCY, "concurrency_key", concurrency_keys),
+                                     (flow_control.QUEUE, "queue", queues)):
+            if values:
+                parts.append(f"SELECT %s, {column}, COUNT(*) FROM {TASKS} WHERE status = 'running' "
+                             f"AND {column} IN ({', '.join(['%s'] * len(values))}) GROUP BY {column}")
+                params += [kind, *values]
+        if not parts:
+            return {}
+        with self.connection.cursor() as cursor:
+            cursor.execute(" UNION ALL ".join(parts), params)
+            return {(kind, key): count for kind, key, count in cursor.fetchall()}
+
+    def take(self, ids: list[int], worker_id: str, now: datetime) -> list[Any]:
+        """Mark the pending tasks among ``ids`` running for ``worker_id``; them, in claim order."""
+        if not self.mark_claimed(ids, worker_id, now):
+            return []
+        mine = task_model().objects.using(self.alias).filter(pk__in=ids, status=RUNNING, worker_id=worker_id,
+                                                             started_at=now)
+        return sorted(mine, key=claim_sort_key)
+
+    def record_starts(self, windows: dict[Key, Window], now: datetime) -> None:
+        """The rate windows after this claim's starts, on their locked FlowKey rows."""
+        quote = self.connection.ops.quote_name
+        with self.connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE {FLOW_KEYS} SET {quote('window')} = %s, started = %s WHERE kind = %s AND {quote('key')} = %s",
+                [(window.window, window.started, kind, key) for (kind, key), window in sorted(windows.items())])
 
     # -- inserting new rows (inserting.py) -------------------------------------------
     def inserts_from_json(self, connection: BaseDatabaseWrapper) -> bool:
@@ -274,6 +424,16 @@ class Engine:
     def owner_index(self) -> DDL:
         """Migration 0008: an index over owned tasks only, where indexes can be partial;
         none here."""
+        return NO_DDL
+
+    def flow_indexes(self) -> DDL:
+        """Migration 0010: the claim indexes without limited rows, and the limited rows' own."""
+        replaced = {name: CLAIM_INDEXES[name] for name in REPLACED_BY_FLOW}
+        return flow_claim_indexes(FLOW_CLAIM_INDEXES, replaced, "DROP INDEX {}")
+
+    def indexes_after_rebuild(self) -> DDL:
+        """Every index Django does not know, created again where a migration rebuilt the
+        task table (SQLite); ``forward`` after a rebuild going forward. None here."""
         return NO_DDL
 
     # -- waking idle workers --------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from .engine import DDL, TASKS, Engine
+from .engine import DDL, TASKS, Engine, flow_claim_indexes
 
 # The claim indexes (migration 0002), each led by the status it reads where that matters.
 CLAIM_INDEXES = {
@@ -22,6 +22,14 @@ CLAIM_INDEXES = {
     "django_jobs_running_idx": "(status, worker_id, started_at)",
     "django_jobs_executed_idx": "(executed_at)",
     "django_jobs_failed_idx": "(failed_at)",
+}
+
+
+# Migration 0010: ``flow_key`` second, so that one index walks the unlimited rows
+# (``flow_key IS NULL`` is an equality to InnoDB) and each key's rows, in claim order.
+FLOW_CLAIM_INDEXES = {
+    "django_jobs_claim_idx": "(status, flow_key, priority DESC, scheduled_at, id)",
+    "django_jobs_queue_claim_idx": "(status, flow_key, queue, priority DESC, scheduled_at, id)",
 }
 
 
@@ -45,3 +53,6 @@ class MySQLEngine(Engine):
     def claim_indexes(self) -> DDL:
         return DDL([f"CREATE INDEX {name} ON {TASKS} {columns}" for name, columns in CLAIM_INDEXES.items()],
                    [f"DROP INDEX {name} ON {TASKS}" for name in CLAIM_INDEXES])
+
+    def flow_indexes(self) -> DDL:
+        return flow_claim_indexes(FLOW_CLAIM_INDEXES, CLAIM_INDEXES, f"DROP INDEX {{}} ON {TASKS}")

@@ -21,6 +21,7 @@ from ..notify import NOTIFY_CHANNEL
 from ..row_reader import column_list, reader
 from . import prepared_insert
 from .engine import DDL, EVENT_COLUMNS, EVENTS_TABLE, MESSAGE_LENGTH, OWNER_INDEX, TASKS, Engine, claim_sort_key
+from .flow import Flow
 
 # -- the event trail's triggers (migration 0007) ----------------------------------------
 # Kinds, by the change of status that makes them (``n`` the new row, ``o`` the old one).
@@ -112,19 +113,33 @@ class PostgreSQLEngine(Engine):
         return OWNER_INDEX
 
     # -- the claim ------------------------------------------------------------------------
-    def claim(self, worker_id: str, queues: list[str] | None, limit: int, now: datetime) -> list[Any]:
+    def claim_unlimited(self, worker_id: str, queues: list[str] | None, limit: int, now: datetime,
+                        flow: Flow) -> list[Any]:
         """Lock, mark and return a batch with one ``UPDATE ... RETURNING``.
 
         The same claim as the ORM's SELECT-then-UPDATE, in one round trip and without
         compiling two queries: the claim is most of a worker's CPU when jobs are short.
         """
-        params: list[Any] = [*([queues] if queues else []), now, limit, worker_id, now, now]
+        held_back = list(flow.queue_limits)
+        params: list[Any] = [*([queues] if queues else []), *([held_back] if held_back else []), now, limit,
+                             worker_id, now, now]
         connection = self.connection
         with transaction.atomic(using=self.alias):
             self.pin_claim_plan()
             with connection.cursor() as cursor:
-                cursor.execute(claim_statement(queues, column_list(connection, "t.")), params)
+                cursor.execute(claim_statement(queues, column_list(connection, "t."), bool(held_back)), params)
                 claimed = cursor.fetchall()
+        return sorted(reader(connection).tasks(claimed), key=claim_sort_key)
+
+    def take(self, ids: list[int], worker_id: str, now: datetime) -> list[Any]:
+        """Mark and return the chosen limited tasks in one ``UPDATE … RETURNING``."""
+        connection = self.connection
+        task = ScheduledTask._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {task} t SET status = 'running', worker_id = %s, started_at = %s, updated_at = %s "
+                           f"WHERE t.id = ANY(%s) AND t.status = 'pending' RETURNING {column_list(connection, 't.')}",
+                           [worker_id, now, now, ids])
+            claimed = cursor.fetchall()
         return sorted(reader(connection).tasks(claimed), key=claim_sort_key)
 
     def pin_claim_plan(self) -> None:
@@ -205,15 +220,18 @@ class PostgreSQLEngine(Engine):
             raw.close()
 
 
-def claim_statement(queues: list[str] | None, returning: str) -> str:
-    """Due rows in claim order, outside paused queues (all of them under ``pause_all``'s ``*``), locked
-    (skipping locked ones) and marked running, returning the ``returning`` columns. Params: [queues],
-    now, limit, worker_id, started_at, updated_at."""
+def claim_statement(queues: list[str] | None, returning: str, held_back: bool = False) -> str:
+    """Due unlimited rows in claim order, outside paused queues (all of them under ``pause_all``'s
+    ``*``) and limited ones (``held_back``), locked (skipping locked ones) and marked running,
+    returning the ``returning`` columns. Params: [queues], [held back queues], now, limit,
+    worker_id, started_at, updated_at."""
     task = ScheduledTask._meta.db_table
     paused = PausedQueue._meta.db_table
     chosen = "AND c.queue = ANY(%s) " if queues else ""
+    if held_back:
+        chosen += "AND c.queue <> ALL(%s) "
     return (
-        f"WITH claimed AS (SELECT c.id FROM {task} c WHERE c.status = 'pending' {chosen}"
+        f"WITH claimed AS (SELECT c.id FROM {task} c WHERE c.status = 'pending' AND c.flow_key IS NULL {chosen}"
         f"AND c.scheduled_at <= %s AND NOT EXISTS (SELECT 1 FROM {paused} p WHERE p.queue IN (c.queue, '*')) "
         f"ORDER BY c.priority DESC, c.scheduled_at, c.id LIMIT %s FOR UPDATE SKIP LOCKED) "
         f"UPDATE {task} t SET status = 'running', worker_id = %s, started_at = %s, updated_at = %s "

@@ -41,3 +41,14 @@ class SQLiteEngine(Engine):
 
     def owner_index(self) -> DDL:
         return OWNER_INDEX
+
+    def indexes_after_rebuild(self) -> DDL:
+        """The indexes of 0002 and 0008 as they were before 0010 (a rebuild dropped them)."""
+        restored = [*self.restore_claim_indexes().forward,
+                    *(statement.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS") for statement in OWNER_INDEX.forward)]
+        return DDL(restored, [])
+
+    def flow_indexes(self) -> DDL:
+        # Adding the generated flow_key rebuilt the table: first the indexes it dropped.
+        ddl = super().flow_indexes()
+        return DDL([*self.indexes_after_rebuild().forward, *ddl.forward], ddl.backward)

@@ -15,6 +15,7 @@ import time
 # DatabaseError: both happen when the server restarts under a worker.
 from django.db import Error as DatabaseError
 
+from ..db.flow import Flow
 from ..queues import paused_names
 from ..resilience import Backoff, reconnect, worker_error
 from . import claiming
@@ -44,6 +45,8 @@ class ClaimLoop:
         self.claimed_count = 0
         self.paused_checked_at = 0.0
         self.in_doubt = False  # a claim failed: it may have committed all the same
+        # QUEUE_LIMITS as they are when the worker starts, and its round of flow keys.
+        self.flow = Flow.from_settings()
 
     def run(self) -> None:
         """Claim until stopped, a limit is reached, or (``burst``) nothing is due."""
@@ -90,7 +93,7 @@ class ClaimLoop:
             limit = min(limit, self.options.max_jobs - self.claimed_count)
         if limit <= 0:
             return 0
-        tasks = claiming.claim(self.worker_id, self.options.queues, limit)
+        tasks = claiming.claim(self.worker_id, self.options.queues, limit, flow=self.flow)
         self.holdings.claimed(task.pk for task in tasks)
         self.claimed_count += len(tasks)
         self.buffer.put(tasks)

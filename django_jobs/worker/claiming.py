@@ -18,6 +18,7 @@ from django.db import OperationalError, router
 from django.utils import timezone
 
 from ..db import engine
+from ..db.flow import Flow
 from ..models import ScheduledTask
 from ..resilience import is_transient
 
@@ -28,15 +29,19 @@ CLAIM_ATTEMPTS = 5
 CLAIM_RETRY_PAUSE = 0.05
 
 
-def claim(worker_id: str, queues: Iterable[str] | None, limit: int, now: datetime | None = None) -> list[ScheduledTask]:
-    """Mark up to ``limit`` due tasks ``running`` for ``worker_id`` and return them."""
+def claim(worker_id: str, queues: Iterable[str] | None, limit: int, now: datetime | None = None,
+          flow: Flow | None = None) -> list[ScheduledTask]:
+    """Mark up to ``limit`` due tasks ``running`` for ``worker_id`` and return them.
+
+    ``flow``: the worker's flow control (its ``QUEUE_LIMITS`` and round of keys), kept
+    from claim to claim; None reads the settings afresh."""
     if limit <= 0:
         return []
     database = engine(router.db_for_write(ScheduledTask))
     queues = list(queues) if queues else None
     for attempt in range(1, CLAIM_ATTEMPTS + 1):
         try:
-            return database.claim(worker_id, queues, limit, now or timezone.now())
+            return database.claim(worker_id, queues, limit, now or timezone.now(), flow)
         except OperationalError as error:
             if attempt == CLAIM_ATTEMPTS or not is_transient(error):
                 raise

@@ -117,3 +117,27 @@ BASE_EXCEPTIONS = {"KeyboardInterrupt": KeyboardInterrupt, "GeneratorExit": Gene
 @job(name="tests.raise_base", retry_delay=timedelta(seconds=0), backoff="fixed", max_retries=1)
 def raise_base(kind):
     raise BASE_EXCEPTIONS[kind](f"raised by the job: {kind}")
+
+
+@job(name="tests.per_account", concurrency=2, concurrency_key="account:{account_id}")
+def per_account(account_id, label="", pause=0.0):
+    """At most two at once per account (flow control)."""
+    return label
+
+
+@job(name="tests.rated", rate="3/m")
+def rated(n=0):
+    """At most three starts a minute, one key for the whole job."""
+    return n
+
+
+@job(name="tests.limited_record", takes_context=True, concurrency=2, concurrency_key="{key}")
+def limited_record(context, key, label="", pause=0.0):
+    """``record`` under a concurrency limit per ``key``: its Execution rows show what ran at once."""
+    return record.func(context, label=label, pause=pause)
+
+
+@job(name="tests.rated_record", takes_context=True, rate="5/s")
+def rated_record(context, label="", pause=0.0):
+    """``record`` at most five starts a second."""
+    return record.func(context, label=label, pause=pause)

@@ -1,0 +1,204 @@
+"""Flow control in the claim: concurrency and rate limits per key, across every worker.
+
+A limited task carries its keys and limits (``concurrency_key``/``concurrency_limit``,
+``rate_key``/``rate_limit``/``rate_period``); ``QUEUE_LIMITS`` limits whole queues.
+The claim takes limited tasks in one transaction per batch:
+
+1. **Lanes.** The keys (``flow_key``) that have pending tasks, a few at a time, each
+   claim carrying on after the last key the previous one visited (round robin): with
+   10,000 keys a claim reads about a batch's worth of them, never the whole backlog,
+   and a backlog of 100,000 tasks of one key costs one index probe, not a walk through
+   it. Then each lane's best-ranked due tasks (its *heads*).
+2. **Lock.** The ``FlowKey`` row of every key those heads need, ``FOR UPDATE SKIP
+   LOCKED`` in key order: a key another worker is claiming under is left to it this
+   turn (no waiting, no deadlock); SQLite's single writer serializes claims anyway.
+3. **Count**, in a statement of its own after the lock, so that it sees every claim
+   committed under the key before: the ``running`` tasks of each key (the truth, never a
+   counter that a killed worker could leave wrong: its slots come back when recovery
+   moves its tasks out of ``running``), and a rate key's starts in its current window.
+4. **Choose** the heads in claim order while every limit of each has room (``choose``),
+   mark them running, count the rate starts, commit.
+
+Unlimited tasks (``flow_key`` NULL, outside limited queues) are claimed by the engine's
+own statement over an index that holds only them. Each claim alternates which of the
+two goes first, so neither kind can starve the other.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ..conf import jobs_settings
+from ..limits import QueueLimit, queue_limits
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+CONCURRENCY, RATE, QUEUE = "c", "r", "q"
+# FlowKey rows a worker remembers as existing (it inserts the others first); emptied when full.
+KNOWN_KEYS = 100_000
+
+Key = tuple[str, str]  # (kind, key)
+
+
+class Head(NamedTuple):
+    """A pending task at the front of its lane: what choosing it needs."""
+
+    id: int
+    queue: str
+    priority: int
+    scheduled_at: datetime
+    concurrency_key: str | None
+    concurrency_limit: int | None
+    rate_key: str | None
+    rate_limit: int | None
+    rate_period: int | None
+
+
+HEAD_COLUMNS = ", ".join(Head._fields)
+
+
+class Window(NamedTuple):
+    """A rate key's window (periods since the epoch) and the starts counted in it."""
+
+    window: int
+    started: int
+
+
+@dataclass
+class Flow:
+    """A worker's flow control from claim to claim: its queue limits (read when it
+    starts), where its round of keys stands, and the FlowKey rows it knows exist."""
+
+    queue_limits: dict[str, QueueLimit]
+    after: str | None = None
+    limited_first: bool = True
+    known: set[Key] = field(default_factory=set)
+
+    @classmethod
+    def from_settings(cls) -> Flow:
+        return cls(queue_limits(jobs_settings.QUEUE_LIMITS))
+
+    def limited_queues(self, queues: list[str] | None) -> list[str]:
+        """The limited queues among those served (all of them when ``queues`` is None)."""
+        return [queue for queue in self.queue_limits if queues is None or queue in queues]
+
+
+def claim_limited(engine: Engine, worker_id: str, queues: list[str] | None, budget: int, now: datetime,
+                  flow: Flow) -> list[Any]:
+    """Up to ``budget`` limited tasks marked ``running`` for ``worker_id``, every limit kept."""
+    lanes = next_lanes(engine, flow, budget)
+    limited_queues = flow.limited_queues(queues)
+    if not lanes and not limited_queues:
+        return []
+    per_lane = max(1, math.ceil(budget / (len(lanes) + len(limited_queues))))
+    heads = engine.flow_heads(lanes, limited_queues, per_lane, now, queues)
+    if not heads:
+        return []
+    needed = keys_of(heads, flow.queue_limits)
+    if missing := needed - flow.known:
+        engine.ensure_flow_keys(missing)
+        if len(flow.known) > KNOWN_KEYS:
+            flow.known.clear()
+        flow.known |= missing
+    with engine.atomic():
+        locked = engine.lock_flow_keys(needed)
+        # A key not returned is being claimed under by another worker, or its row is gone
+        # (pruned): insert it again next time rather than skip its tasks for ever.
+        flow.known -= needed - set(locked)
+        if not locked:
+            return []
+        running = engine.running_counts([key for kind, key in locked if kind == CONCURRENCY],
+                                        [key for kind, key in locked if kind == QUEUE])
+        chosen, windows = choose(heads, locked, running, flow.queue_limits, now, budget)
+        tasks = engine.take(chosen, worker_id, now) if chosen else []
+        if windows:
+            engine.record_starts(windows, now)
+    return tasks
+
+
+def next_lanes(engine: Engine, flow: Flow, count: int) -> list[str]:
+    """Up to ``count`` keys with pending tasks, after the last one visited, wrapping round."""
+    start = flow.after
+    lanes = engine.flow_lanes(start, count)
+    if len(lanes) < count and start is not None:
+        lanes += [lane for lane in engine.flow_lanes(None, count - len(lanes)) if lane not in lanes]
+    flow.after = lanes[-1] if len(lanes) == count else None
+    return lanes
+
+
+def keys_of(heads: Iterable[Head], limited: dict[str, QueueLimit]) -> set[Key]:
+    keys = set()
+    for head in heads:
+        if head.concurrency_key is not None:
+            keys.add((CONCURRENCY, head.concurrency_key))
+        if head.rate_key is not None:
+            keys.add((RATE, head.rate_key))
+        if head.queue in limited:
+            keys.add((QUEUE, head.queue))
+    return keys
+
+
+def window_of(now: datetime, period: int) -> int:
+    return int(now.timestamp()) // period
+
+
+def choose(heads: list[Head], locked: dict[Key, Window], running: dict[Key, int], limited: dict[str, QueueLimit],
+           now: datetime, budget: int) -> tuple[list[int], dict[Key, Window]]:
+    """The ids of the heads to take, in claim order, and the rate windows they start in.
+
+    A head is taken when every key it needs is locked by this claim and each of its
+    limits has room: running + taken < concurrency, started in the window + taken < rate.
+    """
+    taken: dict[Key, int] = {}
+    windows: dict[Key, Window] = {}
+    chosen: list[int] = []
+    for head in sorted(heads, key=lambda head: (-head.priority, head.scheduled_at, head.id)):
+        if len(chosen) == budget:
+            break
+        needs: list[tuple[Key, int]] = []  # (key, room left)
+        queue_limit = limited.get(head.queue)
+        if head.concurrency_key is not None and head.concurrency_limit is not None:
+            key = (CONCURRENCY, head.concurrency_key)
+            needs.append((key, head.concurrency_limit - running.get(key, 0) - taken.get(key, 0)))
+        if head.rate_key is not None and head.rate_limit is not None and head.rate_period:
+            key = (RATE, head.rate_key)
+            needs.append((key, head.rate_limit - started(locked.get(key), windows, key, now, head.rate_period)))
+        if queue_limit is not None:
+            key = (QUEUE, head.queue)
+            if queue_limit.concurrency is not None:
+                needs.append((key, queue_limit.concurrency - running.get(key, 0) - taken.get(key, 0)))
+            if queue_limit.rate is not None:
+                needs.append((key, queue_limit.rate.limit - started(locked.get(key), windows, key, now,
+                                                                     queue_limit.rate.period)))
+        if any(key not in locked or room <= 0 for key, room in needs):
+            continue
+        chosen.append(head.id)
+        for key in {key for key, _ in needs}:
+            taken[key] = taken.get(key, 0) + 1
+        for key, period in rate_keys(head, queue_limit):
+            current = windows.get(key) or Window(window_of(now, period), started(locked[key], windows, key, now, period))
+            windows[key] = Window(current.window, current.started + 1)
+    return chosen, windows
+
+
+def started(row: Window | None, windows: dict[Key, Window], key: Key, now: datetime, period: int) -> int:
+    """Starts counted in the current window of a rate key, this claim's included."""
+    if key in windows:
+        return windows[key].started
+    if row is None or row.window != window_of(now, period):
+        return 0
+    return row.started
+
+
+def rate_keys(head: Head, queue_limit: QueueLimit | None) -> list[tuple[Key, int]]:
+    keys = []
+    if head.rate_key is not None and head.rate_limit is not None and head.rate_period:
+        keys.append(((RATE, head.rate_key), head.rate_period))
+    if queue_limit is not None and queue_limit.rate is not None:
+        keys.append(((QUEUE, head.queue), queue_limit.rate.period))
+    return keys

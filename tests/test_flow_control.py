@@ -1,0 +1,231 @@
+"""Flow control: limits declared, checked, stored with each task and kept by the claim.
+
+The claim runs on the real database of the cell (PostgreSQL, MariaDB or SQLite); the
+worker-process tests with several workers and kill -9 are in tests/workers/test_flow.py.
+"""
+
+import datetime as dt
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+from django.utils import timezone
+
+import django_jobs
+from django_jobs import job
+from django_jobs.db.flow import Flow
+from django_jobs.exceptions import InvalidJobOption, JobArgumentsError
+from django_jobs.limits import Rate, queue_limits, rate
+from django_jobs.models import FlowKey, ScheduledTask
+from django_jobs.worker import claiming
+from tests.testapp import jobs
+
+pytestmark = pytest.mark.django_db
+
+
+def claim(limit=100, worker="w1", now=None, flow=None, queues=None):
+    return claiming.claim(worker, queues, limit, now=now or timezone.now(), flow=flow or Flow.from_settings())
+
+
+def finish(tasks):
+    ScheduledTask.objects.filter(pk__in=[task.pk for task in tasks]).update(status="completed")
+
+
+# -- declaring limits ----------------------------------------------------------------------
+@pytest.mark.parametrize("options", [
+    {"concurrency": 0}, {"concurrency": -1}, {"concurrency": "2"}, {"concurrency": True}, {"concurrency": 2.5},
+    {"rate": "fast"}, {"rate": "0/s"}, {"rate": "-1/m"}, {"rate": "10/d"}, {"rate": 10}, {"rate": "1.5/s"},
+    {"concurrency_key": ""}, {"concurrency_key": 7},
+])
+def test_bad_limits_are_refused_at_declaration_and_at_enqueue(options):
+    with pytest.raises((InvalidJobOption, ImproperlyConfigured)):
+        job(name="tests.bad_limits", **options)(lambda account_id: None)
+    with pytest.raises(InvalidJobOption):
+        jobs.add.using(**options)
+    with pytest.raises(InvalidJobOption):
+        django_jobs.enqueue("tests.add", [1, 2], **options)
+    assert ScheduledTask.objects.count() == 0
+
+
+def test_a_key_template_may_name_only_parameters_of_the_job():
+    with pytest.raises(ImproperlyConfigured, match="accountid.*not a parameter"):
+        job(name="tests.bad_key", concurrency=1, concurrency_key="a:{accountid}")(lambda account_id: None)
+    with pytest.raises(InvalidJobOption, match="not a parameter"):
+        jobs.per_account.using(concurrency_key="{nope}")
+    with pytest.raises(InvalidJobOption, match="name each argument"):
+        job(name="tests.bad_key", concurrency=1, concurrency_key="a:{0}")(lambda account_id: None)
+
+
+def test_a_key_without_its_limit_is_refused():
+    with pytest.raises(ImproperlyConfigured, match="no concurrency"):
+        job(name="tests.keyless", concurrency_key="a")(lambda: None)
+    with pytest.raises(InvalidJobOption, match="no rate"):
+        jobs.add.using(rate_key="x")
+
+
+@pytest.mark.parametrize("value", [None, [], "mail", {"mail": {}}, {"mail": {"concurrency": 0}},
+                                   {"mail": {"rate": "fast"}}, {"mail": {"speed": 3}}, {"": {"concurrency": 1}}])
+def test_bad_queue_limits_are_refused(value):
+    if value is None:
+        assert queue_limits(value) == {}
+        return
+    with pytest.raises(InvalidJobOption):
+        queue_limits(value)
+
+
+def test_rates_read_as_limit_per_period():
+    assert str(Rate(100, 60)) == "100/m"
+    assert jobs.rated.rate == Rate(3, 60)
+    assert rate("10/s") == Rate(10, 1) and rate(" 5 / hour ") == Rate(5, 3600)
+
+
+# -- keys filled at enqueue -------------------------------------------------------------------
+def test_keys_are_filled_from_the_call_positional_arguments_by_name():
+    task = jobs.per_account.enqueue(7, label="x")
+    task.refresh_from_db()
+    assert (task.concurrency_key, task.concurrency_limit, task.flow_key) == ("account:7", 2, "account:7")
+    assert (task.rate_key, task.rate_limit, task.rate_period) == (None, None, None)
+    other = jobs.per_account.enqueue(account_id=8)
+    other.refresh_from_db()
+    assert other.concurrency_key == "account:8"
+
+
+def test_a_job_without_a_key_has_one_limit_for_the_whole_job():
+    task = jobs.rated.enqueue(1)
+    task.refresh_from_db()
+    assert (task.rate_key, task.rate_limit, task.rate_period, task.flow_key) == ("tests.rated", 3, 60, "tests.rated")
+
+
+def test_using_and_enqueue_options_override_the_declared_limits():
+    task = jobs.per_account.using(concurrency_key="account:7", rate="100/m", rate_key="stripe:eu").enqueue(7)
+    task.refresh_from_db()
+    assert (task.concurrency_key, task.rate_key, task.rate_limit, task.rate_period) == ("account:7", "stripe:eu", 100, 60)
+    task = django_jobs.enqueue("tests.add", [1, 2], concurrency=5, concurrency_key="sum:{a}")
+    task.refresh_from_db()
+    assert (task.concurrency_key, task.concurrency_limit) == ("sum:1", 5)
+
+
+def test_a_template_the_call_cannot_fill_is_an_error_and_nothing_is_written():
+    keyed = jobs.noop.using(concurrency=1, concurrency_key="customer:{customer}")
+    with pytest.raises(JobArgumentsError, match="customer"):
+        keyed.enqueue(other=1)
+    with pytest.raises(JobArgumentsError, match="item 1.*customer"):
+        django_jobs.enqueue_many([keyed.s(customer=1), keyed.s(other=2)])
+    with pytest.raises(JobArgumentsError, match="customer"):
+        keyed.enqueue_many([((), {"customer": 1}), ((), {})])
+    assert ScheduledTask.objects.count() == 0
+    assert keyed.enqueue(customer=3).concurrency_key == "customer:3"
+
+
+def test_enqueue_many_fills_each_rows_own_keys():
+    tasks = jobs.per_account.enqueue_many([((n % 3,), {}) for n in range(9)])
+    assert len(tasks) == 9
+    stored = ScheduledTask.objects.order_by("id").values_list("concurrency_key", "args")
+    assert [key for key, _ in stored] == [f"account:{n % 3}" for n in range(9)]
+    mixed = django_jobs.enqueue_many([jobs.per_account.s(5), jobs.add.s(1, 2), jobs.rated.s(4)])
+    keys = ScheduledTask.objects.filter(pk__in=[task.pk for task in mixed]).order_by("id")
+    assert [(t.concurrency_key, t.rate_key) for t in keys] == [("account:5", None), (None, None), (None, "tests.rated")]
+
+
+# -- the claim keeps the limits ---------------------------------------------------------------
+def test_the_claim_takes_no_more_than_the_concurrency_limit_of_a_key_across_workers():
+    jobs.per_account.enqueue_many([((7,), {})] * 5)
+    first = claim(worker="w1")
+    assert len(first) == 2
+    assert claim(worker="w2") == []
+    held = ScheduledTask.objects.filter(status="pending")
+    assert held.count() == 3 and set(held.values_list("retry_count", flat=True)) == {0}
+    finish(first[:1])
+    assert len(claim(worker="w2")) == 1
+    assert claim(worker="w3") == []
+
+
+def test_a_saturated_key_does_not_hold_back_other_keys_or_unlimited_tasks():
+    jobs.per_account.enqueue_many([((1,), {})] * 300)
+    jobs.per_account.enqueue_many([((2,), {}), ((3,), {})])
+    jobs.noop.enqueue_many([((), {})] * 3)
+    # The best-ranked due tasks are all account 1's: the claim must look past them.
+    ScheduledTask.objects.filter(concurrency_key="account:1").update(priority=50)
+    claimed = claim(limit=100)
+    by_key = {}
+    for task in claimed:
+        by_key[task.concurrency_key] = by_key.get(task.concurrency_key, 0) + 1
+    assert by_key == {"account:1": 2, "account:2": 1, "account:3": 1, None: 3}
+    assert claim(limit=100) == []
+
+
+def test_limits_on_two_keys_of_one_task_both_hold():
+    shared = jobs.per_account.using(rate="3/h", rate_key="stripe")
+    shared.enqueue_many([((account,), {}) for account in (1, 1, 1, 2, 2, 3)])
+    claimed = claim()
+    assert len(claimed) == 3  # the rate key's 3 starts, not the 5 the concurrency keys allow
+    assert sorted(task.concurrency_key for task in claimed) == ["account:1", "account:1", "account:2"]
+
+
+def test_a_rate_counts_starts_in_a_fixed_window():
+    jobs.rated.enqueue_many([((n,), {}) for n in range(10)])
+    start = timezone.now().replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+    flow = Flow.from_settings()
+    assert len(claim(now=start + dt.timedelta(seconds=5), flow=flow)) == 3
+    assert claim(now=start + dt.timedelta(seconds=59), flow=flow) == []
+    assert len(claim(now=start + dt.timedelta(seconds=60), flow=flow)) == 3
+    window = FlowKey.objects.get(kind="r", key="tests.rated")
+    assert (window.window, window.started) == (int((start + dt.timedelta(minutes=1)).timestamp()) // 60, 3)
+
+
+@override_settings(DJANGO_JOBS={"QUEUE_LIMITS": {"mail": {"concurrency": 2}, "sms": {"rate": "2/h"}}})
+def test_queue_limits_hold_for_the_whole_queue():
+    jobs.noop.using(queue="mail").enqueue_many([((), {})] * 5)
+    jobs.per_account.using(queue="mail").enqueue_many([((n,), {}) for n in range(3)])
+    jobs.noop.using(queue="sms").enqueue_many([((), {})] * 5)
+    jobs.noop.enqueue_many([((), {})] * 4)
+    claimed = claim()
+    queues = sorted(task.queue for task in claimed)
+    assert queues == ["default"] * 4 + ["mail"] * 2 + ["sms"] * 2
+    assert claim() == []
+    finish([task for task in claimed if task.queue == "mail"])
+    assert sorted(task.queue for task in claim()) == ["mail", "mail"]
+
+
+def test_a_killed_workers_slots_come_back_with_its_lease():
+    from django_jobs.worker import recover_lost_tasks
+
+    jobs.per_account.enqueue_many([((7,), {})] * 3)
+    ScheduledTask.objects.update(scheduled_at=timezone.now() - dt.timedelta(minutes=10))
+    lost = claim(worker="dead-worker", now=timezone.now() - dt.timedelta(minutes=5))
+    assert len(lost) == 2
+    assert claim(worker="w2") == []
+    recover_lost_tasks()  # no Worker row: its lease is gone
+    assert ScheduledTask.objects.filter(status="running").count() == 0
+    again = claim(worker="w2")
+    assert len(again) == 2
+    assert ScheduledTask.objects.filter(status="failed").count() == 0
+
+
+def test_limited_tasks_of_paused_and_unserved_queues_are_not_claimed():
+    jobs.per_account.using(queue="other").enqueue_many([((1,), {})])
+    jobs.per_account.enqueue_many([((2,), {})])
+    assert [task.queue for task in claim(queues=["default"])] == ["default"]
+    django_jobs.pause_queue("other")
+    assert claim() == []
+
+
+def test_the_round_of_keys_reaches_every_key_when_there_are_more_keys_than_a_batch():
+    jobs.per_account.enqueue_many([((n,), {}) for n in range(25)])
+    flow = Flow.from_settings()
+    seen = set()
+    for _ in range(5):
+        tasks = claim(limit=10, flow=flow)
+        seen |= {task.concurrency_key for task in tasks}
+        finish(tasks)
+    assert seen == {f"account:{n}" for n in range(25)}
+
+
+def test_a_flow_key_row_pruned_under_a_worker_is_inserted_again():
+    flow = Flow.from_settings()
+    jobs.per_account.enqueue(1)
+    finish(claim(flow=flow))
+    FlowKey.objects.all().delete()
+    jobs.per_account.enqueue(1)
+    assert claim(flow=flow) == []  # the key it thought existed was gone: skipped once
+    assert len(claim(flow=flow)) == 1
