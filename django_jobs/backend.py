@@ -40,8 +40,10 @@ from .conf import jobs_settings
 from .exceptions import InvalidJobOption
 from .registry import validated_options
 
-# Retry options of a backend's OPTIONS and of a task (``@task(max_retries=...)``).
-RETRY_OPTIONS = ("max_retries", "retry_delay", "backoff", "timeout")
+# Options of a backend's OPTIONS and of a task (``@task(max_retries=...)``): retries and
+# timeout, and flow control (limits every worker keeps together, in the claim).
+RETRY_OPTIONS = ("max_retries", "retry_delay", "backoff", "timeout", "concurrency", "concurrency_key", "rate",
+                 "rate_key")
 # Row ids are bigint primary keys; anything else cannot name a row.
 MAX_ID = 2**63 - 1
 
@@ -66,12 +68,18 @@ class JobsTask(Task):
     ``max_retries``: retries after the first attempt; ``retry_delay``: base of the backoff
     (seconds or timedelta); ``backoff``: ``"exponential"``, ``"fixed"`` or a callable
     attempt -> timedelta; ``timeout``: seconds or timedelta, then the attempt is killed.
+    Flow control as ``@job``'s: ``concurrency`` and ``concurrency_key``, ``rate``
+    (``"N/s"``, ``"N/m"``, ``"N/h"``) and ``rate_key``, keys filled from the arguments.
     """
 
     max_retries: int | None = None
     retry_delay: timedelta | float | None = None
     backoff: str | Callable[[int], timedelta] | None = None
     timeout: timedelta | float | None = None
+    concurrency: int | None = None
+    concurrency_key: str | None = None
+    rate: str | None = None
+    rate_key: str | None = None
 
     def using(self, *, priority: int | None = None, queue_name: str | None = None, run_after: Any = None,
               backend: str | None = None, **retry_options: Any) -> Task:

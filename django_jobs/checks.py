@@ -8,6 +8,8 @@ from django.core.checks import Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
 from .conf import SETTINGS, to_seconds, user_settings
+from .exceptions import InvalidJobOption
+from .limits import queue_limits
 from .retention import parse_policy
 from .scheduler import declared_schedules
 
@@ -25,6 +27,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     problems += duration_problems(configured)
     problems += number_problems(configured)
     problems += retention_problems(configured)
+    problems += queue_limit_problems(configured)
     if not problems:
         problems += heartbeat_problems(configured)
         problems += cron_problems()
@@ -91,6 +94,16 @@ def retention_problems(configured: dict[str, Any]) -> list[Any]:
         return [Error(str(error), hint="Example: DJANGO_JOBS['RETENTION'] = {'completed': '7d', "
                       "'failed': {'older_than': '30d', 'keep': 1000}}; "
                       "None turns automatic pruning off.", id="django_jobs.E007")]
+    return []
+
+
+def queue_limit_problems(configured: dict[str, Any]) -> list[Any]:
+    """E008: QUEUE_LIMITS a worker could not start with (it reads them when it starts)."""
+    try:
+        queue_limits(configured.get("QUEUE_LIMITS"))
+    except InvalidJobOption as error:
+        return [Error(str(error), hint="Example: DJANGO_JOBS['QUEUE_LIMITS'] = {'mail': {'concurrency': 5, "
+                      "'rate': '10/s'}} (rates: 'N/s', 'N/m', 'N/h').", id="django_jobs.E008")]
     return []
 
 

@@ -43,12 +43,12 @@ from typing import Any
 
 from django.db import Error as DatabaseError
 from django.db import connections, router, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from . import events
 from .conf import jobs_settings
-from .models import ScheduledTask
+from .models import FlowKey, ScheduledTask
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ Status = ScheduledTask.Status
 AGE_FIELDS = {Status.COMPLETED: "executed_at", Status.FAILED: "failed_at", Status.CANCELLED: "updated_at"}
 PRUNABLE = tuple(status.value for status in AGE_FIELDS)
 DEFAULT_BATCH_SIZE = 1000
+# A flow key unused this long has no rate window left open (the longest period is an hour).
+FLOW_KEY_QUIET = timedelta(hours=1, minutes=5)
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 
@@ -188,7 +190,22 @@ def prune(policy: Mapping[str, Any], *, batch_size: int = DEFAULT_BATCH_SIZE, dr
         rule = rule_for(status, limit, now)
         if rule is not None:
             counts[status] = rule.rows().count() if dry_run else delete_in_batches(rule, batch_size, should_stop)
+    if not dry_run:
+        prune_flow_keys(now)
     return counts
+
+
+def prune_flow_keys(now: datetime) -> int:
+    """Delete the FlowKey rows of keys that are done with: quiet past any rate window,
+    and, for a concurrency key, with no task pending or running under it.
+
+    Harmless even if a task of the key comes next: the claim inserts the row again.
+    """
+    active = ScheduledTask.objects.filter(Q(status=Status.PENDING, flow_key=OuterRef("key"))
+                                          | Q(status=Status.RUNNING, concurrency_key=OuterRef("key")))
+    quiet = FlowKey.objects.filter(used_at__lt=now - FLOW_KEY_QUIET)
+    deleted, _ = quiet.exclude(kind=FlowKey.Kind.CONCURRENCY, pk__in=quiet.filter(Exists(active)).values("pk")).delete()
+    return deleted
 
 
 def delete_in_batches(rule: Rule, batch_size: int, should_stop: Callable[[], bool]) -> int:

@@ -65,8 +65,10 @@ def job_for(task: Task, backend: JobsBackend) -> TaskJob:
     else the backend's OPTIONS, else the DJANGO_JOBS defaults."""
     own = {name: getattr(task, name) for name in RETRY_OPTIONS if getattr(task, name, None) is not None}
     options = validated_options({**backend.retry_defaults, **own})
-    return TaskJob(func=task.func, name=task.module_path, django_task=task, queue=task.queue_name,
-                   priority=int(task.priority), takes_context=task.takes_context, **options)
+    job = TaskJob(func=task.func, name=task.module_path, django_task=task, queue=task.queue_name,
+                  priority=int(task.priority), takes_context=task.takes_context, **options)
+    job.check_limits()  # a key names the task's parameters, and comes with its limit
+    return job
 
 
 def import_task(name: str) -> Task | None:

@@ -144,8 +144,8 @@ LAYERS = [
     ("engines", ["db.postgresql", "db.prepared_insert", "db.mysql", "db.sqlite"]),
     ("rows in plain SQL", ["inserting", "row_reader"]),
     ("data", ["models", "querysets", "events", "notify", "signals", "queues", "resilience"]),
-    ("the engine interface", ["db.engine", "db"]),
-    ("ground", ["conf", "exceptions", "validation", "cron", "backoff", "metrics"]),
+    ("the engine interface", ["db.engine", "db.flow", "db"]),
+    ("ground", ["conf", "exceptions", "validation", "limits", "cron", "backoff", "metrics"]),
 ]
 
 

@@ -21,6 +21,11 @@ def test_defaults_pass():
     ({"DEFAULT_MAX_RETRIES": -1}, ["django_jobs.E004"]),
     ({"QUEUES": "default"}, ["django_jobs.E005"]),
     ({"HEARTBEAT_INTERVAL": 10, "HEARTBEAT_TIMEOUT": 15}, ["django_jobs.W001"]),
+    ({"QUEUE_LIMITS": {"mail": {"concurrency": 0}}}, ["django_jobs.E008"]),
+    ({"QUEUE_LIMITS": {"mail": {"rate": "fast"}}}, ["django_jobs.E008"]),
+    ({"QUEUE_LIMITS": {"mail": {"concurrency": -2, "rate": "1/s"}}}, ["django_jobs.E008"]),
+    ({"QUEUE_LIMITS": ["mail"]}, ["django_jobs.E008"]),
+    ({"QUEUE_LIMITS": {"mail": {"concurrency": 5, "rate": "10/s"}}}, []),
 ])
 def test_bad_settings_are_reported(settings, expected):
     assert ids(**settings) == expected

@@ -229,3 +229,19 @@ def test_a_flow_key_row_pruned_under_a_worker_is_inserted_again():
     jobs.per_account.enqueue(1)
     assert claim(flow=flow) == []  # the key it thought existed was gone: skipped once
     assert len(claim(flow=flow)) == 1
+
+
+def test_retention_prunes_flow_keys_no_task_needs_and_the_claim_brings_them_back():
+    from django_jobs.retention import prune_flow_keys
+
+    jobs.per_account.enqueue_many([((1,), {}), ((2,), {})])
+    jobs.rated.enqueue(1)
+    claimed = claim()
+    finish([task for task in claimed if task.concurrency_key == "account:1"])
+    assert FlowKey.objects.count() == 3
+    later = timezone.now() + dt.timedelta(hours=2)
+    assert prune_flow_keys(timezone.now()) == 0  # used just now: a rate window may be open
+    assert prune_flow_keys(later) == 2  # account:2 still runs a task: its key stays
+    assert list(FlowKey.objects.values_list("kind", "key")) == [("c", "account:2")]
+    jobs.per_account.enqueue(1)
+    assert [task.concurrency_key for task in claim()] == ["account:1"]

@@ -30,6 +30,24 @@ CLAIM_NAMES = ["django_jobs_claim_idx", "django_jobs_queue_claim_idx", "django_j
 OWNER = (["CREATE INDEX django_jobs_owner_idx ON django_jobs_scheduledtask (owner_id, id) WHERE owner_id IS NOT NULL"],
          ["DROP INDEX django_jobs_owner_idx"])
 NONE: tuple[list[str], list[str]] = ([], [])
+# 0010: the claim indexes over unlimited rows only, and the limited rows' index by key.
+FLOW_CLAIM = [
+    "django_jobs_claim_idx ON django_jobs_scheduledtask (priority DESC, scheduled_at, id) "
+    "WHERE status = 'pending' AND flow_key IS NULL",
+    "django_jobs_queue_claim_idx ON django_jobs_scheduledtask (queue, priority DESC, scheduled_at, id) "
+    "WHERE status = 'pending' AND flow_key IS NULL",
+    "django_jobs_flow_idx ON django_jobs_scheduledtask (flow_key, priority DESC, scheduled_at, id) "
+    "WHERE status = 'pending' AND flow_key IS NOT NULL",
+]
+PARTIAL_FLOW = (
+    ["DROP INDEX django_jobs_claim_idx", "DROP INDEX django_jobs_queue_claim_idx",
+     *(f"CREATE INDEX {index}" for index in FLOW_CLAIM)],
+    ["DROP INDEX django_jobs_claim_idx", "DROP INDEX django_jobs_queue_claim_idx", "DROP INDEX django_jobs_flow_idx",
+     *(f"CREATE INDEX {index}" for index in PARTIAL_CLAIM[:2])],
+)
+SQLITE_REBUILT = [*(f"CREATE INDEX IF NOT EXISTS {index}" for index in PARTIAL_CLAIM),
+                  "CREATE INDEX IF NOT EXISTS django_jobs_owner_idx ON django_jobs_scheduledtask (owner_id, id) "
+                  "WHERE owner_id IS NOT NULL"]
 SHIPPED = {
     "postgresql": {
         "claim_indexes": ([f"CREATE INDEX {index}" for index in PARTIAL_CLAIM],
@@ -49,6 +67,8 @@ SHIPPED = {
              "ALTER TABLE django_jobs_scheduledtask ADD CONSTRAINT django_jobs_one_task_per_fire_time "
              "UNIQUE (cron_schedule_id, cron_fire_time)"]),
         "owner_index": OWNER,
+        "flow_indexes": PARTIAL_FLOW,
+        "indexes_after_rebuild": NONE,
     },
     "mysql": {
         "claim_indexes": (
@@ -62,6 +82,19 @@ SHIPPED = {
         "restore_claim_indexes": NONE,
         "unique_indexes": NONE,
         "owner_index": NONE,
+        "flow_indexes": (
+            ["DROP INDEX django_jobs_claim_idx ON django_jobs_scheduledtask",
+             "DROP INDEX django_jobs_queue_claim_idx ON django_jobs_scheduledtask",
+             "CREATE INDEX django_jobs_claim_idx ON django_jobs_scheduledtask "
+             "(status, flow_key, priority DESC, scheduled_at, id)",
+             "CREATE INDEX django_jobs_queue_claim_idx ON django_jobs_scheduledtask "
+             "(status, flow_key, queue, priority DESC, scheduled_at, id)"],
+            ["DROP INDEX django_jobs_claim_idx ON django_jobs_scheduledtask",
+             "DROP INDEX django_jobs_queue_claim_idx ON django_jobs_scheduledtask",
+             "CREATE INDEX django_jobs_claim_idx ON django_jobs_scheduledtask (status, priority DESC, scheduled_at, id)",
+             "CREATE INDEX django_jobs_queue_claim_idx ON django_jobs_scheduledtask "
+             "(status, queue, priority DESC, scheduled_at, id)"]),
+        "indexes_after_rebuild": NONE,
     },
     "sqlite": {
         "claim_indexes": ([f"CREATE INDEX {index}" for index in PARTIAL_CLAIM],
@@ -69,6 +102,8 @@ SHIPPED = {
         "restore_claim_indexes": ([f"CREATE INDEX IF NOT EXISTS {index}" for index in PARTIAL_CLAIM], []),
         "unique_indexes": NONE,
         "owner_index": OWNER,
+        "flow_indexes": ([*SQLITE_REBUILT, *PARTIAL_FLOW[0]], PARTIAL_FLOW[1]),
+        "indexes_after_rebuild": (SQLITE_REBUILT, []),
     },
 }
 # 0007's trigger function and triggers on PostgreSQL, forward then backward statements,
@@ -91,7 +126,8 @@ def test_the_engine_declares_exactly_the_ddl_its_migrations_shipped_with():
 def declared_indexes():
     """The indexes this database's engine creates in migrations: name -> unique."""
     ours = engine(connection.alias)
-    statements = ours.claim_indexes().forward + ours.unique_indexes().forward + ours.owner_index().forward
+    statements = (ours.claim_indexes().forward + ours.unique_indexes().forward + ours.owner_index().forward
+                  + ours.flow_indexes().forward)
     return {found[2]: bool(found[1]) for found in map(CREATED.match, statements) if found}
 
 
@@ -103,6 +139,7 @@ def task_table_constraints():
 @pytest.mark.django_db
 def test_every_index_the_engine_declares_exists_after_migrate():
     declared = declared_indexes()
+    assert {*CLAIM_NAMES, "django_jobs_flow_idx"} <= set(declared) or connection.vendor == "mysql"
     assert set(CLAIM_NAMES) <= set(declared)
     constraints = task_table_constraints()
     assert {name: constraints.get(name, {}).get("unique") for name in declared} == declared, sorted(constraints)

@@ -298,10 +298,12 @@ class Engine:
     def record_starts(self, windows: dict[Key, Window], now: datetime) -> None:
         """The rate windows after this claim's starts, on their locked FlowKey rows."""
         quote = self.connection.ops.quote_name
+        used_at = self.connection.ops.adapt_datetimefield_value(now)  # retention keeps a key with a window open
         with self.connection.cursor() as cursor:
             cursor.executemany(
-                f"UPDATE {FLOW_KEYS} SET {quote('window')} = %s, started = %s WHERE kind = %s AND {quote('key')} = %s",
-                [(window.window, window.started, kind, key) for (kind, key), window in sorted(windows.items())])
+                f"UPDATE {FLOW_KEYS} SET {quote('window')} = %s, started = %s, used_at = %s "
+                f"WHERE kind = %s AND {quote('key')} = %s",
+                [(window.window, window.started, used_at, kind, key) for (kind, key), window in sorted(windows.items())])
 
     # -- inserting new rows (inserting.py) -------------------------------------------
     def inserts_from_json(self, connection: BaseDatabaseWrapper) -> bool:
