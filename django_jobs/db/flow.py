@@ -96,16 +96,19 @@ def claim_limited(engine: Engine, worker_id: str, queues: list[str] | None, budg
     if not lanes and not limited_queues:
         return []
     per_lane = max(1, math.ceil(budget / (len(lanes) + len(limited_queues))))
-    heads = engine.flow_heads(lanes, limited_queues, per_lane, now, queues)
-    if not heads:
-        return []
-    needed = keys_of(heads, flow.queue_limits)
-    if missing := needed - flow.known:
-        engine.ensure_flow_keys(missing)
-        if len(flow.known) > KNOWN_KEYS:
-            flow.known.clear()
-        flow.known |= missing
+    # One transaction from the heads to the commit; READ COMMITTED (Django's default on
+    # PostgreSQL and MariaDB), so that the count after the lock is a fresh snapshot.
     with engine.atomic():
+        engine.pin_claim_plan()
+        heads = engine.flow_heads(lanes, limited_queues, per_lane, now, queues)
+        if not heads:
+            return []
+        needed = keys_of(heads, flow.queue_limits)
+        if missing := needed - flow.known:
+            engine.ensure_flow_keys(missing)  # in key order: two claims inserting wait, never deadlock
+            if len(flow.known) > KNOWN_KEYS:
+                flow.known.clear()
+            flow.known |= missing
         locked = engine.lock_flow_keys(needed)
         # A key not returned is being claimed under by another worker, or its row is gone
         # (pruned): insert it again next time rather than skip its tasks for ever.
