@@ -245,3 +245,16 @@ def test_retention_prunes_flow_keys_no_task_needs_and_the_claim_brings_them_back
     assert list(FlowKey.objects.values_list("kind", "key")) == [("c", "account:2")]
     jobs.per_account.enqueue(1)
     assert [task.concurrency_key for task in claim()] == ["account:1"]
+
+
+def test_keys_the_database_compares_as_equal_are_one_key():
+    """MariaDB's default collation ignores case and trailing spaces; elsewhere keys differ byte for byte."""
+    jobs.noop.using(concurrency=1, concurrency_key="Account:{n}").enqueue(n=7)
+    jobs.noop.using(concurrency=1, concurrency_key="account:{n}").enqueue(n=7)
+    claimed = claim()
+    one_key = ScheduledTask.objects.filter(concurrency_key="account:7").count() == 2  # the database's own equality
+    assert len(claimed) == (1 if one_key else 2)
+    assert ScheduledTask.objects.filter(status="pending").count() == (1 if one_key else 0)
+    finish(claimed)
+    assert len(claim()) == (1 if one_key else 0)  # the other spelling's task is not stuck behind a lock it never gets
+    assert ScheduledTask.objects.filter(status="pending").count() == 0

@@ -100,7 +100,12 @@ def claim_limited(engine: Engine, worker_id: str, queues: list[str] | None, budg
     # PostgreSQL and MariaDB), so that the count after the lock is a fresh snapshot.
     with engine.atomic():
         engine.pin_claim_plan()
-        heads = engine.flow_heads(lanes, limited_queues, per_lane, now, queues)
+        paused = engine.paused_queues()
+        if "*" in paused:  # pause_all(): nothing is due anywhere
+            return []
+        heads = [head._replace(concurrency_key=head.concurrency_key and engine.key_form(head.concurrency_key),
+                               rate_key=head.rate_key and engine.key_form(head.rate_key))
+                 for head in engine.flow_heads(lanes, limited_queues, per_lane, now, queues, paused)]
         if not heads:
             return []
         needed = keys_of(heads, flow.queue_limits)
@@ -109,14 +114,17 @@ def claim_limited(engine: Engine, worker_id: str, queues: list[str] | None, budg
             if len(flow.known) > KNOWN_KEYS:
                 flow.known.clear()
             flow.known |= missing
-        locked = engine.lock_flow_keys(needed)
+        locked = {(kind, engine.key_form(key)): window for (kind, key), window in engine.lock_flow_keys(needed).items()}
         # A key not returned is being claimed under by another worker, or its row is gone
         # (pruned): insert it again next time rather than skip its tasks for ever.
         flow.known -= needed - set(locked)
         if not locked:
             return []
-        running = engine.running_counts([key for kind, key in locked if kind == CONCURRENCY],
-                                        [key for kind, key in locked if kind == QUEUE])
+        running: dict[Key, int] = {}
+        for (kind, key), count in engine.running_counts([key for kind, key in locked if kind == CONCURRENCY],
+                                                        [key for kind, key in locked if kind == QUEUE]).items():
+            form = (kind, engine.key_form(key))
+            running[form] = running.get(form, 0) + count
         chosen, windows = choose(heads, locked, running, flow.queue_limits, now, budget)
         tasks = engine.take(chosen, worker_id, now) if chosen else []
         if windows:

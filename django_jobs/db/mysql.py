@@ -49,6 +49,31 @@ class MySQLEngine(Engine):
         source = f"JSON_TABLE(%s, '$[*]' COLUMNS (n FOR ORDINALITY, a JSON PATH '$[0]', k JSON PATH '$[1]'{columns})) AS r"
         return source, ["r.a", "r.k", *(f"r.v{index}" for index in range(2, 2 + len(varying)))], "r.n"
 
+    # -- flow control -----------------------------------------------------------------------
+    def flow_lanes(self, after: str | None, count: int) -> list[str]:
+        """The next keys by a walk of the claim index's limited rows, grouped by key.
+
+        Not the recursive skip scan of the other engines: MariaDB runs its correlated
+        ``MIN`` as a scan of every pending row, not one probe per key (3 s for 100 keys
+        beside a backlog of 100,000). This walk reads the index entries of the keys it
+        returns: a backlog of 100,000 tasks of one key costs ~20 ms once per round of
+        keys, and nothing in the claims between.
+        """
+        with self.connection.cursor() as cursor:
+            start = "flow_key > %s" if after is not None else "flow_key IS NOT NULL"
+            cursor.execute(f"SELECT flow_key FROM {TASKS} WHERE status = 'pending' AND {start} "
+                           f"GROUP BY status, flow_key ORDER BY flow_key LIMIT %s", [*([after] if after is not None else []), count])
+            return [lane for (lane,) in cursor.fetchall()]
+
+    def key_form(self, key: str) -> str:
+        """The default collations ignore case and trailing spaces: "Account:7 " and
+        "account:7" are one key here, one FlowKey row and one count."""
+        return key.casefold().rstrip(" ")
+
+    def one_lane(self, select: str, number: int) -> str:
+        # In parentheses, not as a derived table: a third faster with 100 lanes.
+        return f"({select})"
+
     # -- the schema's own SQL (migrations) ------------------------------------------------
     def claim_indexes(self) -> DDL:
         return DDL([f"CREATE INDEX {name} ON {TASKS} {columns}" for name, columns in CLAIM_INDEXES.items()],

@@ -132,21 +132,21 @@ class PostgreSQLEngine(Engine):
         return sorted(reader(connection).tasks(claimed), key=claim_sort_key)
 
     def flow_heads(self, lanes: list[str], limited_queues: list[str], per_lane: int, now: datetime,
-                   queues: list[str] | None) -> list[Head]:
+                   queues: list[str] | None, paused: list[str]) -> list[Head]:
         """Each lane's heads through LATERAL over the lanes as one array: one subquery
         planned once (a UNION ALL of 100 lanes spent ~20 ms planning them)."""
         task = ScheduledTask._meta.db_table
-        paused = PausedQueue._meta.db_table
         served = " AND c.queue = ANY(%s)" if queues else ""
-        parts, params = [], []
+        served += " AND c.queue <> ALL(%s)" if paused else ""
+        parts: list[str] = []
+        params: list[Any] = []
         for where, values in (("c.flow_key = l.k", lanes), ("c.flow_key IS NULL AND c.queue = l.k", limited_queues)):
             if values:
                 parts.append(
                     f"SELECT h.* FROM unnest(%s::text[]) AS l(k) CROSS JOIN LATERAL (SELECT {HEAD_COLUMNS} "
                     f"FROM {task} c WHERE c.status = 'pending' AND {where} AND c.scheduled_at <= %s{served} "
-                    f"AND NOT EXISTS (SELECT 1 FROM {paused} p WHERE p.queue IN (c.queue, '*')) "
                     f"ORDER BY c.priority DESC, c.scheduled_at, c.id LIMIT %s) h")
-                params += [values, now, *([queues] if queues else []), per_lane]
+                params += [values, now, *([queues] if queues else []), *([paused] if paused else []), per_lane]
         with self.connection.cursor() as cursor:
             cursor.execute(" UNION ALL ".join(parts), params)
             return [Head(*row) for row in cursor.fetchall()]
