@@ -147,3 +147,37 @@ def sqlite_warning(alias: str) -> Any:
              "with a \"timeout\" (seconds) to wait for the write lock.",
         id="django_jobs.W002",
     )
+
+
+@register()  # reads settings only, like W002
+def check_isolation_level(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """W003: the app's database set to an isolation level above READ COMMITTED.
+
+    Flow control's claim locks a key's row, then counts the key's running tasks in a new
+    statement, which must see every claim committed before the lock was granted: under
+    REPEATABLE READ or SERIALIZABLE the count reads an older snapshot, and two workers
+    could exceed a limit together.
+    """
+    return [isolation_warning(alias, level) for alias in sorted(app_databases())
+            if (level := isolation_level(alias)) is not None]
+
+
+def isolation_level(alias: str) -> str | None:
+    """The configured level when it is stricter than READ COMMITTED, else None."""
+    from django.conf import settings
+
+    level = (settings.DATABASES.get(alias, {}).get("OPTIONS") or {}).get("isolation_level")
+    if level is None:
+        return None
+    name = str(getattr(level, "name", level)).replace("_", " ").replace("-", " ").lower()
+    # psycopg 3's IsolationLevel has a name; psycopg2's numbers: 1 READ COMMITTED, 4 READ UNCOMMITTED.
+    return None if name in ("read committed", "read uncommitted", "1", "4") else name
+
+
+def isolation_warning(alias: str, level: str) -> Any:
+    return Warning(
+        f"DATABASES[{alias!r}] runs at isolation level {level!r}: flow control's concurrency limits rely on "
+        "READ COMMITTED (the claim counts a key's running tasks after locking the key).",
+        hint=f"Remove OPTIONS['isolation_level'] from DATABASES[{alias!r}] (Django's default is READ COMMITTED).",
+        id="django_jobs.W003",
+    )

@@ -57,3 +57,17 @@ def test_the_example_project_ships_immediate_transactions_on_sqlite():
     assert example.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"  # its default
     with override_settings(DATABASES=example.DATABASES):
         assert check_sqlite_transaction_mode() == []
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({}, []),
+    ({"isolation_level": "read committed"}, []),
+    ({"isolation_level": "repeatable read"}, ["django_jobs.W003"]),
+    ({"isolation_level": "serializable"}, ["django_jobs.W003"]),
+])
+def test_an_isolation_level_above_read_committed_is_reported(options, expected):
+    from django_jobs.checks import check_isolation_level
+
+    databases = {"default": {"ENGINE": "django.db.backends.mysql", "NAME": "jobs", "OPTIONS": options}}
+    with override_settings(DATABASES=databases):
+        assert [message.id for message in check_isolation_level()] == expected
