@@ -166,7 +166,8 @@ def isolation_level(alias: str) -> str | None:
     """The configured level when it is stricter than READ COMMITTED, else None."""
     from django.conf import settings
 
-    level = (settings.DATABASES.get(alias, {}).get("OPTIONS") or {}).get("isolation_level")
+    database: dict[str, Any] = settings.DATABASES.get(alias, {})
+    level = (database.get("OPTIONS") or {}).get("isolation_level")
     if level is None:
         return None
     name = str(getattr(level, "name", level)).replace("_", " ").replace("-", " ").lower()

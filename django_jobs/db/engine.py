@@ -17,7 +17,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..conf import jobs_settings
 from . import flow as flow_control
-from .flow import HEAD_COLUMNS, Flow, Head, Key, Window
+from .flow import HEAD_COLUMNS, LIMITED, UNLIMITED, Flow, Head, Key, Window
 
 PENDING, RUNNING = "pending", "running"
 TASKS = "django_jobs_scheduledtask"
@@ -142,13 +142,19 @@ class Engine:
         worker's, kept from claim to claim; None: a fresh one from the settings.
         """
         flow = flow or Flow.from_settings()
-        paths = [self.claim_limited, self.claim_unlimited]
+        paths = [(LIMITED, self.claim_limited), (UNLIMITED, self.claim_unlimited)]
         if not flow.limited_first:
             paths.reverse()
         flow.limited_first = not flow.limited_first
-        tasks = paths[0](worker_id, queues, limit, now, flow)
-        if len(tasks) < limit:
-            more = paths[1](worker_id, queues, limit - len(tasks), now, flow)
+        # A kind that found nothing a moment ago goes last: while the other fills every
+        # batch, it is asked again only every RECHECK_EMPTY seconds, not every other claim.
+        paths.sort(key=lambda path: flow.found_nothing_lately(path[0]))
+        tasks: list[Any] = []
+        for kind, path in paths:
+            if len(tasks) >= limit:
+                break
+            more = path(worker_id, queues, limit - len(tasks), now, flow)
+            flow.found(kind, bool(more))
             tasks = sorted(tasks + more, key=claim_sort_key) if tasks and more else tasks or more
         return tasks
 
@@ -203,6 +209,11 @@ class Engine:
 
     def pin_claim_plan(self) -> None:
         """Keep the claim on its index whatever the planner's statistics say (PostgreSQL)."""
+
+    def pinned_and_paused(self) -> list[str]:
+        """``pin_claim_plan``, then ``paused_queues``: one round trip where the database allows."""
+        self.pin_claim_plan()
+        return self.paused_queues()
 
     # -- flow control (``flow.claim_limited`` calls these) ---------------------------------
     def atomic(self) -> Any:

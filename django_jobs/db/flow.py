@@ -27,6 +27,7 @@ two goes first, so neither kind can starve the other.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,6 +40,9 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 CONCURRENCY, RATE, QUEUE = "c", "r", "q"
+LIMITED, UNLIMITED = "limited", "unlimited"
+# Seconds a kind of task (limited, unlimited) that a claim found none of goes last.
+RECHECK_EMPTY = 0.05
 # FlowKey rows a worker remembers as existing (it inserts the others first); emptied when full.
 KNOWN_KEYS = 100_000
 
@@ -78,6 +82,17 @@ class Flow:
     after: str | None = None
     limited_first: bool = True
     known: set[Key] = field(default_factory=set)
+    empty_since: dict[str, float] = field(default_factory=dict)
+
+    def found(self, kind: str, anything: bool) -> None:
+        if anything:
+            self.empty_since.pop(kind, None)
+        else:
+            self.empty_since[kind] = time.monotonic()
+
+    def found_nothing_lately(self, kind: str) -> bool:
+        since = self.empty_since.get(kind)
+        return since is not None and time.monotonic() - since < RECHECK_EMPTY
 
     @classmethod
     def from_settings(cls) -> Flow:
@@ -99,8 +114,7 @@ def claim_limited(engine: Engine, worker_id: str, queues: list[str] | None, budg
     # One transaction from the heads to the commit; READ COMMITTED (Django's default on
     # PostgreSQL and MariaDB), so that the count after the lock is a fresh snapshot.
     with engine.atomic():
-        engine.pin_claim_plan()
-        paused = engine.paused_queues()
+        paused = engine.pinned_and_paused()
         if "*" in paused:  # pause_all(): nothing is due anywhere
             return []
         heads = [head._replace(concurrency_key=head.concurrency_key and engine.key_form(head.concurrency_key),

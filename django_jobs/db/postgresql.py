@@ -177,6 +177,12 @@ class PostgreSQLEngine(Engine):
             cursor.execute("SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true), "
                            "set_config('jit', 'off', true)")
 
+    def pinned_and_paused(self) -> list[str]:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true), "
+                           f"set_config('jit', 'off', true), (SELECT array_agg(queue) FROM {PausedQueue._meta.db_table})")
+            return cursor.fetchone()[3] or []
+
     # -- inserting new rows --------------------------------------------------------------------
     def inserts_from_json(self, connection: BaseDatabaseWrapper) -> bool:
         return bool(connection.features.can_return_rows_from_bulk_insert)
