@@ -87,6 +87,26 @@ def test_bad_options_are_refused_with_their_name():
         test_tasks.noop_task.using(queu="mail")
 
 
+def test_flow_control_options_are_task_options_too():
+    row = row_of(test_tasks.charge_account.enqueue(7, cents=500))
+    assert (row.concurrency_key, row.concurrency_limit, row.rate_key, row.rate_limit, row.rate_period) == (
+        "account:7", 1, "tests.testapp.tasks.charge_account", 10, 60)
+    other = row_of(test_tasks.noop_task.using(concurrency=3, concurrency_key="all").enqueue())
+    assert (other.concurrency_key, other.concurrency_limit) == ("all", 3)
+    with backend_with(OPTIONS={"rate": "5/s"}):
+        assert row_of(test_tasks.noop_task.enqueue()).rate_limit == 5
+    with pytest.raises(InvalidTask, match="rate"):
+        task(rate="fast")(test_tasks.calculate_meaning_of_life.func)
+    with pytest.raises(InvalidTask, match="concurrency"):
+        task(concurrency=0)(test_tasks.calculate_meaning_of_life.func)
+    with pytest.raises(InvalidTask, match="not a parameter"):
+        test_tasks.charge_account.using(concurrency_key="{customer}").enqueue(7)
+    with pytest.raises(InvalidTaskBackend, match="concurrency"):
+        with backend_with(OPTIONS={"concurrency": -1}):
+            task_backends["default"]
+    assert ScheduledTask.objects.count() == 2 + 1
+
+
 def test_a_failed_attempt_with_retries_left_is_ready_again_after_the_backoff():
     result = test_tasks.failing_task_value_error.using(max_retries=2, retry_delay=7, backoff="fixed").enqueue()
     run_pending_jobs()

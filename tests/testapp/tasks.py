@@ -137,3 +137,8 @@ def on_task_finished(sender, task_result, **kwargs):
 def plain_function():
     """Not a Task: a task made from it elsewhere cannot be found at its module path."""
     return 1
+
+
+@task(concurrency=1, concurrency_key="account:{account_id}", rate="10/m")
+def charge_account(account_id, cents=0):
+    return cents
