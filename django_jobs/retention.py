@@ -197,14 +197,15 @@ def prune(policy: Mapping[str, Any], *, batch_size: int = DEFAULT_BATCH_SIZE, dr
 
 def prune_flow_keys(now: datetime) -> int:
     """Delete the FlowKey rows of keys that are done with: quiet past any rate window,
-    and, for a concurrency key, with no task pending or running under it.
+    with no task pending in their lane or running under them. Queues' rows stay (a few).
 
-    Harmless even if a task of the key comes next: the claim inserts the row again.
+    Harmless even if a task of the key comes next: the claim inserts the row again
+    (a claim's round later).
     """
     active = ScheduledTask.objects.filter(Q(status=Status.PENDING, flow_key=OuterRef("key"))
                                           | Q(status=Status.RUNNING, concurrency_key=OuterRef("key")))
-    quiet = FlowKey.objects.filter(used_at__lt=now - FLOW_KEY_QUIET)
-    deleted, _ = quiet.exclude(kind=FlowKey.Kind.CONCURRENCY, pk__in=quiet.filter(Exists(active)).values("pk")).delete()
+    quiet = FlowKey.objects.filter(used_at__lt=now - FLOW_KEY_QUIET).exclude(kind=FlowKey.Kind.QUEUE)
+    deleted, _ = quiet.exclude(pk__in=quiet.filter(Exists(active)).values("pk")).delete()
     return deleted
 
 

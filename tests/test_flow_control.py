@@ -171,6 +171,10 @@ def test_a_rate_counts_starts_in_a_fixed_window():
     assert len(claim(now=start + dt.timedelta(seconds=60), flow=flow)) == 3
     window = FlowKey.objects.get(kind="r", key="tests.rated")
     assert (window.window, window.started) == (int((start + dt.timedelta(minutes=1)).timestamp()) // 60, 3)
+    # A claim whose clock reads earlier (another host's) counts in the window already open.
+    assert claim(now=start + dt.timedelta(seconds=59), flow=flow) == []
+    assert claim(now=start + dt.timedelta(seconds=61), flow=flow) == []
+    assert len(claim(now=start + dt.timedelta(seconds=120), flow=flow)) == 3
 
 
 @override_settings(DJANGO_JOBS={"QUEUE_LIMITS": {"mail": {"concurrency": 2}, "sms": {"rate": "2/h"}}})
@@ -227,8 +231,8 @@ def test_a_flow_key_row_pruned_under_a_worker_is_inserted_again():
     finish(claim(flow=flow))
     FlowKey.objects.all().delete()
     jobs.per_account.enqueue(1)
-    assert claim(flow=flow) == []  # the key it thought existed was gone: skipped once
-    assert len(claim(flow=flow)) == 1
+    assert len(claim(flow=flow)) == 1  # the key it thought existed was gone: inserted again, then claimed
+    assert FlowKey.objects.filter(key="account:1").exists()
 
 
 def test_retention_prunes_flow_keys_no_task_needs_and_the_claim_brings_them_back():
@@ -238,11 +242,12 @@ def test_retention_prunes_flow_keys_no_task_needs_and_the_claim_brings_them_back
     jobs.rated.enqueue(1)
     claimed = claim()
     finish([task for task in claimed if task.concurrency_key == "account:1"])
-    assert FlowKey.objects.count() == 3
+    # Each lane's rows of both kinds (a lane is a concurrency key or a rate key).
+    assert FlowKey.objects.count() == 6
     later = timezone.now() + dt.timedelta(hours=2)
     assert prune_flow_keys(timezone.now()) == 0  # used just now: a rate window may be open
-    assert prune_flow_keys(later) == 2  # account:2 still runs a task: its key stays
-    assert list(FlowKey.objects.values_list("kind", "key")) == [("c", "account:2")]
+    assert prune_flow_keys(later) == 4  # account:2 still runs a task: its keys stay
+    assert sorted(FlowKey.objects.values_list("kind", "key")) == [("c", "account:2"), ("r", "account:2")]
     jobs.per_account.enqueue(1)
     assert [task.concurrency_key for task in claim()] == ["account:1"]
 

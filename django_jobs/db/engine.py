@@ -285,16 +285,18 @@ class Engine:
                             for names in by_kind.values())
         return where, [value for kind, names in by_kind.items() for value in (kind, *names)]
 
-    def lock_flow_keys(self, keys: set[Key]) -> dict[Key, Window]:
-        """Lock the FlowKey rows of ``keys`` for this transaction, skipping the ones another
-        claim holds; their rate windows. Without row locks the first write of the
-        transaction takes the database's write lock, which serializes every claim."""
+    def lock_flow_keys(self, keys: set[Key], wait: bool) -> dict[Key, Window]:
+        """Lock the FlowKey rows of ``keys`` for this transaction, in key order, waiting
+        for them (``wait``) or skipping the ones another claim holds; their rate windows.
+        Without row locks the first write of the transaction takes the database's write
+        lock, which serializes every claim."""
         quote = self.connection.ops.quote_name
         where, params = self.flow_keys_where(keys)
         select = f"SELECT kind, {quote('key')}, {quote('window')}, started FROM {FLOW_KEYS} WHERE {where}"
         with self.connection.cursor() as cursor:
             if self.skips_locked:
-                cursor.execute(f"{select} ORDER BY kind, {quote('key')} FOR UPDATE SKIP LOCKED", params)
+                skip = "" if wait else " SKIP LOCKED"
+                cursor.execute(f"{select} ORDER BY kind, {quote('key')} FOR UPDATE{skip}", params)
             else:
                 cursor.execute(f"UPDATE {FLOW_KEYS} SET used_at = %s WHERE {where}",
                                [self.connection.ops.adapt_datetimefield_value(datetime.now(UTC)), *params])

@@ -104,36 +104,37 @@ class Flow:
 
 
 def claim_limited(engine: Engine, worker_id: str, queues: list[str] | None, budget: int, now: datetime,
-                  flow: Flow) -> list[Any]:
+                  flow: Flow, lanes: list[str] | None = None) -> list[Any]:
     """Up to ``budget`` limited tasks marked ``running`` for ``worker_id``, every limit kept."""
-    lanes = next_lanes(engine, flow, budget)
+    retrying = lanes is not None
+    lanes = next_lanes(engine, flow, budget) if lanes is None else lanes
     limited_queues = flow.limited_queues(queues)
     if not lanes and not limited_queues:
         return []
     per_lane = max(1, math.ceil(budget / (len(lanes) + len(limited_queues))))
-    # One transaction from the heads to the commit; READ COMMITTED (Django's default on
-    # PostgreSQL and MariaDB), so that the count after the lock is a fresh snapshot.
+    # A lane is a concurrency key or a rate key (or both): its rows of either kind.
+    lane_keys = {(kind, engine.key_form(lane)) for lane in lanes for kind in (CONCURRENCY, RATE)}
+    lane_keys |= {(QUEUE, queue) for queue in limited_queues}
+    insert_missing(engine, flow, lane_keys)
+    # One transaction from the lock to the commit, in READ COMMITTED (Django's default on
+    # PostgreSQL and MariaDB): each statement after the lock sees every claim committed
+    # under the same keys before it.
     with engine.atomic():
         paused = engine.pinned_and_paused()
         if "*" in paused:  # pause_all(): nothing is due anywhere
             return []
+        # The lanes' keys first, waiting for them in key order (no deadlock): a claim
+        # under a key waits for the one before it, then reads the heads it left.
+        locked = formed(engine, engine.lock_flow_keys(lane_keys, wait=True))
+        flow.known -= lane_keys - set(locked)  # pruned under us: inserted again next time
         heads = [head._replace(concurrency_key=head.concurrency_key and engine.key_form(head.concurrency_key),
                                rate_key=head.rate_key and engine.key_form(head.rate_key))
                  for head in engine.flow_heads(lanes, limited_queues, per_lane, now, queues, paused)]
-        if not heads:
-            return []
-        needed = keys_of(heads, flow.queue_limits)
-        if missing := needed - flow.known:
-            engine.ensure_flow_keys(missing)  # in key order: two claims inserting wait, never deadlock
-            if len(flow.known) > KNOWN_KEYS:
-                flow.known.clear()
-            flow.known |= missing
-        locked = {(kind, engine.key_form(key)): window for (kind, key), window in engine.lock_flow_keys(needed).items()}
-        # A key not returned is being claimed under by another worker, or its row is gone
-        # (pruned): insert it again next time rather than skip its tasks for ever.
-        flow.known -= needed - set(locked)
-        if not locked:
-            return []
+        # Their other keys (a shared rate key, a limited queue) without waiting: a claim
+        # holding keys never waits for more. A head whose key is not locked waits a turn.
+        others = keys_of(heads, flow.queue_limits) - set(locked)
+        if present := others & flow.known:
+            locked |= formed(engine, engine.lock_flow_keys(present, wait=False))
         running: dict[Key, int] = {}
         for (kind, key), count in engine.running_counts([key for kind, key in locked if kind == CONCURRENCY],
                                                         [key for kind, key in locked if kind == QUEUE]).items():
@@ -143,7 +144,27 @@ def claim_limited(engine: Engine, worker_id: str, queues: list[str] | None, budg
         tasks = engine.take(chosen, worker_id, now) if chosen else []
         if windows:
             engine.record_starts(windows, now)
+    if (missing := others - flow.known) and not retrying:
+        # Keys seen for the first time (a shared rate key, a queue): their heads waited;
+        # with the rows inserted, the same lanes again, once.
+        insert_missing(engine, flow, missing)
+        tasks += claim_limited(engine, worker_id, queues, budget - len(tasks), now, flow, lanes)
     return tasks
+
+
+def insert_missing(engine: Engine, flow: Flow, keys: set[Key]) -> None:
+    """The FlowKey rows of ``keys`` not known to exist, inserted in their own transaction:
+    a row inserted inside the claim would be locked out of key order."""
+    if missing := keys - flow.known:
+        engine.ensure_flow_keys(missing)
+        if len(flow.known) > KNOWN_KEYS:
+            flow.known.clear()
+        flow.known |= missing
+
+
+def formed(engine: Engine, rows: dict[Key, Window]) -> dict[Key, Window]:
+    """Locked rows by their keys as the database compares them."""
+    return {(kind, engine.key_form(key)): window for (kind, key), window in rows.items()}
 
 
 def next_lanes(engine: Engine, flow: Flow, count: int) -> list[str]:
@@ -206,18 +227,27 @@ def choose(heads: list[Head], locked: dict[Key, Window], running: dict[Key, int]
         for key in {key for key, _ in needs}:
             taken[key] = taken.get(key, 0) + 1
         for key, period in rate_keys(head, queue_limit):
-            current = windows.get(key) or Window(window_of(now, period), started(locked[key], windows, key, now, period))
+            current = current_window(locked[key], windows, key, now, period)
             windows[key] = Window(current.window, current.started + 1)
     return chosen, windows
 
 
 def started(row: Window | None, windows: dict[Key, Window], key: Key, now: datetime, period: int) -> int:
     """Starts counted in the current window of a rate key, this claim's included."""
+    return current_window(row, windows, key, now, period).started
+
+
+def current_window(row: Window | None, windows: dict[Key, Window], key: Key, now: datetime, period: int) -> Window:
+    """The window a start now counts in: this claim's, else the key's row if it is as
+    late as ``now``'s or later, else a new one. Later: a claim whose clock reads earlier
+    (another host's, or one read just before the lock) counts in the window already
+    open, never reopens an earlier one with room in it."""
     if key in windows:
-        return windows[key].started
-    if row is None or row.window != window_of(now, period):
-        return 0
-    return row.started
+        return windows[key]
+    window = window_of(now, period)
+    if row is not None and row.window >= window:
+        return row
+    return Window(window, 0)
 
 
 def rate_keys(head: Head, queue_limit: QueueLimit | None) -> list[tuple[Key, int]]:
