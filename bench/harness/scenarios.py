@@ -408,8 +408,9 @@ def free_keys_beside_saturated_key(params: dict[str, Any]) -> Row:
         warm_up(worker, lambda: bench_jobs.flow_keyed_mark.enqueue("warm-up"))
         commits = enqueue_spaced(params["flow_free_jobs"], params["pickup_spacing"],
                                  lambda number: bench_jobs.flow_keyed_mark.enqueue(f"free-{number:05d}"))
+        # Longer than pickup's wait: a slow claim beside the backlog (MariaDB) falls seconds behind.
         wait_until(lambda: ScheduledTask.objects.filter(pk__in=commits, status="completed").count() == len(commits),
-                   timeout=60 + 3 * interval, what="the free keys' tasks to complete", every=0.1)
+                   timeout=180 + 3 * interval, what="the free keys' tasks to complete", every=0.1)
         held = ScheduledTask.objects.filter(pk=hold.pk, status="running").exists()
         started = ScheduledTask.objects.filter(concurrency_key=HOT_KEY).exclude(status="pending").count() - 1
     finally:
