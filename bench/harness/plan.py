@@ -1,5 +1,6 @@
 """What a run does: the scenarios, their counts (full and --quick), and the targets of
-issue 8 (on PostgreSQL; MariaDB and SQLite are measured without targets).
+issue 8 (on PostgreSQL; MariaDB and SQLite are measured without targets) and of flow
+control (its ratios on every database, its pickup on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 DATABASES = ("postgres", "mariadb", "sqlite")
-SCENARIOS = ("enqueue", "drain", "pickup", "flat", "memory", "peer")
+SCENARIOS = ("enqueue", "drain", "pickup", "flow", "flat", "memory", "peer")
 
 DRAIN_CONFIGS = [
     {"concurrency": 1, "batch_size": 100},
@@ -17,6 +18,9 @@ DRAIN_CONFIGS = [
 # Flat cost and memory use the best drain configuration of the run on that database,
 # or this one when the drain scenario did not run.
 DEFAULT_CONFIG = {"concurrency": 4, "batch_size": 100}
+# The flow scenario's drains use this one, whatever the drain scenario found best: its rows
+# compare with each other, and with the same rows of another run.
+FLOW_CONFIG = {"concurrency": 4, "batch_size": 100}
 
 FULL = {
     "processes": 2,
@@ -35,6 +39,12 @@ FULL = {
     # The worker runs until every job is done or this time is up, whichever comes first;
     # the growth is then measured over the jobs it got through (the table says so).
     "memory_max_seconds": 420,
+    # flow: each drain's jobs; the keys of the many-keys drain (concurrency 1 each); the
+    # saturated key's backlog; the free-key tasks enqueued one by one beside it.
+    "flow_jobs": 20_000,
+    "flow_keys": 1_000,
+    "flow_backlog": 100_000,
+    "flow_free_jobs": 1_000,
 }
 QUICK = {
     **FULL,
@@ -47,11 +57,16 @@ QUICK = {
     "flat_jobs": 2_000,
     "memory_jobs": 10_000,
     "memory_max_seconds": 30,
+    "flow_jobs": 2_000,
+    "flow_keys": 100,
+    "flow_backlog": 10_000,
+    "flow_free_jobs": 50,
 }
 
 
 def params_for(quick: bool, database: str) -> dict[str, Any]:
-    params = dict(QUICK if quick else FULL, db=database, drain_configs=DRAIN_CONFIGS, worker_config=DEFAULT_CONFIG)
+    params = dict(QUICK if quick else FULL, db=database, drain_configs=DRAIN_CONFIGS, worker_config=DEFAULT_CONFIG,
+                  flow_config=FLOW_CONFIG)
     # Safety nets, not budgets: a scenario past these is killed and reported as an error.
     params["drain_timeout"] = 60 + params["drain_jobs"] / 50
     params["peer_drain_timeout"] = 60 + params["drain_jobs"] / 50
@@ -61,7 +76,7 @@ def params_for(quick: bool, database: str) -> dict[str, Any]:
 
 def child_timeout(scenario: str, params: dict[str, Any]) -> float:
     """Upper bound on one scenario child's run time, before the orchestrator kills it."""
-    drains = {"drain": len(params["drain_configs"]), "flat": 2, "peer_drain": 1}.get(scenario, 0)
+    drains = {"drain": len(params["drain_configs"]), "flat": 2, "flow": 3, "peer_drain": 1}.get(scenario, 0)
     return 300 + drains * params["drain_timeout"] + (params["memory_timeout"] if scenario == "memory" else 0)
 
 
@@ -74,3 +89,11 @@ ENQUEUE_MANY_JOBS, ENQUEUE_MANY_MAX_SECONDS = 100_000, 3.0
 ENQUEUE_SINGLE_MIN_RATE = 2_000
 FLAT_MAX_RATIO = 1.5
 RSS_MAX_GROWTH_PCT = 10
+
+# -- targets of flow control: ratios on every database, pickup on PostgreSQL -----------------
+# A limit that never binds costs the drain at most this share of the unlimited rate.
+FLOW_NOT_BINDING_MIN_RATIO = 0.9
+# Many keys at concurrency 1 drain at least at this share of the unlimited rate.
+FLOW_KEYS_MIN_RATIO = 0.5
+# A free key's task starts this soon although another key's backlog cannot.
+FLOW_PICKUP_MAX_P95_MS = 50

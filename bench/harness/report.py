@@ -1,5 +1,6 @@
 """Rows -> the one table on stdout and results.json: adds the best drain, the ratio to
-the peer and the verdict against each target of issue 8 (PostgreSQL rows only).
+the peer and the verdict against each target of issue 8 (PostgreSQL rows only) and of
+flow control (its ratios on every database, its pickup on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -41,16 +42,21 @@ def add_best_drains(rows: list[dict]) -> list[dict]:
 
 
 def judge(rows: list[dict], quick: bool = False) -> list[dict]:
-    """Fill vs_peer, target and met on the PostgreSQL rows that have a target.
+    """Fill vs_peer, target and met on the PostgreSQL rows that have a target, and on the
+    rows of every database whose target is a ratio measured within that database's run.
 
     A --quick run times windows of a fraction of a second: its verdicts say so.
     """
     rows = add_best_drains(rows)
     peer_drain, peer_pickup = find(rows, "peer drain"), find(rows, "peer pickup")
     for row in rows:
-        if row["database"] != "postgres" or "error" in row:
+        if "error" in row:
             continue
-        verdict = JUDGES.get(row["scenario"])
+        # A row whose name carries its counts says under which name it is judged.
+        judged_as = row.get("judged_as", row["scenario"])
+        verdict = EVERY_DATABASE_JUDGES.get(judged_as)
+        if verdict is None and row["database"] == "postgres":
+            verdict = JUDGES.get(judged_as)
         if verdict:
             row["target"], row["met"] = verdict(row, peer_drain, peer_pickup)
             if quick:
@@ -112,9 +118,28 @@ def judge_memory(row, peer_drain, peer_pickup):
     return f"RSS growth <= {plan.RSS_MAX_GROWTH_PCT}%", yes(row["metrics"]["rss_growth_pct"] <= plan.RSS_MAX_GROWTH_PCT)
 
 
+def judge_flow_ratio(minimum: float):
+    """A flow drain against the scenario's unlimited drain on the same database, same run."""
+    def verdict(row, peer_drain, peer_pickup):
+        ratio = row["metrics"].get("ratio")
+        return f">= {minimum:.0%} of unlimited", yes(None if ratio is None else ratio >= minimum)
+    return verdict
+
+
+def judge_flow_pickup(row, peer_drain, peer_pickup):
+    return f"p95 < {plan.FLOW_PICKUP_MAX_P95_MS} ms", yes(row["p95_ms"] < plan.FLOW_PICKUP_MAX_P95_MS)
+
+
 JUDGES = {
     "drain (best)": judge_drain, "pickup": judge_pickup, "enqueue_many": judge_enqueue_many,
     "enqueue": judge_enqueue, "enqueue (threads)": judge_enqueue_threads, "enqueue (async commit)": judge_enqueue_async, "flat (filled table)": judge_flat, "memory": judge_memory,
+    # Polling elsewhere: a latency of about half the interval, as the pickup rows show.
+    "flow: free keys beside a saturated key": judge_flow_pickup,
+}
+# Ratios of two rows measured side by side on one database: judged on all three.
+EVERY_DATABASE_JUDGES = {
+    "flow: limit not binding": judge_flow_ratio(plan.FLOW_NOT_BINDING_MIN_RATIO),
+    "flow: keys x c1": judge_flow_ratio(plan.FLOW_KEYS_MIN_RATIO),
 }
 
 

@@ -7,12 +7,15 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.test.utils import override_settings
 
+from bench.benchapp import jobs as bench_jobs
 from bench.benchapp.jobs import mark, noop
 from django_jobs.db import prepared_insert
 from django_jobs.models import ScheduledTask
@@ -61,11 +64,18 @@ def drain_once(jobs: int, config: dict[str, int], params: dict[str, Any], label:
         "jobs_per_s": rate(counted, last - first), "wall_s": wall,
         "notes": f"window {counted:,} jobs; N/wall {jobs / wall:,.0f}/s (wall {wall:.1f} s, start-up incl.)",
         "metrics": {"worker_config": config, "processes": processes_count, "jobs_in_window": counted,
-                    "completed": len(finished)},
+                    "completed": len(finished), "jobs_per_worker": jobs_per_worker(finished, processes_count)},
     }
     if len(finished) < jobs:
         row["error"] = f"only {len(finished)} of {jobs} completed; counts by status: {tables.status_counts()}"
     return row
+
+
+def jobs_per_worker(finished: list[tuple[str, float, float]], processes_count: int) -> list[int]:
+    """Tasks completed by each worker, most first; 0 for a worker that completed none
+    (a burst worker whose first claim found nothing it could take exits at once)."""
+    counts = Counter(worker for worker, _, _ in finished)
+    return sorted(counts.values(), reverse=True) + [0] * max(0, processes_count - len(counts))
 
 
 # -- 1. drain ---------------------------------------------------------------------------
@@ -127,9 +137,9 @@ def pickup(params: dict[str, Any]) -> list[Row]:
     }]
 
 
-def warm_up(worker) -> None:
-    """One task through the idle worker, so that it (and its LISTEN) is surely up."""
-    task = mark.enqueue()
+def warm_up(worker, enqueue_one: Callable[[], Any] = mark.enqueue) -> None:
+    """One task (``enqueue_one()``) through the idle worker, so that it (and its LISTEN) is surely up."""
+    task = enqueue_one()
     done = ScheduledTask.objects.filter(pk=task.pk, status="completed")
     wait_until(lambda: worker.poll() is not None or done.exists(),
                timeout=60, what="the worker to run a warm-up task", every=0.02)
@@ -138,12 +148,13 @@ def warm_up(worker) -> None:
     time.sleep(0.5)
 
 
-def enqueue_spaced(count: int, spacing: float) -> dict[int, float]:
-    """Enqueue one task at a time; return pk -> time its transaction committed."""
+def enqueue_spaced(count: int, spacing: float,
+                   enqueue_one: Callable[[int], Any] = lambda number: mark.enqueue()) -> dict[int, float]:
+    """Enqueue one task at a time (the n-th by ``enqueue_one(n)``); return pk -> time its transaction committed."""
     commits = {}
-    for _ in range(count):
+    for number in range(count):
         with transaction.atomic():
-            task = mark.enqueue()
+            task = enqueue_one(number)
         commits[task.pk] = time.time()
         time.sleep(spacing)
     return commits
@@ -334,4 +345,107 @@ def memory(params: dict[str, Any]) -> list[Row]:
     }]
 
 
-SCENARIOS = {"drain": drain, "pickup": pickup, "enqueue": enqueue, "flat": flat, "memory": memory}
+# -- 6. flow control ------------------------------------------------------------------------
+HOT_KEY = "hot"
+HOLDER_ID = "bench-flow-holder"
+
+
+def flow(params: dict[str, Any]) -> list[Row]:
+    """What limits cost the claim. Three drains of the same no-op call, side by side, with
+    one worker configuration: unlimited (the baseline), under one key whose limit never
+    binds, spread over many keys at concurrency 1. Then the pickup latency of free keys'
+    tasks beside a key whose backlog cannot start."""
+    jobs, keys, config = params["flow_jobs"], params["flow_keys"], params["flow_config"]
+    drains = [
+        ("flow: unlimited drain", "flow-plain", bench_jobs.flow_plain, lambda number: "-"),
+        ("flow: limit not binding", "flow-roomy", bench_jobs.flow_roomy, lambda number: "-"),
+        # Keys in turn, so that each key's tasks are spread over the whole backlog.
+        (f"flow: {keys:,} keys x c1", "flow-keys", bench_jobs.flow_keyed, lambda number: f"k{number % keys:05d}"),
+    ]
+    rows = []
+    for scenario, label, job, key_of in drains:
+        tables.truncate()
+        tables.enqueue_keyed(job, jobs, key_of)
+        rows.append({"scenario": scenario, **drain_once(jobs, config, params, label)})
+    baseline, not_binding, many_keys = rows
+    not_binding["judged_as"], many_keys["judged_as"] = "flow: limit not binding", "flow: keys x c1"
+    not_binding["notes"] = f"1 key, concurrency 100,000; {not_binding['notes']}"
+    many_keys["notes"] = f"{jobs // keys:,} jobs per key; {many_keys['notes']}"
+    for row in (not_binding, many_keys):
+        ratio = row["jobs_per_s"] / baseline["jobs_per_s"] if row.get("jobs_per_s") and baseline.get("jobs_per_s") else None
+        row["metrics"]["ratio"] = ratio
+        if ratio is not None:
+            row["notes"] = f"{ratio:.2f}x unlimited; {row['notes']}"
+    for row in rows:
+        # A claim skips a key that another worker's claim holds locked: with few keys, one
+        # worker may end up doing most of the work (or all of it, the other exiting idle).
+        shares = " + ".join(f"{count:,}" for count in row["metrics"]["jobs_per_worker"])
+        row["notes"] = f"{row['notes']}; per worker {shares}"
+    rows.append(free_keys_beside_saturated_key(params))
+    tables.truncate()
+    return rows
+
+
+def free_keys_beside_saturated_key(params: dict[str, Any]) -> Row:
+    """Pickup latency, measured as ``pickup`` does, of tasks of free keys (one key each,
+    concurrency 1) enqueued one by one, while one key's backlog waits behind its limit.
+
+    Another worker (the holder) runs the key's one slot: a sleeping task of the key. It
+    serves one job thread, so once that thread has been busy for a second it claims
+    nothing more (the worker's prefetch hold): the free tasks go to the measured worker,
+    an idle ``run_jobworker --interval 1`` as in ``pickup``. The row fails if the key's
+    backlog started or if the holder took a free task."""
+    tables.truncate()
+    backlog, interval = params["flow_backlog"], params["pickup_interval"]
+    holder = processes.django_command("run_jobworker", "--concurrency", "1", "--interval", str(interval),
+                                      "--worker-id", HOLDER_ID, log_name=f"{params['db']}-flow-holder")
+    worker = None
+    try:
+        hold = hold_key(holder, HOT_KEY)
+        tables.enqueue_keyed(bench_jobs.flow_keyed, backlog, lambda number: HOT_KEY)
+        worker = processes.django_command("run_jobworker", "--interval", str(interval),
+                                          log_name=f"{params['db']}-flow-pickup")
+        warm_up(worker, lambda: bench_jobs.flow_keyed_mark.enqueue("warm-up"))
+        commits = enqueue_spaced(params["flow_free_jobs"], params["pickup_spacing"],
+                                 lambda number: bench_jobs.flow_keyed_mark.enqueue(f"free-{number:05d}"))
+        # Longer than pickup's wait: a slow claim beside the backlog (MariaDB) falls seconds behind.
+        wait_until(lambda: ScheduledTask.objects.filter(pk__in=commits, status="completed").count() == len(commits),
+                   timeout=180 + 3 * interval, what="the free keys' tasks to complete", every=0.1)
+        held = ScheduledTask.objects.filter(pk=hold.pk, status="running").exists()
+        started = ScheduledTask.objects.filter(concurrency_key=HOT_KEY).exclude(status="pending").count() - 1
+    finally:
+        processes.stop([process for process in (worker, holder) if process is not None])
+    done = ScheduledTask.objects.filter(pk__in=commits)
+    entered = dict(done.values_list("pk", "result"))
+    by_holder = done.filter(worker_id=HOLDER_ID).count()
+    latencies = [(entered[pk] - committed) * 1000 for pk, committed in commits.items()]
+    tables.truncate()
+    how = "LISTEN/NOTIFY" if connection.vendor == "postgresql" else "polling"
+    row = {
+        "scenario": "flow: free keys beside a saturated key",
+        "config": f"1 idle worker, --interval {interval:g} ({how})", "jobs": len(latencies),
+        **latency_summary(latencies),
+        "notes": f"1 key each, c1; beside {backlog:,} pending of key {HOT_KEY!r} (c1, its slot held by another "
+                 f"worker); spaced {params['pickup_spacing'] * 1000:.0f} ms",
+        "metrics": {"latencies_ms": latencies, "backlog": backlog},
+    }
+    if not held or started or by_holder:
+        row["error"] = (f"the saturated key was not as set up: its holding task running {held}, "
+                        f"{started} of its backlog started, {by_holder} free tasks run by the holder")
+    return row
+
+
+def hold_key(holder, key: str) -> ScheduledTask:
+    """A task that sleeps in the one slot of ``key``, run by ``holder``; once it runs, and
+    the holder's thread has been on it past the prefetch hold, the key is saturated."""
+    hold = bench_jobs.flow_keyed_hold.enqueue(key, 3600)
+    running = ScheduledTask.objects.filter(pk=hold.pk, status="running")
+    wait_until(lambda: holder.poll() is not None or running.exists(),
+               timeout=60, what="the holder to run the key's task", every=0.02)
+    if holder.poll() is not None:
+        raise RuntimeError("the holder worker exited; see bench/results/logs/")
+    time.sleep(1.5)  # past the prefetch hold (1 s): a busy one-thread worker claims nothing more
+    return hold
+
+
+SCENARIOS = {"drain": drain, "pickup": pickup, "enqueue": enqueue, "flat": flat, "memory": memory, "flow": flow}

@@ -11,7 +11,7 @@ from django.db.models import Count, Max
 from django.utils import timezone
 
 from bench.benchapp.jobs import noop
-from django_jobs.models import CronSchedule, ScheduledTask, TaskEvent, Worker
+from django_jobs.models import CronSchedule, FlowKey, ScheduledTask, TaskEvent, Worker
 from django_jobs.row_reader import column_list
 
 ENQUEUE_CHUNK = 20_000
@@ -19,7 +19,7 @@ ENQUEUE_CHUNK = 20_000
 
 def truncate(*models) -> None:
     """Empty the tables of ``models`` (django_jobs' by default) between measurements."""
-    models = models or (ScheduledTask, TaskEvent, Worker, CronSchedule)
+    models = models or (ScheduledTask, TaskEvent, Worker, CronSchedule, FlowKey)
     names = [connection.ops.quote_name(model._meta.db_table) for model in models]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
@@ -38,6 +38,13 @@ def enqueue_noops(count: int) -> None:
     """``count`` due no-op tasks, through the public enqueue_many, in chunks."""
     for start in range(0, count, ENQUEUE_CHUNK):
         noop.enqueue_many([((), {})] * min(ENQUEUE_CHUNK, count - start))
+
+
+def enqueue_keyed(job, count: int, key_of) -> None:
+    """``count`` due tasks of ``job(key)``, the n-th with key ``key_of(n)``, through the
+    public enqueue_many, in chunks (each call's limits' keys are filled from its key)."""
+    for start in range(0, count, ENQUEUE_CHUNK):
+        job.enqueue_many([((key_of(number),), {}) for number in range(start, min(count, start + ENQUEUE_CHUNK))])
 
 
 def enqueue_noops_fast(count: int) -> None:
