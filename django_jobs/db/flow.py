@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 CONCURRENCY, RATE, QUEUE = "c", "r", "q"
 LIMITED, UNLIMITED = "limited", "unlimited"
+# Starts shown for a window that a later one has replaced: no limit leaves room in it.
+FULL = 2**62
 # Seconds a kind of task (limited, unlimited) that a claim found none of goes last.
 RECHECK_EMPTY = 0.05
 # FlowKey rows a worker remembers as existing (it inserts the others first); emptied when full.
@@ -238,16 +240,20 @@ def started(row: Window | None, windows: dict[Key, Window], key: Key, now: datet
 
 
 def current_window(row: Window | None, windows: dict[Key, Window], key: Key, now: datetime, period: int) -> Window:
-    """The window a start now counts in: this claim's, else the key's row if it is as
-    late as ``now``'s or later, else a new one. Later: a claim whose clock reads earlier
-    (another host's, or one read just before the lock) counts in the window already
-    open, never reopens an earlier one with room in it."""
+    """The window a start at ``now`` counts in (the window of its ``started_at``), with
+    the starts counted in it so far.
+
+    The key's row may hold a later window: a claim whose clock reads earlier (another
+    host's, or a time read just before a wait for the lock). That claim starts nothing
+    (its window is shown full): reopening its earlier window would start a second
+    round in the same real second, and counting in the later one would record starts
+    outside the window they were counted in."""
     if key in windows:
         return windows[key]
     window = window_of(now, period)
-    if row is not None and row.window >= window:
-        return row
-    return Window(window, 0)
+    if row is None or row.window < window:
+        return Window(window, 0)
+    return row if row.window == window else Window(window, FULL)
 
 
 def rate_keys(head: Head, queue_limit: QueueLimit | None) -> list[tuple[Key, int]]:
