@@ -156,8 +156,11 @@ class PostgreSQLEngine(Engine):
         connection = self.connection
         task = ScheduledTask._meta.db_table
         with connection.cursor() as cursor:
+            # Joined with the ids as a table, as the unlimited claim joins its CTE: a bare
+            # ``id = ANY(%s)`` was once planned through another index with stale statistics.
             cursor.execute(f"UPDATE {task} t SET status = 'running', worker_id = %s, started_at = %s, updated_at = %s "
-                           f"WHERE t.id = ANY(%s) AND t.status = 'pending' RETURNING {column_list(connection, 't.')}",
+                           f"FROM unnest(%s::bigint[]) AS chosen(id) WHERE t.id = chosen.id AND t.status = 'pending' "
+                           f"RETURNING {column_list(connection, 't.')}",
                            [worker_id, now, now, ids])
             claimed = cursor.fetchall()
         return sorted(reader(connection).tasks(claimed), key=claim_sort_key)
