@@ -237,6 +237,19 @@ class Engine:
             cursor.execute(sql, [*([after] if after is not None else []), count])
             return [lane for (lane,) in cursor.fetchall()]
 
+    def open_flow_claim(self, lane_keys: set[Key]) -> tuple[list[str], dict[Key, Window]]:
+        """The start of a claim of limited tasks: the plan pinned, the paused queues, and
+        the lanes' FlowKey rows locked (waiting, in key order) with their rate windows."""
+        paused = self.pinned_and_paused()
+        return paused, self.lock_flow_keys(lane_keys, wait=True)
+
+    def flow_heads_and_counts(self, lanes: list[str], limited_queues: list[str], per_lane: int, now: datetime,
+                              queues: list[str] | None, paused: list[str], concurrency_keys: list[str],
+                              counted_queues: list[str]) -> tuple[list[Head], dict[Key, int]]:
+        """``flow_heads`` and ``running_counts``, read after the lanes' lock."""
+        heads = self.flow_heads(lanes, limited_queues, per_lane, now, queues, paused)
+        return heads, self.running_counts(concurrency_keys, counted_queues) if heads else {}
+
     def flow_heads(self, lanes: list[str], limited_queues: list[str], per_lane: int, now: datetime,
                    queues: list[str] | None, paused: list[str]) -> list[Head]:
         """The best-ranked due tasks of each lane (and of each limited queue's unkeyed

@@ -122,24 +122,28 @@ def claim_limited(engine: Engine, worker_id: str, queues: list[str] | None, budg
     # PostgreSQL and MariaDB): each statement after the lock sees every claim committed
     # under the same keys before it.
     with engine.atomic():
-        paused = engine.pinned_and_paused()
-        if "*" in paused:  # pause_all(): nothing is due anywhere
-            return []
         # The lanes' keys first, waiting for them in key order (no deadlock): a claim
         # under a key waits for the one before it, then reads the heads it left.
-        locked = formed(engine, engine.lock_flow_keys(lane_keys, wait=True))
+        paused, lane_rows = engine.open_flow_claim(lane_keys)
+        locked = formed(engine, lane_rows)
         flow.known -= lane_keys - set(locked)  # pruned under us: inserted again next time
+        if "*" in paused:  # pause_all(): nothing is due anywhere
+            return []
+        # The heads, and the running tasks of every key that counts them: all of them are
+        # lanes' keys (a concurrency key is its task's lane; every served limited queue
+        # is a lane), locked above.
+        found, counted = engine.flow_heads_and_counts(
+            lanes, limited_queues, per_lane, now, queues, paused,
+            [key for kind, key in locked if kind == CONCURRENCY], [key for kind, key in locked if kind == QUEUE])
         heads = [head._replace(concurrency_key=head.concurrency_key and engine.key_form(head.concurrency_key),
-                               rate_key=head.rate_key and engine.key_form(head.rate_key))
-                 for head in engine.flow_heads(lanes, limited_queues, per_lane, now, queues, paused)]
-        # Their other keys (a shared rate key, a limited queue) without waiting: a claim
+                               rate_key=head.rate_key and engine.key_form(head.rate_key)) for head in found]
+        # Their other keys (a rate key shared by several lanes) without waiting: a claim
         # holding keys never waits for more. A head whose key is not locked waits a turn.
         others = keys_of(heads, flow.queue_limits) - set(locked)
         if present := others & flow.known:
             locked |= formed(engine, engine.lock_flow_keys(present, wait=False))
         running: dict[Key, int] = {}
-        for (kind, key), count in engine.running_counts([key for kind, key in locked if kind == CONCURRENCY],
-                                                        [key for kind, key in locked if kind == QUEUE]).items():
+        for (kind, key), count in counted.items():
             form = (kind, engine.key_form(key))
             running[form] = running.get(form, 0) + count
         chosen, windows = choose(heads, locked, running, flow.queue_limits, now, budget)

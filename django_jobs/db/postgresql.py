@@ -20,8 +20,18 @@ from ..models import PausedQueue, ScheduledTask
 from ..notify import NOTIFY_CHANNEL
 from ..row_reader import column_list, reader
 from . import prepared_insert
-from .engine import DDL, EVENT_COLUMNS, EVENTS_TABLE, MESSAGE_LENGTH, OWNER_INDEX, TASKS, Engine, claim_sort_key
-from .flow import HEAD_COLUMNS, Flow, Head
+from .engine import (
+    DDL,
+    EVENT_COLUMNS,
+    EVENTS_TABLE,
+    FLOW_KEYS,
+    MESSAGE_LENGTH,
+    OWNER_INDEX,
+    TASKS,
+    Engine,
+    claim_sort_key,
+)
+from .flow import HEAD_COLUMNS, Flow, Head, Key, Window
 
 # -- the event trail's triggers (migration 0007) ----------------------------------------
 # Kinds, by the change of status that makes them (``n`` the new row, ``o`` the old one).
@@ -131,8 +141,46 @@ class PostgreSQLEngine(Engine):
                 claimed = cursor.fetchall()
         return sorted(reader(connection).tasks(claimed), key=claim_sort_key)
 
+    def open_flow_claim(self, lane_keys: set[Key]) -> tuple[list[str], dict[Key, Window]]:
+        """The pin, the paused queues and the lanes' lock in one round trip."""
+        quote = self.connection.ops.quote_name
+        where, params = self.flow_keys_where(lane_keys)
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true), "
+                f"set_config('jit', 'off', true), (SELECT array_agg(queue) FROM {PausedQueue._meta.db_table}), "
+                f"(SELECT json_agg(json_build_array(l.kind, l.k, l.w, l.started)) FROM (SELECT kind, {quote('key')} k, "
+                f"{quote('window')} w, started FROM {FLOW_KEYS} WHERE {where} ORDER BY kind, {quote('key')} FOR UPDATE) l)",
+                params)
+            *_, paused, rows = cursor.fetchone()
+        return paused or [], {(kind, key): Window(window, started) for kind, key, window, started in rows or []}
+
+    def flow_heads_and_counts(self, lanes: list[str], limited_queues: list[str], per_lane: int, now: datetime,
+                              queues: list[str] | None, paused: list[str], concurrency_keys: list[str],
+                              counted_queues: list[str]) -> tuple[list[Head], dict[Key, int]]:
+        """The heads and the running counts in one statement: one snapshot, taken after the lock."""
+        sql, params = self.heads_statement(lanes, limited_queues, per_lane, now, queues, paused)
+        task = ScheduledTask._meta.db_table
+        counts = (f"(SELECT json_agg(json_build_array(n.kind, n.k, n.c)) FROM ("
+                  f"SELECT 'c' kind, concurrency_key k, count(*) c FROM {task} WHERE status = 'running' "
+                  f"AND concurrency_key = ANY(%s) GROUP BY concurrency_key UNION ALL "
+                  f"SELECT 'q', queue, count(*) FROM {task} WHERE status = 'running' AND queue = ANY(%s) "
+                  f"GROUP BY queue) n)")
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"SELECT heads.*, {counts} FROM ({sql}) heads", [concurrency_keys, counted_queues, *params])
+            rows = cursor.fetchall()
+        counted = {(kind, key): count for kind, key, count in rows[0][-1] or []} if rows else {}
+        return [Head(*row[:-1]) for row in rows], counted
+
     def flow_heads(self, lanes: list[str], limited_queues: list[str], per_lane: int, now: datetime,
                    queues: list[str] | None, paused: list[str]) -> list[Head]:
+        sql, params = self.heads_statement(lanes, limited_queues, per_lane, now, queues, paused)
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return [Head(*row) for row in cursor.fetchall()]
+
+    def heads_statement(self, lanes: list[str], limited_queues: list[str], per_lane: int, now: datetime,
+                        queues: list[str] | None, paused: list[str]) -> tuple[str, list[Any]]:
         """Each lane's heads through LATERAL over the lanes as one array: one subquery
         planned once (a UNION ALL of 100 lanes spent ~20 ms planning them)."""
         task = ScheduledTask._meta.db_table
@@ -147,9 +195,7 @@ class PostgreSQLEngine(Engine):
                     f"FROM {task} c WHERE c.status = 'pending' AND {where} AND c.scheduled_at <= %s{served} "
                     f"ORDER BY c.priority DESC, c.scheduled_at, c.id LIMIT %s) h")
                 params += [values, now, *([queues] if queues else []), *([paused] if paused else []), per_lane]
-        with self.connection.cursor() as cursor:
-            cursor.execute(" UNION ALL ".join(parts), params)
-            return [Head(*row) for row in cursor.fetchall()]
+        return " UNION ALL ".join(parts), params
 
     def take(self, ids: list[int], worker_id: str, now: datetime) -> list[Any]:
         """Mark and return the chosen limited tasks in one ``UPDATE … RETURNING``."""
