@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -13,8 +14,10 @@ from django.utils import timezone
 from django_jobs.models import ScheduledTask, Worker
 from django_jobs.queues import pause_queue
 from django_jobs.signals import job_cancelled
+from django_jobs.worker import claiming
 from tests.factories import ScheduledTaskFactory
 from tests.helpers import capture_signal
+from tests.testapp import jobs
 
 pytestmark = pytest.mark.django_db
 
@@ -92,6 +95,37 @@ def test_show_json_has_every_field(tasks):
 def test_show_unknown_id_is_a_clear_error():
     with pytest.raises(CommandError, match="No task with id 424242."):
         run("jobs", "show", "424242")
+
+
+# -- why a pending task waits ---------------------------------------------------------------------
+@pytest.fixture
+def held_back():
+    """Account 7 runs its 2 tasks at once: its third waits; account 8's does not."""
+    jobs.per_account.enqueue_many([((7,), {})] * 3 + [((8,), {})])
+    claiming.claim("w1", None, 3)
+    return ScheduledTask.objects.get(status="pending", concurrency_key="account:7")
+
+
+def test_list_says_why_a_pending_task_waits(held_back):
+    lines = run("jobs", "list").splitlines()
+    waiting = next(line for line in lines if line.split()[0] == str(held_back.pk))
+    assert "pending, waiting: concurrency account:7 (2/2)" in waiting
+    others = [line for line in lines[2:] if line.split()[0] != str(held_back.pk)]
+    assert len(others) == 3 and not any("waiting" in line for line in others)
+    rows = {row["id"]: row["waiting"] for row in json.loads(run("jobs", "list", "--json"))}
+    assert rows.pop(held_back.pk) == "waiting: concurrency account:7 (2/2)"
+    assert set(rows.values()) == {None}
+
+
+def test_show_says_why_a_pending_task_waits_and_its_keys(held_back):
+    out = run("jobs", "show", str(held_back.pk))
+    assert out.startswith(f"Task {held_back.pk}: tests.per_account (pending, attempt 1; "
+                          "waiting: concurrency account:7 (2/2))")
+    assert re.search(r"^  concurrency_key +account:7$", out, re.MULTILINE)
+    assert re.search(r"^  concurrency_limit +2$", out, re.MULTILINE)
+    data = json.loads(run("jobs", "show", str(held_back.pk), "--json"))
+    assert (data["waiting"], data["concurrency_key"], data["rate_key"]) == (
+        "waiting: concurrency account:7 (2/2)", "account:7", None)
 
 
 # -- jobs retry / cancel ---------------------------------------------------------------------------

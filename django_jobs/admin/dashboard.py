@@ -7,8 +7,10 @@ task list. Anyone who may view tasks may view it.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
@@ -17,7 +19,7 @@ from django.utils import timezone
 from ..conf import jobs_settings
 from ..models import PausedQueue, ScheduledTask
 from ..queues import all_paused
-from ..stats import counts, history, live
+from ..stats import counts, flow, history, live
 from ..validation import ALL_QUEUES
 from . import charts
 from .display import human_duration
@@ -79,6 +81,7 @@ def dashboard_context(hours: int, refresh: int) -> dict[str, Any]:
         "slowest": with_text(history.slowest_jobs(window), "average", "longest"),
         "failing": history.failing_jobs(window),
         "workers": workers,
+        "busy_keys": busy_key_rows(),
         "stale_workers": sum(worker.state == STALE for worker in workers),
         "heartbeat_timeout": jobs_settings.HEARTBEAT_TIMEOUT,
         "stalled_after": jobs_settings.STALLED_AFTER,
@@ -97,6 +100,16 @@ def queue_rows(now: datetime) -> list[dict[str, Any]]:
     return [{"queue": depth.queue, "due": depth.due, "later": depth.scheduled, "running": depth.running,
              "waiting": now - depth.oldest_due if depth.oldest_due else None, "paused": paused.get(depth.queue)}
             for depth in live.queue_depth(now, paused=set(paused))]
+
+
+# The task list's filter that shows a busy key's tasks, by the key's kind.
+KEY_FILTERS = {flow.CONCURRENCY: "concurrency_key", flow.RATE: "rate_key", flow.QUEUE: "queue"}
+
+
+def busy_key_rows() -> list[dict[str, Any]]:
+    """``flow.busiest_keys`` for the table, each with the query string listing its tasks."""
+    return [{**asdict(busy), "active": busy.active, "tasks_query": urlencode({KEY_FILTERS[busy.kind]: busy.key})}
+            for busy in flow.busiest_keys()]
 
 
 def status_tiles(by_status: dict[str, int], queues: list[dict[str, Any]],

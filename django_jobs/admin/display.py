@@ -1,6 +1,7 @@
-"""HTML fragments the task admin shows: badges, JSON, tracebacks, progress, timeline.
+"""HTML fragments the task admin shows: badges, JSON, tracebacks, progress, timeline,
+flow-control limits.
 
-Each takes values already on the row, so rendering a list never queries.
+Each takes values already on the row (or read for the whole page), so rendering a list never queries.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
 from ..models import ScheduledTask
+from ..stats.flow import Limit
 from ..timeline import task_timeline
 
 Status = ScheduledTask.Status
@@ -32,6 +34,21 @@ def status_badge(task: ScheduledTask) -> SafeString:
     if task.status == Status.RUNNING and percent is not None:
         label = f"{label} {percent:.0f}%"
     return format_html('<span class="djj-badge djj-{}">{}</span>', task.status, label)
+
+
+def waiting_note(reason: str | None) -> SafeString | str:
+    """Under a pending task's badge: the full limit that holds it back (``stats.flow``)."""
+    return format_html('<div class="djj-waiting">{}</div>', reason) if reason else ""
+
+
+def flow_limits(limits: list[Limit]) -> SafeString | str:
+    """The limits a task is under, what each allows and what is used of it now; full ones stand out."""
+    if not limits:
+        return ""
+    rows = format_html_join("", '<tr class="{}"><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>', (
+        ("djj-full" if limit.full else "", limit.label, limit.key, limit.allowed, limit.use) for limit in limits))
+    return format_html('<table class="djj-table djj-flow-limits"><thead><tr><th>Limit</th><th>Key</th>'
+                       "<th>At most</th><th>Now</th></tr></thead><tbody>{}</tbody></table>", rows)
 
 
 def attempts(task: ScheduledTask) -> SafeString:

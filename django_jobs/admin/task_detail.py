@@ -16,6 +16,7 @@ from django.utils.html import format_html
 from .. import validation
 from ..exceptions import InvalidJobOption
 from ..models import ScheduledTask, Worker
+from ..stats import flow
 from . import display
 from .task_actions import NEXT_FIELD, TaskActionsAdmin
 from .workers import silence_text, state_badge, worker_state
@@ -39,6 +40,11 @@ class ScheduledTaskForm(forms.ModelForm):
         return checked(validation.priority, self.cleaned_data["priority"])
 
 
+def is_limited(task: ScheduledTask) -> bool:
+    """Under a limit of its own (a key) or of its queue (``QUEUE_LIMITS``)."""
+    return bool(task.concurrency_key or task.rate_key) or task.queue in flow.current_queue_limits()
+
+
 def checked(validate, value):
     try:
         return validate(value)
@@ -59,6 +65,7 @@ class TaskDetailAdmin(TaskActionsAdmin):
             ("Error", {"fields": ("error_message_display", "traceback_display")}) if obj.error_message else None,
             ("Progress", {"fields": ("progress_bar",)}) if obj.progress else None,
             ("Queueing", {"fields": (("queue", "priority", "max_retries"), "scheduled_at", "description")}),
+            ("Flow control", {"fields": ("flow_limits",)}) if is_limited(obj) else None,
             ("Timeline", {"fields": ("timeline",)}),
             ("Arguments and result", {"fields": (("args_json", "kwargs_json"), "result_json")}),
             ("Retry policy", {"classes": ("collapse",), "fields": ("retry_delay", "backoff", "timeout")}),
@@ -75,7 +82,8 @@ class TaskDetailAdmin(TaskActionsAdmin):
     @admin.display(description="overview")
     def overview(self, task):
         return display.overview([
-            ("Status", display.status_badge(task)),
+            ("Status", format_html("{}{}", display.status_badge(task),
+                                   display.waiting_note(flow.waiting_reason(task)))),
             ("Job", task.identifier),
             ("Attempt", f"{task.attempt} of at most {task.max_retries + 1}"),
             ("Duration", display.task_duration(task)),
@@ -102,6 +110,10 @@ class TaskDetailAdmin(TaskActionsAdmin):
         url = reverse("admin:django_jobs_cronschedule_change", args=[quote(task.cron_schedule_id)],
                       current_app=self.admin_site.name)
         return format_html('<a href="{}">{}</a>', url, task.cron_schedule)
+
+    @admin.display(description="limits")
+    def flow_limits(self, task):
+        return display.flow_limits(flow.limits_of([task]).get(task.pk, []))
 
     @admin.display(description="progress")
     def progress_bar(self, task):

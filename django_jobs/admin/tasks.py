@@ -16,6 +16,7 @@ from django.utils.html import format_html
 
 from ..models import ScheduledTask
 from ..querysets import ScheduledTaskQuerySet, sees_all_tasks
+from ..stats import flow
 from . import display
 from .dashboard import dashboard_view
 from .filters import JobNameFilter, QueueFilter
@@ -31,11 +32,14 @@ class TaskChangeList(ChangeList):
     def get_results(self, request):
         super().get_results(request)
         # One query for the whole page (only if it shows running tasks): mark tasks
-        # whose worker stopped beating, instead of a query per row.
+        # whose worker stopped beating, instead of a query per row. Likewise the limits
+        # holding pending tasks back: two queries, only if the page shows limited ones.
         tasks = list(self.result_list)
         live = live_worker_ids() if any(task.status == Status.RUNNING for task in tasks) else set()
+        waiting = flow.waiting_reasons(tasks)
         for task in tasks:
             task.worker_is_live = task.worker_id in live
+            task.waiting_reason = waiting.get(task.pk)
 
 
 @admin.register(ScheduledTask)
@@ -89,7 +93,8 @@ class ScheduledTaskAdmin(TaskDetailAdmin):
     # -- list columns ------------------------------------------------------------------
     @admin.display(description="status", ordering="status")
     def status_badge(self, task):
-        return display.status_badge(task)
+        waiting = getattr(task, "waiting_reason", None)  # read for the whole page by TaskChangeList
+        return format_html("{}{}", display.status_badge(task), display.waiting_note(waiting))
 
     @admin.display(description="not before", ordering="scheduled_at")
     def scheduled(self, task):

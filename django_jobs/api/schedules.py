@@ -33,7 +33,7 @@ from .fields import (
     queue_pattern_refusal,
 )
 from .http import ApiError, Call, json_response, no_content, not_found
-from .paging import MAX_ID, PAGE_QUERY, page
+from .paging import MAX_ID, PAGE_QUERY, each, page
 from .serializers import schedule as serialize
 from .serializers import task_detail
 
@@ -138,7 +138,7 @@ def list_schedules(call: Call) -> HttpResponse:
                if name in ("enabled", "job", "queue", "overlap")}
     if "owner" in call.query:
         filters[f"owner__{get_user_model().USERNAME_FIELD}"] = call.query["owner"]
-    return page(call, visible(call.user).filter(**filters), serialize, newest_first=False)
+    return page(call, visible(call.user).filter(**filters), each(serialize), newest_first=False)
 
 
 def get_schedule(call: Call) -> HttpResponse:

@@ -64,6 +64,16 @@ TASK_SUMMARY = {
     "progress": {**nullable(ref("Progress")), "description": "Set by jobs with takes_context through set_progress."},
     "worker_id": STRING,
     "unique_key": nullable(STRING),
+    "concurrency_key": {**nullable(STRING), "description": "At most concurrency_limit tasks of this key run at "
+                                                          "once (flow control); null: no concurrency limit."},
+    "concurrency_limit": nullable(INTEGER),
+    "rate_key": {**nullable(STRING), "description": "Tasks of this key start at most at `rate`; null: no rate limit."},
+    "rate": {**nullable(STRING), "description": "At most so many starts per second, minute or hour under "
+                                              "rate_key: \"100/m\"; null: no rate limit."},
+    "waiting": {**nullable(STRING), "description": "Why a pending, due task has not started: the full limits that "
+                                                  "hold it back, as \"waiting: concurrency account:7 (2/2)\" or "
+                                                  "\"waiting: rate stripe (100/100 this minute)\" (its keys' and its "
+                                                  "queue's, QUEUE_LIMITS). Null when no limit holds it back."},
     "owner": {**nullable(STRING), "description": "Username of the owner: the user who created it through the API."},
     "cron_schedule": {**nullable(INTEGER), "description": "Id of the schedule that fired it."},
     "cron_fire_time": nullable(DATETIME),

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from .. import cron
 from ..models import CronSchedule, PausedQueue, ScheduledTask
+from ..stats import flow
 
 UPCOMING = 5
 
@@ -20,8 +21,17 @@ def seconds(value: timedelta | None) -> float | None:
     return None if value is None else value.total_seconds()
 
 
-def task_summary(task: ScheduledTask) -> dict[str, Any]:
-    """What a list shows of a task: everything but the traceback and the attempt history."""
+def task_summaries(tasks: list[ScheduledTask]) -> list[dict[str, Any]]:
+    """A page of ``task_summary``: why its pending tasks wait is read for all of them at once."""
+    waiting = flow.waiting_reasons(tasks)
+    return [task_summary(task, waiting.get(task.pk)) for task in tasks]
+
+
+def task_summary(task: ScheduledTask, waiting: str | None) -> dict[str, Any]:
+    """What a list shows of a task: everything but the traceback and the attempt history.
+
+    ``waiting``: the task's ``stats.flow.waiting_reason``, read by the caller (for a
+    whole page at once)."""
     duration = task.duration
     return {
         "id": task.pk,
@@ -45,6 +55,11 @@ def task_summary(task: ScheduledTask) -> dict[str, Any]:
         "progress": task.progress,
         "worker_id": task.worker_id,
         "unique_key": task.unique_key,
+        "concurrency_key": task.concurrency_key,
+        "concurrency_limit": task.concurrency_limit,
+        "rate_key": task.rate_key,
+        "rate": flow.rate_text(task.rate_limit, task.rate_period) if task.rate_limit and task.rate_period else None,
+        "waiting": waiting,
         "owner": owner_name(task),
         "cron_schedule": task.cron_schedule_id,
         "cron_fire_time": task.cron_fire_time,
@@ -56,7 +71,7 @@ def task_summary(task: ScheduledTask) -> dict[str, Any]:
 def task_detail(task: ScheduledTask) -> dict[str, Any]:
     """Everything about one task, with the traceback and one entry per failed attempt."""
     return {
-        **task_summary(task),
+        **task_summary(task, flow.waiting_reason(task)),
         "traceback": task.traceback,
         "attempts": task.attempt_log,
         "retry_delay": seconds(task.retry_delay),

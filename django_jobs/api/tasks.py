@@ -38,7 +38,7 @@ from .fields import (
 from .http import ApiError, Call, bad_input, json_response, not_found
 from .paging import MAX_ID, PAGE_QUERY, page
 from .serializers import job as serialize_job
-from .serializers import task_detail, task_summary
+from .serializers import task_detail, task_summaries
 
 ENQUEUE_OPTIONS = ("queue", "priority", "description", "max_retries", "unique_key")
 
@@ -130,7 +130,7 @@ def list_tasks(call: Call) -> HttpResponse:
     filters = {TASK_FILTERS[name]: value for name, value in call.query.items() if name in TASK_FILTERS}
     if "owner" in call.query:
         filters[f"owner__{get_user_model().USERNAME_FIELD}"] = call.query["owner"]
-    return page(call, rows.filter(**filters), task_summary, newest_first=True)
+    return page(call, rows.filter(**filters), task_summaries, newest_first=True)
 
 
 def get_task(call: Call) -> HttpResponse:

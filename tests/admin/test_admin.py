@@ -23,8 +23,10 @@ from django_jobs.models import CronSchedule, PausedQueue, ScheduledTask, Worker
 from django_jobs.queues import pause_queue
 from django_jobs.signals import job_cancelled
 from django_jobs.stats import history
+from django_jobs.worker import claiming
 from tests.factories import CronScheduleFactory, ScheduledTaskFactory, WorkerFactory
 from tests.helpers import capture_signal
+from tests.testapp import jobs
 
 pytestmark = pytest.mark.django_db
 
@@ -618,3 +620,56 @@ def test_run_now_on_a_busy_schedule_says_why_and_enqueues_nothing(admin_client):
                                  {"action": "run_schedules_now", "_selected_action": [schedule.pk]}, follow=True)
     assert f"task {first.pk} (pending) is still pending or running" in response.content.decode()
     assert ScheduledTask.objects.filter(cron_schedule=schedule).count() == 1
+
+
+# -- flow control ---------------------------------------------------------------------------------
+
+def held_back(accounts=range(1)) -> list[ScheduledTask]:
+    """Three tasks for each of ``accounts`` under a concurrency of 2, claimed: one of each waits."""
+    jobs.per_account.enqueue_many([((account,), {}) for account in accounts for _ in range(3)])
+    claiming.claim("w1", None, 100)
+    return list(ScheduledTask.objects.filter(status="pending").order_by("id"))
+
+
+def test_the_list_says_why_pending_tasks_wait_without_a_query_per_row(admin_client, django_assert_max_num_queries):
+    held_back()
+    few = len(list_queries(admin_client))
+    waiting = held_back(range(1, 10))
+    html = admin_client.get(TASKS).content.decode()
+    assert '<div class="djj-waiting">waiting: concurrency account:9 (2/2)</div>' in html
+    assert html.count('class="djj-waiting"') == len(waiting) == 10
+    with django_assert_max_num_queries(few):
+        admin_client.get(TASKS)
+
+
+def test_the_task_page_shows_its_limits_their_use_and_why_it_waits(admin_client):
+    [waiting] = held_back()
+    html = admin_client.get(task_page(waiting)).content.decode()
+    assert '<div class="djj-waiting">waiting: concurrency account:0 (2/2)</div>' in html
+    assert ">Flow control<" in html
+    assert ('<tr class="djj-full"><td>concurrency</td><td><code>account:0</code></td><td>2 at once</td>'
+            "<td>2 running</td></tr>") in html
+    plain = admin_client.get(task_page(ScheduledTaskFactory())).content.decode()
+    assert "Flow control" not in plain and "djj-waiting" not in plain
+
+
+@override_settings(DJANGO_JOBS={"QUEUE_LIMITS": {"mail": {"rate": "10/s"}}})
+def test_the_task_page_shows_the_limits_of_its_queue(admin_client):
+    task = ScheduledTaskFactory(queue="mail")
+    html = admin_client.get(task_page(task)).content.decode()
+    assert "<td>queue rate</td><td><code>mail</code></td><td>10/s</td><td>0 started this second</td>" in html
+
+
+def test_the_dashboard_lists_the_busiest_keys_and_links_to_their_tasks(admin_client):
+    assert "No pending or running task is under a concurrency or rate limit." in admin_client.get(
+        DASHBOARD).content.decode()
+    held_back(range(2))
+    jobs.per_account.enqueue(1)
+    response = admin_client.get(DASHBOARD)
+    html = response.content.decode()
+    assert "<h2>Busiest keys</h2>" in html
+    assert [(row["kind"], row["key"], row["running"], row["pending"], row["limit"])
+            for row in response.context["busy_keys"]] == [
+        ("concurrency", "account:1", 2, 2, "2 at once"), ("concurrency", "account:0", 2, 1, "2 at once")]
+    assert f'href="{TASKS}?concurrency_key=account%3A1"' in html
+    assert admin_client.get(TASKS, {"concurrency_key": "account:1"}).context["cl"].result_count == 4

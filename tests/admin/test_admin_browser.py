@@ -202,6 +202,13 @@ def test_operator_retries_cancels_disables_and_reads_the_dashboard(page, workers
     Worker.objects.filter(worker_id="web-1:4242").update(last_heartbeat=timezone.now())
     WorkerFactory(worker_id="web-2:977", hostname="web-2", pid=977, queues="mail,reports",
                   last_heartbeat=timezone.now() - timedelta(minutes=3))
+    # Account 7 runs its two tasks at once (flow control): its third waits, and says why.
+    account_7 = {"identifier": "shop.sync_account", "kwargs": {"account_id": 7}, "concurrency_key": "account:7",
+                 "concurrency_limit": 2}
+    for _ in range(2):
+        task(now - timedelta(seconds=30), status="running", worker_id="web-1:4242",
+             started_at=now - timedelta(seconds=20), **account_7)
+    syncing = task(now - timedelta(seconds=30), **account_7)
     page.goto("/admin/django_jobs/")
     shoot(page, "09-app-index")
     page.get_by_role("link", name="Dashboard").click()
@@ -216,13 +223,24 @@ def test_operator_retries_cancels_disables_and_reads_the_dashboard(page, workers
     expect(page.locator(".djj-tile-failed .djj-tile-count")).to_have_text(
         str(ScheduledTask.objects.filter(status="failed").count()))
     expect(page.locator(".djj-worker-stale").first).to_be_visible()
+    busy = page.locator(".djj-busy-keys tr[data-key='account:7'] td")
+    expect(busy.nth(2)).to_have_text("2")  # running
+    expect(busy.nth(3)).to_have_text("1")  # pending
     shoot(page, "10-dashboard")
     page.emulate_media(color_scheme="dark")
     expect(page.locator(".djj-tile-failed .djj-tile-count")).to_be_visible()
     shoot(page, "11-dashboard-dark")
 
-    # Pause the mail queue from the dashboard, see it marked, resume it.
+    # From the busiest key to its tasks: the pending one says which limit holds it back.
     page.emulate_media(color_scheme="light")
+    busy.first.get_by_role("link").click()
+    expect(page.locator(".djj-waiting")).to_have_text("waiting: concurrency account:7 (2/2)")
+    shoot(page, "13-waiting-for-a-concurrency-slot")
+    page.goto(f"/admin/django_jobs/scheduledtask/{syncing.pk}/change/")
+    expect(page.locator(".djj-flow-limits tr.djj-full td").nth(3)).to_have_text("2 running")
+    shoot(page, "14-task-flow-limits")
+
+    # Pause the mail queue from the dashboard, see it marked, resume it.
     ScheduledTaskFactory(identifier="shop.send_receipt", queue="mail")
     page.goto("/admin/django_jobs/scheduledtask/dashboard/")
     mail = page.locator("tr[data-queue='mail']")

@@ -7,13 +7,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_jobs.models import CronSchedule, ScheduledTask, TaskEvent
 from django_jobs.testing import run_pending_jobs
+from django_jobs.worker import claiming
 from tests.api_support import ApiClient, errors, make_user
 from tests.factories import CronScheduleFactory, ScheduledTaskFactory
+from tests.testapp import jobs
 
 pytestmark = pytest.mark.django_db
 
@@ -200,6 +204,44 @@ def test_list_filters(api):
     assert ids(f"schedule={schedule.pk}") == [fired.pk]
     assert ids("unique_key=k1") == [keyed.pk]
     assert ids("status=failed&queue=default") == []
+
+
+# -- flow control ----------------------------------------------------------------------
+def test_a_task_shows_its_limits_and_why_it_waits(api):
+    jobs.per_account.using(rate="100/m", rate_key="stripe").enqueue_many([((7,), {})] * 3)
+    claiming.claim("w1", None, 100)
+    held = ScheduledTask.objects.get(status=Status.PENDING)
+
+    body = api.get(f"/tasks/{held.pk}").json()
+
+    assert {name: body[name] for name in ("concurrency_key", "concurrency_limit", "rate_key", "rate", "waiting")} == {
+        "concurrency_key": "account:7", "concurrency_limit": 2, "rate_key": "stripe", "rate": "100/m",
+        "waiting": "waiting: concurrency account:7 (2/2)"}
+    running = ScheduledTask.objects.filter(status=Status.RUNNING).first()
+    assert api.get(f"/tasks/{running.pk}").json()["waiting"] is None
+
+
+def test_a_task_under_no_limit_has_null_flow_fields(api):
+    body = api.post("/tasks", {"job": "tests.noop"}).json()
+
+    assert [body[name] for name in ("concurrency_key", "concurrency_limit", "rate_key", "rate", "waiting")] == [
+        None] * 5
+    assert api.post("/tasks", {"job": "tests.rated", "args": [1]}).json()["rate"] == "3/m"
+
+
+def test_the_list_reads_why_its_tasks_wait_once_per_page(api, django_assert_max_num_queries):
+    jobs.per_account.enqueue_many([((0,), {})] * 3)
+    claiming.claim("w1", None, 100)
+    with CaptureQueriesContext(connection) as one_key:
+        api.get("/tasks?status=pending")
+    jobs.per_account.enqueue_many([((account,), {}) for account in range(1, 20) for _ in range(3)])
+    claiming.claim("w1", None, 100)
+
+    with django_assert_max_num_queries(len(one_key)):
+        results = api.get("/tasks?status=pending").json()["results"]
+
+    assert len(results) == 20
+    assert {task["waiting"] for task in results} == {f"waiting: concurrency account:{n} (2/2)" for n in range(20)}
 
 
 @pytest.mark.parametrize(("query", "field"), [

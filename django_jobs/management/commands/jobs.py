@@ -2,6 +2,9 @@
 
     jobs list [--status failed[,cancelled]] [--queue Q] [--job NAME] [--limit 50] [--json]
     jobs show ID [--json]
+
+A pending task that a full concurrency or rate limit holds back says which
+(``waiting: concurrency account:7 (2/2)``), in its status and as ``waiting`` in JSON.
     jobs retry ID [ID ...] [--json]
     jobs cancel ID [ID ...] [--json]
 """
@@ -18,6 +21,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django_jobs import task_actions
 from django_jobs.management.tables import cell_text, render, shorten
 from django_jobs.models import ScheduledTask
+from django_jobs.stats import flow
 
 STATUSES = [status.value for status in ScheduledTask.Status]
 # Shown last, in sections of their own, by ``show``.
@@ -73,13 +77,14 @@ class Command(BaseCommand):
     # -- list ---------------------------------------------------------------------------
     def handle_list(self, options: dict[str, Any]) -> None:
         tasks = list(self.filtered(options).order_by("-id")[: options["limit"]])
+        waiting = flow.waiting_reasons(tasks)  # for every task listed at once
         if options["json"]:
-            self.write_json([as_json(task) for task in tasks])
+            self.write_json([as_json(task, waiting.get(task.pk)) for task in tasks])
             return
         if not tasks:
             self.stdout.write("No tasks match.")
             return
-        self.stdout.write(render(LIST_COLUMNS, [list_row(task) for task in tasks]))
+        self.stdout.write(render(LIST_COLUMNS, [list_row(task, waiting.get(task.pk)) for task in tasks]))
         if len(tasks) == options["limit"]:
             self.stdout.write(f"({len(tasks)} newest shown; --limit for more)")
 
@@ -97,12 +102,13 @@ class Command(BaseCommand):
     # -- show ---------------------------------------------------------------------------
     def handle_show(self, options: dict[str, Any]) -> None:
         task = self.one(options["task_id"])
-        data = as_json(task)
+        data = as_json(task, flow.waiting_reason(task))
         if options["json"]:
             self.write_json(data)
             return
-        self.stdout.write(f"Task {task.pk}: {task.identifier} ({task.status}, attempt {task.attempt})")
-        short = {key: value for key, value in data.items() if key not in LONG_FIELDS}
+        waiting = f"; {data['waiting']}" if data["waiting"] else ""
+        self.stdout.write(f"Task {task.pk}: {task.identifier} ({task.status}, attempt {task.attempt}{waiting})")
+        short = {key: value for key, value in data.items() if key not in LONG_FIELDS and key != "waiting"}
         width = max(map(len, short))
         for key, value in short.items():
             self.stdout.write(f"  {key:<{width}}  {cell_text(value)}")
@@ -145,15 +151,18 @@ def count_of(ids: dict[int, str]) -> str:
     return "1 task" if len(ids) == 1 else f"{len(ids)} tasks"
 
 
-def list_row(task: ScheduledTask) -> list[Any]:
-    return [task.pk, task.identifier, task.queue, task.status, task.priority, f"{task.retry_count}/{task.max_retries}",
+def list_row(task: ScheduledTask, waiting: str | None) -> list[Any]:
+    status = f"{task.status}, {waiting}" if waiting else task.status
+    return [task.pk, task.identifier, task.queue, status, task.priority, f"{task.retry_count}/{task.max_retries}",
             task.scheduled_at, task.updated_at, shorten(task.error_message, 60)]
 
 
-def as_json(task: ScheduledTask) -> dict[str, Any]:
-    """Every stored field by its column name; durations in seconds; plus ``attempt``."""
+def as_json(task: ScheduledTask, waiting: str | None) -> dict[str, Any]:
+    """Every stored field by its column name; durations in seconds; plus ``attempt`` and
+    ``waiting`` (what holds a pending task back: ``stats.flow.waiting_reason``)."""
     data = {field.attname: json_value(getattr(task, field.attname)) for field in task._meta.concrete_fields}
     data["attempt"] = task.attempt
+    data["waiting"] = waiting
     return data
 
 
