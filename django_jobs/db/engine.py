@@ -237,11 +237,11 @@ class Engine:
             cursor.execute(sql, [*([after] if after is not None else []), count])
             return [lane for (lane,) in cursor.fetchall()]
 
-    def open_flow_claim(self, lane_keys: set[Key]) -> tuple[list[str], dict[Key, Window]]:
+    def open_flow_claim(self, lane_keys: set[Key], wait: bool) -> tuple[list[str], dict[Key, Window]]:
         """The start of a claim of limited tasks: the plan pinned, the paused queues, and
-        the lanes' FlowKey rows locked (waiting, in key order) with their rate windows."""
+        the lanes' FlowKey rows locked (``lock_flow_keys``) with their rate windows."""
         paused = self.pinned_and_paused()
-        return paused, self.lock_flow_keys(lane_keys, wait=True)
+        return paused, self.lock_flow_keys(lane_keys, wait)
 
     def flow_heads_and_counts(self, lanes: list[str], limited_queues: list[str], per_lane: int, now: datetime,
                               queues: list[str] | None, paused: list[str], concurrency_keys: list[str],

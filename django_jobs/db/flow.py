@@ -43,6 +43,8 @@ CONCURRENCY, RATE, QUEUE = "c", "r", "q"
 LIMITED, UNLIMITED = "limited", "unlimited"
 # Starts shown for a window that a later one has replaced: no limit leaves room in it.
 FULL = 2**62
+# Seconds between two checks that the FlowKey rows a worker knows of still exist.
+RECHECK_KNOWN = 60.0
 # Seconds a kind of task (limited, unlimited) that a claim found none of goes last.
 RECHECK_EMPTY = 0.05
 # FlowKey rows a worker remembers as existing (it inserts the others first); emptied when full.
@@ -85,12 +87,21 @@ class Flow:
     limited_first: bool = True
     known: set[Key] = field(default_factory=set)
     empty_since: dict[str, float] = field(default_factory=dict)
+    known_since: float = field(default_factory=time.monotonic)
 
     def found(self, kind: str, anything: bool) -> None:
         if anything:
             self.empty_since.pop(kind, None)
         else:
             self.empty_since[kind] = time.monotonic()
+
+    def forget_known_now_and_then(self) -> None:
+        """Forget which FlowKey rows exist every ``RECHECK_KNOWN`` seconds: a row pruned
+        while this worker skipped its key as locked by another is inserted again."""
+        now = time.monotonic()
+        if now - self.known_since > RECHECK_KNOWN:
+            self.known.clear()
+            self.known_since = now
 
     def found_nothing_lately(self, kind: str) -> bool:
         since = self.empty_since.get(kind)
@@ -106,14 +117,16 @@ class Flow:
 
 
 def claim_limited(engine: Engine, worker_id: str, queues: list[str] | None, budget: int, now: datetime,
-                  flow: Flow, lanes: list[str] | None = None) -> list[Any]:
-    """Up to ``budget`` limited tasks marked ``running`` for ``worker_id``, every limit kept."""
-    retrying = lanes is not None
+                  flow: Flow, lanes: list[str] | None = None, retrying: bool = False) -> list[Any]:
+    """Up to ``budget`` limited tasks marked ``running`` for ``worker_id``, every limit kept.
+
+    ``lanes``, ``retrying``: a second turn of the same claim (new keys inserted, or
+    another worker claiming under every lane of the first)."""
+    flow.forget_known_now_and_then()
     lanes = next_lanes(engine, flow, budget) if lanes is None else lanes
     limited_queues = flow.limited_queues(queues)
     if not lanes and not limited_queues:
         return []
-    per_lane = max(1, math.ceil(budget / (len(lanes) + len(limited_queues))))
     # A lane is a concurrency key or a rate key (or both): its rows of either kind.
     lane_keys = {(kind, engine.key_form(lane)) for lane in lanes for kind in (CONCURRENCY, RATE)}
     lane_keys |= {(QUEUE, queue) for queue in limited_queues}
@@ -122,40 +135,60 @@ def claim_limited(engine: Engine, worker_id: str, queues: list[str] | None, budg
     # PostgreSQL and MariaDB): each statement after the lock sees every claim committed
     # under the same keys before it.
     with engine.atomic():
-        # The lanes' keys first, waiting for them in key order (no deadlock): a claim
-        # under a key waits for the one before it, then reads the heads it left.
-        paused, lane_rows = engine.open_flow_claim(lane_keys)
-        locked = formed(engine, lane_rows)
-        flow.known -= lane_keys - set(locked)  # pruned under us: inserted again next time
-        if "*" in paused:  # pause_all(): nothing is due anywhere
-            return []
-        # The heads, and the running tasks of every key that counts them: all of them are
-        # lanes' keys (a concurrency key is its task's lane; every served limited queue
-        # is a lane), locked above.
-        found, counted = engine.flow_heads_and_counts(
-            lanes, limited_queues, per_lane, now, queues, paused,
-            [key for kind, key in locked if kind == CONCURRENCY], [key for kind, key in locked if kind == QUEUE])
-        heads = [head._replace(concurrency_key=head.concurrency_key and engine.key_form(head.concurrency_key),
-                               rate_key=head.rate_key and engine.key_form(head.rate_key)) for head in found]
-        # Their other keys (a rate key shared by several lanes) without waiting: a claim
-        # holding keys never waits for more. A head whose key is not locked waits a turn.
-        others = keys_of(heads, flow.queue_limits) - set(locked)
-        if present := others & flow.known:
-            locked |= formed(engine, engine.lock_flow_keys(present, wait=False))
-        running: dict[Key, int] = {}
-        for (kind, key), count in counted.items():
-            form = (kind, engine.key_form(key))
-            running[form] = running.get(form, 0) + count
-        chosen, windows = choose(heads, locked, running, flow.queue_limits, now, budget)
-        tasks = engine.take(chosen, worker_id, now) if chosen else []
-        if windows:
-            engine.record_starts(windows, now)
-    if (missing := others - flow.known) and not retrying:
-        # Keys seen for the first time (a shared rate key, a queue): their heads waited;
-        # with the rows inserted, the same lanes again, once.
+        turn = claim_under_lanes(engine, worker_id, queues, budget, now, flow, lanes, limited_queues, lane_keys,
+                                 may_move_on=not retrying)
+    if turn is None:  # another worker claims under every lane of this page: the next page
+        return claim_limited(engine, worker_id, queues, budget, now, flow, retrying=True)
+    tasks, missing = turn
+    if missing and not retrying:
+        # Keys seen for the first time (a shared rate key): their heads waited; with the
+        # rows inserted, the same lanes again, once.
         insert_missing(engine, flow, missing)
-        tasks += claim_limited(engine, worker_id, queues, budget - len(tasks), now, flow, lanes)
+        tasks += claim_limited(engine, worker_id, queues, budget - len(tasks), now, flow, lanes, retrying=True)
     return tasks
+
+
+def claim_under_lanes(engine: Engine, worker_id: str, queues: list[str] | None, budget: int, now: datetime,
+                      flow: Flow, lanes: list[str], limited_queues: list[str], lane_keys: set[Key],
+                      may_move_on: bool) -> tuple[list[Any], set[Key]] | None:
+    """Inside the claim's transaction: the tasks taken, and the keys their heads needed
+    that have no FlowKey row yet; None when every lane is locked by another claim and
+    the round has more lanes to try (``may_move_on``)."""
+    # The lanes' keys first, skipping those another worker is claiming under, so that
+    # workers spread over the keys. If that leaves none: the next lanes, or (a hot key,
+    # the whole round) wait for them in key order, holding nothing, so no deadlock, and
+    # read the heads the other claim left.
+    paused, lane_rows = engine.open_flow_claim(lane_keys, wait=False)
+    locked = formed(engine, lane_rows)
+    if not locked:
+        if may_move_on and flow.after is not None:
+            return None
+        locked = formed(engine, engine.lock_flow_keys(lane_keys, wait=True))
+        flow.known -= lane_keys - set(locked)  # pruned under us: inserted again next time
+    if "*" in paused:  # pause_all(): nothing is due anywhere
+        return [], set()
+    # The heads, and the running tasks of every key that counts them: all are lanes' keys
+    # (a concurrency key is its task's lane; every served limited queue is a lane).
+    per_lane = max(1, math.ceil(budget / (len(lanes) + len(limited_queues))))
+    found, counted = engine.flow_heads_and_counts(
+        lanes, limited_queues, per_lane, now, queues, paused,
+        [key for kind, key in locked if kind == CONCURRENCY], [key for kind, key in locked if kind == QUEUE])
+    heads = [head._replace(concurrency_key=head.concurrency_key and engine.key_form(head.concurrency_key),
+                           rate_key=head.rate_key and engine.key_form(head.rate_key)) for head in found]
+    # Their other keys (a rate key shared by several lanes) without waiting: a claim
+    # holding keys never waits for more. A head whose key is not locked waits a turn.
+    others = keys_of(heads, flow.queue_limits) - set(locked)
+    if present := others & flow.known:
+        locked |= formed(engine, engine.lock_flow_keys(present, wait=False))
+    running: dict[Key, int] = {}
+    for (kind, key), count in counted.items():
+        form = (kind, engine.key_form(key))
+        running[form] = running.get(form, 0) + count
+    chosen, windows = choose(heads, locked, running, flow.queue_limits, now, budget)
+    tasks = engine.take(chosen, worker_id, now) if chosen else []
+    if windows:
+        engine.record_starts(windows, now)
+    return tasks, others - flow.known
 
 
 def insert_missing(engine: Engine, flow: Flow, keys: set[Key]) -> None:

@@ -141,7 +141,7 @@ class PostgreSQLEngine(Engine):
                 claimed = cursor.fetchall()
         return sorted(reader(connection).tasks(claimed), key=claim_sort_key)
 
-    def open_flow_claim(self, lane_keys: set[Key]) -> tuple[list[str], dict[Key, Window]]:
+    def open_flow_claim(self, lane_keys: set[Key], wait: bool) -> tuple[list[str], dict[Key, Window]]:
         """The pin, the paused queues and the lanes' lock in one round trip."""
         quote = self.connection.ops.quote_name
         where, params = self.flow_keys_where(lane_keys)
@@ -150,7 +150,8 @@ class PostgreSQLEngine(Engine):
                 "SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true), "
                 f"set_config('jit', 'off', true), (SELECT array_agg(queue) FROM {PausedQueue._meta.db_table}), "
                 f"(SELECT json_agg(json_build_array(l.kind, l.k, l.w, l.started)) FROM (SELECT kind, {quote('key')} k, "
-                f"{quote('window')} w, started FROM {FLOW_KEYS} WHERE {where} ORDER BY kind, {quote('key')} FOR UPDATE) l)",
+                f"{quote('window')} w, started FROM {FLOW_KEYS} WHERE {where} ORDER BY kind, {quote('key')} "
+                f"FOR UPDATE{'' if wait else ' SKIP LOCKED'}) l)",
                 params)
             *_, paused, rows = cursor.fetchone()
         return paused or [], {(kind, key): Window(window, started) for kind, key, window, started in rows or []}
