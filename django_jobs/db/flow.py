@@ -4,18 +4,21 @@ A limited task carries its keys and limits (``concurrency_key``/``concurrency_li
 ``rate_key``/``rate_limit``/``rate_period``); ``QUEUE_LIMITS`` limits whole queues.
 The claim takes limited tasks in one transaction per batch:
 
-1. **Lanes.** The keys (``flow_key``) that have pending tasks, a few at a time, each
-   claim carrying on after the last key the previous one visited (round robin): with
-   10,000 keys a claim reads about a batch's worth of them, never the whole backlog,
-   and a backlog of 100,000 tasks of one key costs one index probe, not a walk through
-   it. Then each lane's best-ranked due tasks (its *heads*).
-2. **Lock.** The ``FlowKey`` row of every key those heads need, ``FOR UPDATE SKIP
-   LOCKED`` in key order: a key another worker is claiming under is left to it this
-   turn (no waiting, no deadlock); SQLite's single writer serializes claims anyway.
-3. **Count**, in a statement of its own after the lock, so that it sees every claim
-   committed under the key before: the ``running`` tasks of each key (the truth, never a
-   counter that a killed worker could leave wrong: its slots come back when recovery
-   moves its tasks out of ``running``), and a rate key's starts in its current window.
+1. **Lanes.** The keys (``flow_key``) that have pending tasks, a batch's worth at a
+   time, each claim carrying on after the last key the previous one visited (round
+   robin): with 10,000 keys a claim reads about a batch's worth of them, and a backlog
+   of 100,000 tasks of one key costs one index probe (PostgreSQL, SQLite; MariaDB
+   reads its entries once per round), not a walk through it on every claim.
+2. **Lock** the lanes' ``FlowKey`` rows ``FOR UPDATE SKIP LOCKED`` in key order, so that
+   workers spread over the keys. When another claim holds every lane: the next lanes,
+   or, for the whole round (one hot key), wait for them in key order while holding
+   nothing (no deadlock). SQLite's single writer serializes claims anyway.
+3. **Heads and counts**, in a statement after the lock, so that it sees every claim
+   committed under the keys before: each lane's best-ranked due tasks, the ``running``
+   tasks of each key (the truth, never a counter that a killed worker could leave
+   wrong: its slots come back when recovery moves its tasks out of ``running``), and a
+   rate key's starts in its current window (from the lock). Keys of the heads that are
+   not lanes (a shared rate key) are locked without waiting.
 4. **Choose** the heads in claim order while every limit of each has room (``choose``),
    mark them running, count the rate starts, commit.
 
