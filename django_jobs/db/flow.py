@@ -144,8 +144,8 @@ def claim_limited(engine: Engine, worker_id: str, queues: list[str] | None, budg
         return claim_limited(engine, worker_id, queues, budget, now, flow, retrying=True)
     tasks, missing = turn
     if missing and not retrying:
-        # Keys seen for the first time (a shared rate key): their heads waited; with the
-        # rows inserted, the same lanes again, once.
+        # Keys seen for the first time (a shared rate key), or pruned under this worker:
+        # their heads waited; with the rows inserted, the same lanes again, once.
         insert_missing(engine, flow, missing)
         tasks += claim_limited(engine, worker_id, queues, budget - len(tasks), now, flow, lanes, retrying=True)
     return tasks
@@ -167,7 +167,7 @@ def claim_under_lanes(engine: Engine, worker_id: str, queues: list[str] | None, 
         if may_move_on and flow.after is not None:
             return None
         locked = formed(engine, engine.lock_flow_keys(lane_keys, wait=True))
-        flow.known -= lane_keys - set(locked)  # pruned under us: inserted again next time
+        flow.known -= lane_keys - set(locked)  # pruned under us: inserted, then the lanes again
     if "*" in paused:  # pause_all(): nothing is due anywhere
         return [], set()
     # The heads, and the running tasks of every key that counts them: all are lanes' keys
@@ -178,9 +178,12 @@ def claim_under_lanes(engine: Engine, worker_id: str, queues: list[str] | None, 
         [key for kind, key in locked if kind == CONCURRENCY], [key for kind, key in locked if kind == QUEUE])
     heads = [head._replace(concurrency_key=head.concurrency_key and engine.key_form(head.concurrency_key),
                            rate_key=head.rate_key and engine.key_form(head.rate_key)) for head in found]
-    # Their other keys (a rate key shared by several lanes) without waiting: a claim
-    # holding keys never waits for more. A head whose key is not locked waits a turn.
-    others = keys_of(heads, flow.queue_limits) - set(locked)
+    # Their other keys, rate keys only (a rate key shared by several lanes), without
+    # waiting: a claim holding keys never waits for more. Never a lane's key skipped
+    # above: its running tasks were not counted, so taking it now could exceed its
+    # limit (three workers ran 4 tasks of a key limited to 2 that way). A head whose key
+    # is not locked waits a turn.
+    others = {key for key in keys_of(heads, flow.queue_limits) - set(locked) - lane_keys if key[0] == RATE}
     if present := others & flow.known:
         locked |= formed(engine, engine.lock_flow_keys(present, wait=False))
     running: dict[Key, int] = {}
@@ -191,7 +194,7 @@ def claim_under_lanes(engine: Engine, worker_id: str, queues: list[str] | None, 
     tasks = engine.take(chosen, worker_id, now) if chosen else []
     if windows:
         engine.record_starts(windows, now)
-    return tasks, others - flow.known
+    return tasks, (others | lane_keys) - flow.known
 
 
 def insert_missing(engine: Engine, flow: Flow, keys: set[Key]) -> None:
