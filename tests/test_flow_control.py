@@ -227,6 +227,30 @@ def test_the_round_of_keys_reaches_every_key_when_there_are_more_keys_than_a_bat
     assert seen == {f"account:{n}" for n in range(25)}
 
 
+def test_a_claim_goes_past_a_page_of_keys_at_their_limits_to_the_keys_after_it():
+    # 25 keys at concurrency 2, each with 3 tasks; a claim of 10 reads 10 keys a page.
+    jobs.per_account.enqueue_many([((n,), {}) for n in range(25) for _ in range(3)])
+    # Two new workers' first claims: one task of each of the first 10 keys each.
+    first = claim(limit=10, flow=Flow.from_settings()) + claim(limit=10, flow=Flow.from_settings())
+    full = {task.concurrency_key for task in first}
+    assert len(first) == 20 and len(full) == 10
+    # A third worker's first page holds only those keys, at their limits now: its claim
+    # must go on to the keys after them, not come back empty.
+    flow = Flow.from_settings()
+    third = claim(limit=10, flow=flow)
+    assert len(third) == 10 and full.isdisjoint({task.concurrency_key for task in third})
+    assert flow.held_back  # it passed keys whose due tasks wait
+
+
+def test_held_back_says_whether_due_tasks_were_left_behind():
+    flow = Flow.from_settings()
+    jobs.per_account.enqueue_many([((1,), {})] * 3)
+    assert len(claim(flow=flow)) == 2 and flow.held_back
+    assert claim(flow=flow) == [] and flow.held_back
+    ScheduledTask.objects.filter(status="pending").delete()
+    assert claim(flow=flow) == [] and not flow.held_back
+
+
 def test_a_flow_key_row_pruned_under_a_worker_is_inserted_again():
     flow = Flow.from_settings()
     jobs.per_account.enqueue(1)

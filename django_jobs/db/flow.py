@@ -52,6 +52,8 @@ RECHECK_KNOWN = 60.0
 RECHECK_EMPTY = 0.05
 # FlowKey rows a worker remembers as existing (it inserts the others first); emptied when full.
 KNOWN_KEYS = 100_000
+# Pages of lanes one claim goes through at most (a page: a batch's worth of keys).
+MAX_PAGES = 20
 
 Key = tuple[str, str]  # (kind, key)
 
@@ -88,6 +90,9 @@ class Flow:
     queue_limits: dict[str, QueueLimit]
     after: str | None = None
     limited_first: bool = True
+    # The last claim left due limited tasks behind (their limits were full, or another
+    # worker was claiming under their keys): a burst worker is not done yet.
+    held_back: bool = False
     known: set[Key] = field(default_factory=set)
     empty_since: dict[str, float] = field(default_factory=dict)
     known_since: float = field(default_factory=time.monotonic)
@@ -120,34 +125,54 @@ class Flow:
 
 
 def claim_limited(engine: Engine, worker_id: str, queues: list[str] | None, budget: int, now: datetime,
-                  flow: Flow, lanes: list[str] | None = None, retrying: bool = False) -> list[Any]:
+                  flow: Flow) -> list[Any]:
     """Up to ``budget`` limited tasks marked ``running`` for ``worker_id``, every limit kept.
 
-    ``lanes``, ``retrying``: a second turn of the same claim (new keys inserted, or
-    another worker claiming under every lane of the first)."""
+    Page after page of lanes until the budget is filled or the round of keys ends: a
+    page whose keys are all at their limits (or all being claimed by other workers)
+    must not stop the claim while keys further on have tasks that could start.
+    ``flow.held_back`` tells afterwards whether due tasks were left behind."""
     flow.forget_known_now_and_then()
-    lanes = next_lanes(engine, flow, budget) if lanes is None else lanes
+    flow.held_back = False
     limited_queues = flow.limited_queues(queues)
-    if not lanes and not limited_queues:
-        return []
+    tasks: list[Any] = []
+    for page in range(MAX_PAGES):
+        lanes = next_lanes(engine, flow, budget - len(tasks))
+        served = limited_queues if page == 0 else []  # a limited queue is a lane of the first page
+        if not lanes and not served:
+            break
+        tasks += claim_page(engine, worker_id, queues, budget - len(tasks), now, flow, lanes, served)
+        if len(tasks) >= budget or flow.after is None:  # filled, or the round of keys ended
+            break
+    return tasks
+
+
+def claim_page(engine: Engine, worker_id: str, queues: list[str] | None, budget: int, now: datetime,
+               flow: Flow, lanes: list[str], limited_queues: list[str]) -> list[Any]:
+    """The claim under one page of lanes, in one transaction (and a second one when the
+    heads needed keys that had no FlowKey row yet)."""
     # A lane is a concurrency key or a rate key (or both): its rows of either kind.
     lane_keys = {(kind, engine.key_form(lane)) for lane in lanes for kind in (CONCURRENCY, RATE)}
     lane_keys |= {(QUEUE, queue) for queue in limited_queues}
-    insert_missing(engine, flow, lane_keys)
-    # One transaction from the lock to the commit, in READ COMMITTED (Django's default on
-    # PostgreSQL and MariaDB): each statement after the lock sees every claim committed
-    # under the same keys before it.
-    with engine.atomic():
-        turn = claim_under_lanes(engine, worker_id, queues, budget, now, flow, lanes, limited_queues, lane_keys,
-                                 may_move_on=not retrying)
-    if turn is None:  # another worker claims under every lane of this page: the next page
-        return claim_limited(engine, worker_id, queues, budget, now, flow, retrying=True)
-    tasks, missing = turn
-    if missing and not retrying:
+    tasks: list[Any] = []
+    for retrying in (False, True):
+        insert_missing(engine, flow, lane_keys)
+        # One transaction from the lock to the commit, in READ COMMITTED (Django's default
+        # on PostgreSQL and MariaDB): each statement after the lock sees every claim
+        # committed under the same keys before it.
+        with engine.atomic():
+            turn = claim_under_lanes(engine, worker_id, queues, budget - len(tasks), now, flow, lanes,
+                                     limited_queues, lane_keys, may_move_on=flow.after is not None)
+        if turn is None:  # another worker claims under every lane of this page: the next page
+            flow.held_back = True
+            return tasks
+        taken, missing = turn
+        tasks += taken
+        if not missing or retrying or len(tasks) >= budget:
+            break
         # Keys seen for the first time (a shared rate key), or pruned under this worker:
         # their heads waited; with the rows inserted, the same lanes again, once.
-        insert_missing(engine, flow, missing)
-        tasks += claim_limited(engine, worker_id, queues, budget - len(tasks), now, flow, lanes, retrying=True)
+        lane_keys |= missing
     return tasks
 
 
@@ -191,6 +216,8 @@ def claim_under_lanes(engine: Engine, worker_id: str, queues: list[str] | None, 
         form = (kind, engine.key_form(key))
         running[form] = running.get(form, 0) + count
     chosen, windows = choose(heads, locked, running, flow.queue_limits, now, budget)
+    if len(locked) < len(lane_keys) or len(chosen) < min(len(heads), budget):
+        flow.held_back = True  # lanes another claim held, or heads whose limits were full
     tasks = engine.take(chosen, worker_id, now) if chosen else []
     if windows:
         engine.record_starts(windows, now)

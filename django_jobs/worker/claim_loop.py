@@ -69,7 +69,8 @@ class ClaimLoop:
                 continue
             if claimed:
                 continue
-            if self.options.burst and not was_busy and not self.holdings.count():
+            # Due tasks that limits held back are work to wait for, not the end of it.
+            if self.options.burst and not was_busy and not self.holdings.count() and not self.flow.held_back:
                 logger.info("Nothing due; burst worker %s exits", self.worker_id)
                 return
             self.wakeup.wait(self.wait_time(started))

@@ -12,7 +12,8 @@ every claim and outcome, written in the change's own transaction):
 2. a rate holds in every fixed window, and so within twice the rate in any sliding one;
 3. workers killed with SIGKILL mid-run: the limit still holds, nothing is lost;
 4. a worker whose clock is behind the others' does not start tasks in a window
-   already full.
+   already full;
+5. a burst worker does not exit while a limit holds back due tasks.
 
 Run with ``-s`` to see the figures each test measures.
 """
@@ -30,9 +31,11 @@ from dataclasses import dataclass
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from django_jobs.models import ScheduledTask, TaskEvent, Worker
 from tests.conftest import wait_until
+from tests.factories import WorkerFactory
 from tests.testapp import jobs
 from tests.testapp.models import Execution
 
@@ -456,3 +459,23 @@ def test_a_worker_whose_clock_is_behind_does_not_reopen_a_full_window(workers):
     assert ScheduledTask.objects.filter(pk__in=task_ids, status=COMPLETED).count() == RATE_TASKS, figures
     # Each worker's started_at is its own clock's: the window the claim counted the start in.
     check_fixed_windows([start for start, _ in claims], figures)
+
+
+# -- 5. a burst worker and tasks a limit holds back ---------------------------------------------
+def test_a_burst_worker_waits_for_tasks_a_limit_holds_back_and_runs_them_before_it_exits(workers):
+    """``--burst`` exits when nothing is due: a task due but held back by its key's limit
+    is due. Before the fix the worker exited at its first claim, leaving it pending."""
+    holder = WorkerFactory(worker_id="holder")  # alive (it beat just now): its slots count
+    running = [jobs.limited_record.using(queue="default").enqueue("K", label=f"held-{number}") for number in (1, 2)]
+    ScheduledTask.objects.filter(pk__in=[task.pk for task in running]).update(
+        status="running", worker_id=holder.worker_id, started_at=timezone.now())
+    waiting = jobs.limited_record.enqueue("K", label="waiting")
+    burst = start(workers, "burst", "--burst", "--interval", "0.2")
+    time.sleep(2.0)  # ten polls: each claim finds the key at its limit
+    assert burst.alive(), f"the burst worker exited with a task due\n{burst.output()}"
+    waiting.refresh_from_db()
+    assert waiting.status == ScheduledTask.Status.PENDING and waiting.retry_count == 0
+    ScheduledTask.objects.filter(pk__in=[task.pk for task in running]).update(status=COMPLETED)
+    assert burst.process.wait(timeout=30) == 0, burst.output()
+    waiting.refresh_from_db()
+    assert waiting.status == COMPLETED, burst.output()
