@@ -17,7 +17,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..conf import jobs_settings
 from . import flow as flow_control
-from .flow import HEAD_COLUMNS, LIMITED, UNLIMITED, Flow, Head, Key, Window
+from .flow import CLAIM_ORDER, HEAD_COLUMNS, LIMITED, RANKED_COLUMNS, UNLIMITED, Flow, Head, Key, Window
 
 PENDING, RUNNING = "pending", "running"
 TASKS = "django_jobs_scheduledtask"
@@ -262,12 +262,13 @@ class Engine:
                 [*(("django_jobs_flow_idx", "c.flow_key = %s", lane) for lane in lanes),
                  *(("django_jobs_queue_claim_idx", "c.flow_key IS NULL AND c.queue = %s", queue)
                    for queue in limited_queues)]):
-            parts.append(self.one_lane(f"SELECT {HEAD_COLUMNS} FROM {TASKS} c{self.index_hint(index)} "
+            parts.append(self.one_lane(f"SELECT {RANKED_COLUMNS} FROM {TASKS} c{self.index_hint(index)} "
                                        f"WHERE c.status = 'pending' AND {where} AND c.scheduled_at <= %s{rest} "
                                        f"ORDER BY c.priority DESC, c.scheduled_at, c.id LIMIT %s", number))
             params += [value, due, *rest_params, per_lane]
         with self.connection.cursor() as cursor:
-            cursor.execute(" UNION ALL ".join(parts), params)
+            cursor.execute(f"SELECT {HEAD_COLUMNS} FROM ({' UNION ALL '.join(parts)}) heads ORDER BY {CLAIM_ORDER}",
+                           params)
             return [Head(*row) for row in cursor.fetchall()]
 
     def heads_filter(self, queues: list[str] | None, paused: list[str]) -> tuple[str, list[Any]]:

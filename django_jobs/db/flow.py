@@ -59,12 +59,11 @@ Key = tuple[str, str]  # (kind, key)
 
 
 class Head(NamedTuple):
-    """A pending task at the front of its lane: what choosing it needs."""
+    """A pending task at the front of its lane: what choosing it needs. The engines
+    return heads in claim order (the statement sorts them: no timestamps to load)."""
 
     id: int
     queue: str
-    priority: int
-    scheduled_at: datetime
     concurrency_key: str | None
     concurrency_limit: int | None
     rate_key: str | None
@@ -73,6 +72,9 @@ class Head(NamedTuple):
 
 
 HEAD_COLUMNS = ", ".join(Head._fields)
+# A lane's heads as read from the task table: with what ranks them in claim order.
+RANKED_COLUMNS = f"{HEAD_COLUMNS}, priority, scheduled_at"
+CLAIM_ORDER = "priority DESC, scheduled_at, id"
 
 
 class Window(NamedTuple):
@@ -267,7 +269,7 @@ def window_of(now: datetime, period: int) -> int:
 
 def choose(heads: list[Head], locked: dict[Key, Window], running: dict[Key, int], limited: dict[str, QueueLimit],
            now: datetime, budget: int) -> tuple[list[int], dict[Key, Window]]:
-    """The ids of the heads to take, in claim order, and the rate windows they start in.
+    """The ids of the heads (in claim order) to take, and the rate windows they start in.
 
     A head is taken when every key it needs is locked by this claim and each of its
     limits has room: running + taken < concurrency, started in the window + taken < rate.
@@ -275,7 +277,7 @@ def choose(heads: list[Head], locked: dict[Key, Window], running: dict[Key, int]
     taken: dict[Key, int] = {}
     windows: dict[Key, Window] = {}
     chosen: list[int] = []
-    for head in sorted(heads, key=lambda head: (-head.priority, head.scheduled_at, head.id)):
+    for head in heads:  # in claim order
         if len(chosen) == budget:
             break
         needs: list[tuple[Key, int]] = []  # (key, room left)
