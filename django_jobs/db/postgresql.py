@@ -9,7 +9,6 @@ trip of the worker's), and NOTIFY to wake idle workers at commit.
 from __future__ import annotations
 
 import json
-
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -33,7 +32,7 @@ from .engine import (
     Engine,
     claim_sort_key,
 )
-from .flow import CLAIM_ORDER, HEAD_COLUMNS, RANKED_COLUMNS, Flow, Head, Key, Window
+from .flow import CLAIM_ORDER, RANKED_COLUMNS, Flow, Head, Key, Window
 
 # -- the event trail's triggers (migration 0007) ----------------------------------------
 # Kinds, by the change of status that makes them (``n`` the new row, ``o`` the old one).
