@@ -36,6 +36,21 @@ class Rate:
         return f"{self.limit}/{PERIOD_NAMES[self.period]}"
 
 
+@dataclass(frozen=True)
+class Declared:
+    """The limits a job's code declares (``@job(concurrency=..., rate=...)``). A task
+    enqueued with them stores NULL limits beside its keys, and workers apply what the
+    code they run declares: a limit changed in code holds from the next worker start,
+    for the tasks already waiting too. A limit given for one call (``using()``) that
+    differs from the declaration is stored with the task and stays its own."""
+
+    concurrency: int | None = None
+    rate: Rate | None = None
+
+
+NOT_DECLARED = Declared()
+
+
 def concurrency(value: Any, what: str = "concurrency") -> int | None:
     """A whole number from 1 to ``MAX_LIMIT``, or None (no limit)."""
     if value is None:

@@ -119,23 +119,32 @@ class Job(Generic[P, R]):
         return dict(parameters)
 
     def flow_columns(self, args: Iterable[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-        """The flow-control columns of one call: its keys filled from its arguments.
+        """The flow-control columns of one call: its keys filled from its arguments, and
+        its limits where they differ from the job's declaration (NULL: as declared, so
+        that workers apply the limits of the code they run; ``limits.Declared``).
 
         Raises ``JobArgumentsError`` (nothing written) when a template cannot be filled.
         """
         if self.concurrency is None and self.rate is None:
             return NO_FLOW
         arguments = self.named_arguments(args, kwargs)
+        declared = self.declared_limits
         columns: dict[str, Any] = {}
         if self.concurrency is not None:
-            columns["concurrency_limit"] = self.concurrency
+            columns["concurrency_limit"] = None if self.concurrency == declared.concurrency else self.concurrency
             columns["concurrency_key"] = self.name if self.concurrency_key is None else limits.filled(
                 self.concurrency_key, arguments, "concurrency_key", self.name)
         if self.rate is not None:
-            columns["rate_limit"], columns["rate_period"] = self.rate.limit, self.rate.period
+            own = self.rate != declared.rate
+            columns["rate_limit"], columns["rate_period"] = (self.rate.limit, self.rate.period) if own else (None, None)
             columns["rate_key"] = self.name if self.rate_key is None else limits.filled(
                 self.rate_key, arguments, "rate_key", self.name)
         return columns
+
+    @property
+    def declared_limits(self) -> limits.Declared:
+        """The limits the registered job of this name declares (``using()`` copies may differ)."""
+        return declared_limits(self.name)
 
     def named_arguments(self, args: Iterable[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's arguments by parameter name (defaults filled; ``**kwargs`` spread)."""
@@ -360,6 +369,12 @@ class JobRegistry:
 
 
 registry = JobRegistry()
+
+
+def declared_limits(name: str) -> limits.Declared:
+    """The limits the code declares for the job ``name`` (none for a name it does not know)."""
+    found = registry.find(name)
+    return limits.NOT_DECLARED if found is None else limits.Declared(found.concurrency, found.rate)
 
 
 @overload

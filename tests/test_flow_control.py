@@ -4,7 +4,9 @@ The claim runs on the real database of the cell (PostgreSQL, MariaDB or SQLite);
 worker-process tests with several workers and kill -9 are in tests/workers/test_flow.py.
 """
 
+import dataclasses
 import datetime as dt
+from collections import Counter
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -14,10 +16,11 @@ from django.utils import timezone
 
 import django_jobs
 from django_jobs import job
-from django_jobs.db.flow import Flow
 from django_jobs.exceptions import InvalidJobOption, JobArgumentsError
 from django_jobs.limits import Rate, queue_limits, rate
 from django_jobs.models import FlowKey, ScheduledTask
+from django_jobs.registry import registry
+from django_jobs.stats.flow import waiting_reason
 from django_jobs.worker import claiming
 from tests.testapp import jobs
 
@@ -25,7 +28,7 @@ pytestmark = pytest.mark.django_db
 
 
 def claim(limit=100, worker="w1", now=None, flow=None, queues=None):
-    return claiming.claim(worker, queues, limit, now=now or timezone.now(), flow=flow or Flow.from_settings())
+    return claiming.claim(worker, queues, limit, now=now or timezone.now(), flow=flow or claiming.new_flow())
 
 
 def finish(tasks):
@@ -84,7 +87,8 @@ def test_rates_read_as_limit_per_period():
 def test_keys_are_filled_from_the_call_positional_arguments_by_name():
     task = jobs.per_account.enqueue(7, label="x")
     task.refresh_from_db()
-    assert (task.concurrency_key, task.concurrency_limit, task.flow_key) == ("account:7", 2, "account:7")
+    # The limit as declared: NULL, the worker applies what its code declares (2 here).
+    assert (task.concurrency_key, task.concurrency_limit, task.flow_key) == ("account:7", None, "account:7")
     assert (task.rate_key, task.rate_limit, task.rate_period) == (None, None, None)
     other = jobs.per_account.enqueue(account_id=8)
     other.refresh_from_db()
@@ -94,7 +98,7 @@ def test_keys_are_filled_from_the_call_positional_arguments_by_name():
 def test_a_job_without_a_key_has_one_limit_for_the_whole_job():
     task = jobs.rated.enqueue(1)
     task.refresh_from_db()
-    assert (task.rate_key, task.rate_limit, task.rate_period, task.flow_key) == ("tests.rated", 3, 60, "tests.rated")
+    assert (task.rate_key, task.rate_limit, task.rate_period, task.flow_key) == ("tests.rated", None, None, "tests.rated")
 
 
 def test_using_and_enqueue_options_override_the_declared_limits():
@@ -104,6 +108,27 @@ def test_using_and_enqueue_options_override_the_declared_limits():
     task = django_jobs.enqueue("tests.add", [1, 2], concurrency=5, concurrency_key="sum:{a}")
     task.refresh_from_db()
     assert (task.concurrency_key, task.concurrency_limit) == ("sum:1", 5)
+
+
+def test_a_limit_changed_in_code_holds_for_waiting_tasks_from_the_next_worker_start(monkeypatch):
+    jobs.per_account.enqueue_many([((1,), {})] * 4)
+    own = jobs.per_account.using(concurrency=1).enqueue(2)  # a limit of its own, stored with it
+    jobs.per_account.using(concurrency=1).enqueue(2)
+    assert ScheduledTask.objects.get(pk=own.pk).concurrency_limit == 1
+    # A worker of today's code: account 1 at 2 at once, account 2 at its own 1.
+    assert len(claim(flow=claiming.new_flow())) == 3
+    finish(ScheduledTask.objects.filter(status="running"))
+    # The code now declares concurrency=3 (a deploy): workers started after it read it.
+    monkeypatch.setitem(registry._jobs, "tests.per_account", dataclasses.replace(jobs.per_account, concurrency=3))
+    after = claiming.new_flow()
+    by_key = Counter(task.concurrency_key for task in claim(flow=after))
+    assert by_key == {"account:1": 2, "account:2": 1}  # the 2 left of account 1 (of 3 allowed); account 2: its own 1
+    assert ScheduledTask.objects.filter(status="running", concurrency_key="account:1").count() == 2
+    registry.get("tests.per_account").enqueue_many([((1,), {})] * 2)  # the new code's job
+    assert [task.concurrency_key for task in claim(flow=after)] == ["account:1"]  # 3 at once now
+    # What admin and the API show follows the code too.
+    waiting = ScheduledTask.objects.get(status="pending", concurrency_key="account:1")
+    assert waiting_reason(waiting) == "waiting: concurrency account:1 (3/3)"
 
 
 def test_a_template_the_call_cannot_fill_is_an_error_and_nothing_is_written():
@@ -166,7 +191,7 @@ def test_limits_on_two_keys_of_one_task_both_hold():
 def test_a_rate_counts_starts_in_a_fixed_window():
     jobs.rated.enqueue_many([((n,), {}) for n in range(10)])
     start = timezone.now().replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
-    flow = Flow.from_settings()
+    flow = claiming.new_flow()
     assert len(claim(now=start + dt.timedelta(seconds=5), flow=flow)) == 3
     assert claim(now=start + dt.timedelta(seconds=59), flow=flow) == []
     assert len(claim(now=start + dt.timedelta(seconds=60), flow=flow)) == 3
@@ -218,7 +243,7 @@ def test_limited_tasks_of_paused_and_unserved_queues_are_not_claimed():
 
 def test_the_round_of_keys_reaches_every_key_when_there_are_more_keys_than_a_batch():
     jobs.per_account.enqueue_many([((n,), {}) for n in range(25)])
-    flow = Flow.from_settings()
+    flow = claiming.new_flow()
     seen = set()
     for _ in range(5):
         tasks = claim(limit=10, flow=flow)
@@ -231,19 +256,19 @@ def test_a_claim_goes_past_a_page_of_keys_at_their_limits_to_the_keys_after_it()
     # 25 keys at concurrency 2, each with 3 tasks; a claim of 10 reads 10 keys a page.
     jobs.per_account.enqueue_many([((n,), {}) for n in range(25) for _ in range(3)])
     # Two new workers' first claims: one task of each of the first 10 keys each.
-    first = claim(limit=10, flow=Flow.from_settings()) + claim(limit=10, flow=Flow.from_settings())
+    first = claim(limit=10, flow=claiming.new_flow()) + claim(limit=10, flow=claiming.new_flow())
     full = {task.concurrency_key for task in first}
     assert len(first) == 20 and len(full) == 10
     # A third worker's first page holds only those keys, at their limits now: its claim
     # must go on to the keys after them, not come back empty.
-    flow = Flow.from_settings()
+    flow = claiming.new_flow()
     third = claim(limit=10, flow=flow)
     assert len(third) == 10 and full.isdisjoint({task.concurrency_key for task in third})
     assert flow.held_back  # it passed keys whose due tasks wait
 
 
 def test_held_back_says_whether_due_tasks_were_left_behind():
-    flow = Flow.from_settings()
+    flow = claiming.new_flow()
     jobs.per_account.enqueue_many([((1,), {})] * 3)
     assert len(claim(flow=flow)) == 2 and flow.held_back
     assert claim(flow=flow) == [] and flow.held_back
@@ -252,7 +277,7 @@ def test_held_back_says_whether_due_tasks_were_left_behind():
 
 
 def test_a_flow_key_row_pruned_under_a_worker_is_inserted_again():
-    flow = Flow.from_settings()
+    flow = claiming.new_flow()
     jobs.per_account.enqueue(1)
     finish(claim(flow=flow))
     FlowKey.objects.all().delete()

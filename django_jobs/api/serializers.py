@@ -33,6 +33,7 @@ def task_summary(task: ScheduledTask, waiting: str | None) -> dict[str, Any]:
     ``waiting``: the task's ``stats.flow.waiting_reason``, read by the caller (for a
     whole page at once)."""
     duration = task.duration
+    concurrency, rate = flow.own_limits(task)
     return {
         "id": task.pk,
         "job": task.identifier,
@@ -56,9 +57,9 @@ def task_summary(task: ScheduledTask, waiting: str | None) -> dict[str, Any]:
         "worker_id": task.worker_id,
         "unique_key": task.unique_key,
         "concurrency_key": task.concurrency_key,
-        "concurrency_limit": task.concurrency_limit,
+        "concurrency_limit": concurrency,
         "rate_key": task.rate_key,
-        "rate": flow.rate_text(task.rate_limit, task.rate_period) if task.rate_limit and task.rate_period else None,
+        "rate": None if rate is None else flow.rate_text(rate.limit, rate.period),
         "waiting": waiting,
         "owner": owner_name(task),
         "cron_schedule": task.cron_schedule_id,

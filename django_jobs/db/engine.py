@@ -133,15 +133,13 @@ class Engine:
         features = self.connection.features
         return bool(features.has_select_for_update and features.has_select_for_update_skip_locked)
 
-    def claim(self, worker_id: str, queues: list[str] | None, limit: int, now: datetime,
-              flow: Flow | None = None) -> list[Any]:
+    def claim(self, worker_id: str, queues: list[str] | None, limit: int, now: datetime, flow: Flow) -> list[Any]:
         """Mark up to ``limit`` due tasks ``running`` for ``worker_id`` and return them, in claim order.
 
         Limited tasks (``flow``: see ``django_jobs.db.flow``) and unlimited ones are
         claimed apart, each claim letting the other kind go first. ``flow``: the
-        worker's, kept from claim to claim; None: a fresh one from the settings.
+        worker's, kept from claim to claim.
         """
-        flow = flow or Flow.from_settings()
         paths = [(LIMITED, self.claim_limited), (UNLIMITED, self.claim_unlimited)]
         if not flow.limited_first:
             paths.reverse()

@@ -1,7 +1,8 @@
 """Flow control in the claim: concurrency and rate limits per key, across every worker.
 
 A limited task carries its keys and limits (``concurrency_key``/``concurrency_limit``,
-``rate_key``/``rate_limit``/``rate_period``); ``QUEUE_LIMITS`` limits whole queues.
+``rate_key``/``rate_limit``/``rate_period``; a limit NULL beside its key is the one
+the job declares in the code the worker runs); ``QUEUE_LIMITS`` limits whole queues.
 The claim takes limited tasks in one transaction per batch:
 
 1. **Lanes.** The keys (``flow_key``) that have pending tasks, a batch's worth at a
@@ -31,13 +32,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..conf import jobs_settings
-from ..limits import QueueLimit, queue_limits
+from ..limits import Declared, QueueLimit, queue_limits
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -63,6 +64,7 @@ class Head(NamedTuple):
     return heads in claim order (the statement sorts them: no timestamps to load)."""
 
     id: int
+    identifier: str
     queue: str
     concurrency_key: str | None
     concurrency_limit: int | None
@@ -87,9 +89,13 @@ class Window(NamedTuple):
 @dataclass
 class Flow:
     """A worker's flow control from claim to claim: its queue limits (read when it
-    starts), where its round of keys stands, and the FlowKey rows it knows exist."""
+    starts), the limits its code declares per job (``declare``: a job name to its
+    ``Declared``, asked once per name), where its round of keys stands, and the
+    FlowKey rows it knows exist."""
 
     queue_limits: dict[str, QueueLimit]
+    declare: Callable[[str], Declared]
+    declared: dict[str, Declared] = field(default_factory=dict)
     after: str | None = None
     limited_first: bool = True
     # The last claim left due limited tasks behind (their limits were full, or another
@@ -118,8 +124,27 @@ class Flow:
         return since is not None and time.monotonic() - since < RECHECK_EMPTY
 
     @classmethod
-    def from_settings(cls) -> Flow:
-        return cls(queue_limits(jobs_settings.QUEUE_LIMITS))
+    def from_settings(cls, declare: Callable[[str], Declared]) -> Flow:
+        """``declare``: required, since a flow that knew no job's declared limits would
+        claim the tasks that store none (NULL: as declared) as if they had no limit."""
+        return cls(queue_limits(jobs_settings.QUEUE_LIMITS), declare)
+
+    def with_declared_limits(self, head: Head) -> Head:
+        """``head`` with the limits its job declares in this worker's code where its row
+        stores none (NULL beside a key: "as declared"); a job this worker does not know
+        puts no limit on such a key."""
+        concurrency = head.concurrency_key is not None and head.concurrency_limit is None
+        rate = head.rate_key is not None and head.rate_limit is None
+        if not (concurrency or rate):
+            return head
+        declared = self.declared.get(head.identifier)
+        if declared is None:
+            declared = self.declared[head.identifier] = self.declare(head.identifier)
+        if concurrency:
+            head = head._replace(concurrency_limit=declared.concurrency)
+        if rate and declared.rate is not None:
+            head = head._replace(rate_limit=declared.rate.limit, rate_period=declared.rate.period)
+        return head
 
     def limited_queues(self, queues: list[str] | None) -> list[str]:
         """The limited queues among those served (all of them when ``queues`` is None)."""
@@ -203,8 +228,9 @@ def claim_under_lanes(engine: Engine, worker_id: str, queues: list[str] | None, 
     found, counted = engine.flow_heads_and_counts(
         lanes, limited_queues, per_lane, now, queues, paused,
         [key for kind, key in locked if kind == CONCURRENCY], [key for kind, key in locked if kind == QUEUE])
-    heads = [head._replace(concurrency_key=head.concurrency_key and engine.key_form(head.concurrency_key),
-                           rate_key=head.rate_key and engine.key_form(head.rate_key)) for head in found]
+    heads = [flow.with_declared_limits(head)._replace(
+        concurrency_key=head.concurrency_key and engine.key_form(head.concurrency_key),
+        rate_key=head.rate_key and engine.key_form(head.rate_key)) for head in found]
     # Their other keys, rate keys only (a rate key shared by several lanes), without
     # waiting: a claim holding keys never waits for more. Never a lane's key skipped
     # above: its running tasks were not counted, so taking it now could exceed its

@@ -23,8 +23,9 @@ from django.utils import timezone
 
 from ..conf import jobs_settings
 from ..db.flow import window_of
-from ..limits import PERIOD_NAMES, QueueLimit, queue_limits
+from ..limits import PERIOD_NAMES, QueueLimit, Rate, queue_limits
 from ..models import FlowKey, ScheduledTask
+from ..registry import declared_limits
 
 Status = ScheduledTask.Status
 CONCURRENCY, RATE, QUEUE = "concurrency", "rate", "queue"
@@ -104,22 +105,37 @@ def waiting_reasons(tasks: Iterable[ScheduledTask], now: datetime | None = None)
     return reasons
 
 
+def own_limits(task: ScheduledTask) -> tuple[int | None, Rate | None]:
+    """A task's concurrency limit and rate: those stored with it, else (NULL beside a
+    key) those its job declares in the code this process runs, as a worker reads them."""
+    concurrency = task.concurrency_limit
+    rate = Rate(task.rate_limit, task.rate_period) if task.rate_limit and task.rate_period else None
+    if (task.concurrency_key and concurrency is None) or (task.rate_key and rate is None):
+        declared = declared_limits(task.identifier)
+        if task.concurrency_key and concurrency is None:
+            concurrency = declared.concurrency
+        if task.rate_key and rate is None:
+            rate = declared.rate
+    return (concurrency if task.concurrency_key else None), (rate if task.rate_key else None)
+
+
 def limits_of(tasks: Iterable[ScheduledTask], now: datetime | None = None) -> dict[int, list[Limit]]:
     """The limits each task is under (its keys', its queue's), with their use now, by id;
     tasks under none are left out. Two queries at most: running counts, rate windows."""
     now = now or timezone.now()
     by_queue = current_queue_limits()
     limited = [task for task in tasks if task.concurrency_key or task.rate_key or task.queue in by_queue]
+    own = {task.pk: own_limits(task) for task in limited}
     if not limited:
         return {}
     running = running_counts(
-        {task.concurrency_key for task in limited if task.concurrency_key and task.concurrency_limit},
+        {task.concurrency_key for task in limited if task.concurrency_key and own[task.pk][0]},
         {task.queue for task in limited if task.queue in by_queue and by_queue[task.queue].concurrency})
     started = started_counts(
-        {(FlowKey.Kind.RATE, task.rate_key, task.rate_period) for task in limited if task.rate_key and task.rate_period}
+        {(FlowKey.Kind.RATE, task.rate_key, rate.period) for task in limited if task.rate_key and (rate := own[task.pk][1])}
         | {(FlowKey.Kind.QUEUE, queue, limit.rate.period) for queue, limit in by_queue.items()
            if limit.rate is not None and any(task.queue == queue for task in limited)}, now)
-    return {task.pk: task_limits(task, by_queue.get(task.queue), running, started) for task in limited}
+    return {task.pk: task_limits(task, own[task.pk], by_queue.get(task.queue), running, started) for task in limited}
 
 
 def current_queue_limits() -> dict[str, QueueLimit]:
@@ -127,15 +143,16 @@ def current_queue_limits() -> dict[str, QueueLimit]:
     return queue_limits(jobs_settings.QUEUE_LIMITS)
 
 
-def task_limits(task: ScheduledTask, queue_limit: QueueLimit | None, running: dict[tuple[str, str], int],
-                started: dict[tuple[str, str], int]) -> list[Limit]:
+def task_limits(task: ScheduledTask, own: tuple[int | None, Rate | None], queue_limit: QueueLimit | None,
+                running: dict[tuple[str, str], int], started: dict[tuple[str, str], int]) -> list[Limit]:
     limits = []
-    if task.concurrency_key and task.concurrency_limit:
-        limits.append(Limit(CONCURRENCY, task.concurrency_key, task.concurrency_limit,
+    concurrency, rate = own
+    if task.concurrency_key and concurrency:
+        limits.append(Limit(CONCURRENCY, task.concurrency_key, concurrency,
                             running.get((CONCURRENCY, task.concurrency_key), 0)))
-    if task.rate_key and task.rate_limit and task.rate_period:
-        limits.append(Limit(RATE, task.rate_key, task.rate_limit,
-                            started.get((FlowKey.Kind.RATE, task.rate_key), 0), task.rate_period))
+    if task.rate_key and rate:
+        limits.append(Limit(RATE, task.rate_key, rate.limit,
+                            started.get((FlowKey.Kind.RATE, task.rate_key), 0), rate.period))
     if queue_limit is not None and queue_limit.concurrency is not None:
         limits.append(Limit(QUEUE, task.queue, queue_limit.concurrency, running.get((QUEUE, task.queue), 0)))
     if queue_limit is not None and queue_limit.rate is not None:
@@ -221,11 +238,14 @@ def counted(rows: QuerySet[ScheduledTask], column: str, limit: int, **extra: Any
 
 def busy_by_column(column: str, kind: str, limit: int) -> list[BusyKey]:
     limited = active_limited(ScheduledTask.objects.filter(flow_key__isnull=False, **{f"{column}__isnull": False}))
+    # The largest limit stored under the key, else (NULL: as declared) its job's declared one.
     if kind == CONCURRENCY:
-        rows = counted(limited, column, limit, most=Max("concurrency_limit"))
-        return [BusyKey(kind, row[column], row["running"], row["pending"], f"{row['most']} at once") for row in rows]
-    rows = counted(limited, column, limit, most=Max("rate_limit"), period=Max("rate_period"))
-    return [BusyKey(kind, row[column], row["running"], row["pending"], rate_text(row["most"], row["period"]))
+        rows = counted(limited, column, limit, most=Max("concurrency_limit"), job=Max("identifier"))
+        return [BusyKey(kind, row[column], row["running"], row["pending"],
+                        f"{row['most'] or declared_limits(row['job']).concurrency} at once") for row in rows]
+    rows = counted(limited, column, limit, most=Max("rate_limit"), period=Max("rate_period"), job=Max("identifier"))
+    return [BusyKey(kind, row[column], row["running"], row["pending"],
+                    rate_text(row["most"], row["period"]) if row["most"] else str(declared_limits(row["job"]).rate))
             for row in rows]
 
 

@@ -15,7 +15,6 @@ import time
 # DatabaseError: both happen when the server restarts under a worker.
 from django.db import Error as DatabaseError
 
-from ..db.flow import Flow
 from ..queues import paused_names
 from ..resilience import Backoff, reconnect, worker_error
 from . import claiming
@@ -46,7 +45,7 @@ class ClaimLoop:
         self.paused_checked_at = 0.0
         self.in_doubt = False  # a claim failed: it may have committed all the same
         # QUEUE_LIMITS as they are when the worker starts, and its round of flow keys.
-        self.flow = Flow.from_settings()
+        self.flow = claiming.new_flow()
 
     def run(self) -> None:
         """Claim until stopped, a limit is reached, or (``burst``) nothing is due."""

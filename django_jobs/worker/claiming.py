@@ -20,6 +20,7 @@ from django.utils import timezone
 from ..db import engine
 from ..db.flow import Flow
 from ..models import ScheduledTask
+from ..registry import declared_limits
 from ..resilience import is_transient
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,12 @@ logger = logging.getLogger(__name__)
 # Deadlocks (MariaDB) and "database is locked" (SQLite) are transient: try again.
 CLAIM_ATTEMPTS = 5
 CLAIM_RETRY_PAUSE = 0.05
+
+
+def new_flow() -> Flow:
+    """A worker's flow control: ``QUEUE_LIMITS`` and the jobs' declared limits as this
+    process has them (read once: a change takes effect when the worker starts again)."""
+    return Flow.from_settings(declared_limits)
 
 
 def claim(worker_id: str, queues: Iterable[str] | None, limit: int, now: datetime | None = None,
@@ -41,7 +48,7 @@ def claim(worker_id: str, queues: Iterable[str] | None, limit: int, now: datetim
     queues = list(queues) if queues else None
     for attempt in range(1, CLAIM_ATTEMPTS + 1):
         try:
-            return database.claim(worker_id, queues, limit, now or timezone.now(), flow)
+            return database.claim(worker_id, queues, limit, now or timezone.now(), flow or new_flow())
         except OperationalError as error:
             if attempt == CLAIM_ATTEMPTS or not is_transient(error):
                 raise

@@ -26,7 +26,9 @@ import django_jobs
 from django_jobs import UnknownJob, registry, scheduler
 from django_jobs.admin.schedules import CronScheduleForm
 from django_jobs.exceptions import TaskCancelled, WorkerLost
+from django_jobs.limits import Rate
 from django_jobs.models import CronSchedule, ScheduledTask
+from django_jobs.stats.flow import own_limits
 from django_jobs.testing import run_pending_jobs
 from tests.factories import CronScheduleFactory, ScheduledTaskFactory
 from tests.helpers import capture_signal
@@ -88,13 +90,17 @@ def test_bad_options_are_refused_with_their_name():
 
 
 def test_flow_control_options_are_task_options_too():
+    # The task's declared limits: its keys stored, its limits NULL ("as declared"), which
+    # workers (and admin, the API) read from the task as the code declares it.
     row = row_of(test_tasks.charge_account.enqueue(7, cents=500))
     assert (row.concurrency_key, row.concurrency_limit, row.rate_key, row.rate_limit, row.rate_period) == (
-        "account:7", 1, "tests.testapp.tasks.charge_account", 10, 60)
+        "account:7", None, "tests.testapp.tasks.charge_account", None, None)
+    assert own_limits(row) == (1, Rate(10, 60))
     other = row_of(test_tasks.noop_task.using(concurrency=3, concurrency_key="all").enqueue())
-    assert (other.concurrency_key, other.concurrency_limit) == ("all", 3)
+    assert (other.concurrency_key, other.concurrency_limit) == ("all", 3)  # a limit of its own: stored
     with backend_with(OPTIONS={"rate": "5/s"}):
-        assert row_of(test_tasks.noop_task.enqueue()).rate_limit == 5
+        rated = row_of(test_tasks.noop_task.enqueue())
+        assert (rated.rate_limit, own_limits(rated)) == (None, (None, Rate(5, 1)))
     with pytest.raises(InvalidTask, match="rate"):
         task(rate="fast")(test_tasks.calculate_meaning_of_life.func)
     with pytest.raises(InvalidTask, match="concurrency"):
