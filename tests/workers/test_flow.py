@@ -245,8 +245,9 @@ def enqueue_two_backlogs() -> set[int]:
     tasks = job.enqueue_many([((), {"key": LONG, "label": f"{LONG}{n}", "pause": PAUSE}) for n in range(LONG_TASKS)])
     tasks += job.enqueue_many([((), {"key": SHORT, "label": f"{SHORT}{n}", "pause": PAUSE})
                                for n in range(SHORT_TASKS)])
+    # Keys stored, limits as declared (NULL): the workers apply the job's concurrency=2.
     stored = Counter(ScheduledTask.objects.values_list("concurrency_key", "concurrency_limit"))
-    assert stored == {(LONG, LIMIT): LONG_TASKS, (SHORT, LIMIT): SHORT_TASKS}
+    assert stored == {(LONG, None): LONG_TASKS, (SHORT, None): SHORT_TASKS}
     return {task.pk for task in tasks}
 
 
