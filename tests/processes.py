@@ -6,6 +6,7 @@ One copy, shared by every suite that starts ``run_jobworker`` (``workers`` fixtu
 from __future__ import annotations
 
 import subprocess
+import threading
 
 import pytest
 
@@ -65,3 +66,25 @@ def assert_exit(process: subprocess.Popen, expected: int = 0, timeout: float = 6
 def statuses(*tasks: ScheduledTask) -> list[str]:
     by_id = dict(ScheduledTask.objects.filter(pk__in=[task.pk for task in tasks]).values_list("pk", "status"))
     return [by_id[task.pk] for task in tasks]
+
+
+class Watched:
+    """A worker process whose output is read as it comes: a full pipe would block it."""
+
+    def __init__(self, process: subprocess.Popen, name: str) -> None:
+        self.process, self.name, self.lines = process, name, []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def output(self, last: int = 40) -> str:
+        return f"--- {self.name} pid={self.pid} exit={self.process.poll()} ---\n" + "".join(self.lines[-last:])

@@ -14,7 +14,6 @@ import math
 import random
 import signal
 import subprocess
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -30,7 +29,7 @@ from django.utils import timezone
 
 from django_jobs.models import ScheduledTask, Worker
 from tests.conftest import wait_until
-from tests.processes import statuses
+from tests.processes import Watched, statuses
 from tests.testapp import jobs
 from tests.testapp.models import Execution
 
@@ -43,28 +42,6 @@ HEARTBEAT_TIMEOUT = settings.DJANGO_JOBS["HEARTBEAT_TIMEOUT"]
 
 
 # -- worker processes ------------------------------------------------------------------
-class Watched:
-    """A worker process whose output is read as it comes: a full pipe would block it."""
-
-    def __init__(self, process: subprocess.Popen, name: str) -> None:
-        self.process, self.name, self.lines = process, name, []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def output(self, last: int = 40) -> str:
-        return f"--- {self.name} pid={self.pid} exit={self.process.poll()} ---\n" + "".join(self.lines[-last:])
-
-
 def start(workers, name: str, *arguments: str) -> Watched:
     return Watched(workers.start("--worker-id", name, *arguments), name)
 

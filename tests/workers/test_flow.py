@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -36,6 +35,7 @@ from django.utils import timezone
 from django_jobs.models import ScheduledTask, TaskEvent, Worker
 from tests.conftest import wait_until
 from tests.factories import WorkerFactory
+from tests.processes import Watched
 from tests.testapp import jobs
 from tests.testapp.models import Execution
 
@@ -54,28 +54,6 @@ TOLERANCE = 0.001  # the rows store microseconds; time.time() has more digits
 
 
 # -- worker processes ------------------------------------------------------------------------
-class Watched:
-    """A worker process whose output is read as it comes: a full pipe would block it."""
-
-    def __init__(self, process: subprocess.Popen, name: str) -> None:
-        self.process, self.name, self.lines = process, name, []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def output(self, last: int = 40) -> str:
-        return f"--- {self.name} pid={self.pid} exit={self.process.poll()} ---\n" + "".join(self.lines[-last:])
-
-
 def start(workers, name: str, *arguments: str, env: dict[str, str] | None = None) -> Watched:
     return Watched(workers.start("--worker-id", name, "--no-cron", *arguments, env=env), name)
 
