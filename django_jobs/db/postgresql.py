@@ -105,11 +105,6 @@ def unique_indexes() -> DDL:
 # columns of a SELECT, which may go on with more.
 PIN_CLAIM_PLAN = ("set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true), "
                   "set_config('jit', 'off', true)")
-# The claim of limited tasks pins its joins too: with statistics not yet gathered after a
-# burst of inserts (``reltuples`` -1), ``take`` was planned as a hash join over every
-# pending row read through the identifier index, 8 ms of each claim of 100 with 20,000
-# pending (EXPLAIN ANALYZE), growing with the backlog; by the ids, 0.5 ms.
-PIN_FLOW_CLAIM_PLAN = f"{PIN_CLAIM_PLAN}, set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
 
 
 class PostgreSQLEngine(Engine):
@@ -159,7 +154,7 @@ class PostgreSQLEngine(Engine):
         where, params = self.flow_keys_where(lane_keys)
         with self.connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT {PIN_FLOW_CLAIM_PLAN}, (SELECT array_agg(queue) FROM {PausedQueue._meta.db_table}), "
+                f"SELECT {PIN_CLAIM_PLAN}, (SELECT array_agg(queue) FROM {PausedQueue._meta.db_table}), "
                 f"(SELECT json_agg(json_build_array(l.kind, l.k, l.w, l.started)) FROM (SELECT kind, {quote('key')} k, "
                 f"{quote('window')} w, started FROM {FLOW_KEYS} WHERE {where} ORDER BY kind, {quote('key')} "
                 f"FOR UPDATE{'' if wait else ' SKIP LOCKED'}) l)",
@@ -212,9 +207,11 @@ class PostgreSQLEngine(Engine):
         task = ScheduledTask._meta.db_table
         with connection.cursor() as cursor:
             # Each id looked up by the primary key (LATERAL, fenced by OFFSET 0 so that it
-            # stays a lookup per id), never a join over the pending rows (see
-            # PIN_FLOW_CLAIM_PLAN): a bare ``id = ANY(%s)`` or a join with the ids was
-            # planned through the identifier index with stale statistics. The row is
+            # stays a lookup per id). Joined with the ids as a table, or as a bare
+            # ``id = ANY(%s)``, before a first ANALYZE of a freshly filled table
+            # (``reltuples`` -1) it was planned as a hash join over every pending row read
+            # through the identifier index: 8 ms of each claim of 100 at 20,000 pending,
+            # growing with the backlog; this way 0.5 ms (EXPLAIN ANALYZE). The row is
             # locked there, its status checked again on its latest version (a cancel
             # committed since the heads were read), and one locked elsewhere is left.
             cursor.execute(f"UPDATE {task} t SET status = 'running', worker_id = %s, started_at = %s, updated_at = %s "
