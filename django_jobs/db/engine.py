@@ -100,6 +100,18 @@ OWNER_INDEX = DDL(
 )
 
 
+# The keys with pending tasks in key order after %s (or from the first, with NULL), at
+# most %s of them: a recursive skip scan of the flow index, one probe per key.
+LANES = (f"WITH RECURSIVE lanes (k, n) AS ("
+         f"SELECT (SELECT MIN(flow_key) FROM {TASKS} WHERE status = 'pending' AND flow_key > COALESCE(%s, '')), 1 "
+         f"UNION ALL SELECT (SELECT MIN(t.flow_key) FROM {TASKS} t WHERE t.status = 'pending' "
+         f"AND t.flow_key > lanes.k), lanes.n + 1 FROM lanes WHERE lanes.k IS NOT NULL AND lanes.n < %s)")
+
+
+def lanes_params(after: str | None, count: int) -> list[Any]:
+    return [after, count]
+
+
 def task_model() -> Any:
     # By name: the models' querysets call the engines, so the engines cannot import the models.
     return apps.get_model("django_jobs", "ScheduledTask")
@@ -116,6 +128,8 @@ class Engine:
     can_notify = False
     #: An enqueue that is its own transaction may commit without waiting for the disk.
     can_relax_commit = False
+    #: ``open_flow_page`` reads a page of lanes and locks their keys in one statement.
+    reads_lanes_as_it_locks = False
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
@@ -225,15 +239,15 @@ class Engine:
     def flow_lanes(self, after: str | None, count: int) -> list[str]:
         """Up to ``count`` keys with pending limited tasks, in key order, after ``after``:
         a skip scan of the flow index, one probe per key, however long each key's backlog."""
-        start = "flow_key > %s" if after is not None else "flow_key IS NOT NULL"
-        sql = (f"WITH RECURSIVE lanes (k, n) AS ("
-               f"SELECT (SELECT MIN(flow_key) FROM {TASKS} WHERE status = 'pending' AND {start}), 1 "
-               f"UNION ALL SELECT (SELECT MIN(t.flow_key) FROM {TASKS} t WHERE t.status = 'pending' "
-               f"AND t.flow_key > lanes.k), lanes.n + 1 FROM lanes WHERE lanes.k IS NOT NULL AND lanes.n < %s) "
-               f"SELECT k FROM lanes WHERE k IS NOT NULL")
         with self.connection.cursor() as cursor:
-            cursor.execute(sql, [*([after] if after is not None else []), count])
+            cursor.execute(f"{LANES} SELECT k FROM lanes WHERE k IS NOT NULL", lanes_params(after, count))
             return [lane for (lane,) in cursor.fetchall()]
+
+    def open_flow_page(self, after: str | None, count: int, limited_queues: list[str],
+                       ) -> tuple[list[str], list[str], dict[Key, Window]]:
+        """``flow_lanes`` and ``open_flow_claim`` (SKIP LOCKED) in one statement, where
+        ``reads_lanes_as_it_locks``: the paused queues, the lanes, their locked rows."""
+        raise NotImplementedError
 
     def open_flow_claim(self, lane_keys: set[Key], wait: bool) -> tuple[list[str], dict[Key, Window]]:
         """The start of a claim of limited tasks: the plan pinned, the paused queues, and

@@ -157,30 +157,73 @@ def claim_limited(engine: Engine, worker_id: str, queues: list[str] | None, budg
 
     Page after page of lanes until the budget is filled or the round of keys ends: a
     page whose keys are all at their limits (or all being claimed by other workers)
-    must not stop the claim while keys further on have tasks that could start.
+    must not stop the claim while keys further on have tasks that could start. A claim
+    that started in the middle of the round goes on from the first key once.
     ``flow.held_back`` tells afterwards whether due tasks were left behind."""
     flow.forget_known_now_and_then()
     flow.held_back = False
     limited_queues = flow.limited_queues(queues)
     tasks: list[Any] = []
+    wrapped = flow.after is None
     for page in range(MAX_PAGES):
-        lanes = next_lanes(engine, flow, budget - len(tasks))
         served = limited_queues if page == 0 else []  # a limited queue is a lane of the first page
-        if not lanes and not served:
+        tasks += claim_page(engine, worker_id, queues, budget - len(tasks), now, flow, served)
+        if len(tasks) >= budget:
             break
-        tasks += claim_page(engine, worker_id, queues, budget - len(tasks), now, flow, lanes, served)
-        if len(tasks) >= budget or flow.after is None:  # filled, or the round of keys ended
-            break
+        if flow.after is None:  # the round of keys ended
+            if wrapped:
+                break
+            wrapped = True
     return tasks
 
 
 def claim_page(engine: Engine, worker_id: str, queues: list[str] | None, budget: int, now: datetime,
-               flow: Flow, lanes: list[str], limited_queues: list[str]) -> list[Any]:
-    """The claim under one page of lanes, in one transaction (and a second one when the
-    heads needed keys that had no FlowKey row yet)."""
-    # A lane is a concurrency key or a rate key (or both): its rows of either kind.
-    lane_keys = {(kind, engine.key_form(lane)) for lane in lanes for kind in (CONCURRENCY, RATE)}
-    lane_keys |= {(QUEUE, queue) for queue in limited_queues}
+               flow: Flow, limited_queues: list[str]) -> list[Any]:
+    """The claim under the next page of lanes (``budget`` keys after ``flow.after``).
+
+    Where the engine reads the lanes and locks their keys in one statement
+    (``Engine.open_flow_page``), that statement opens the claim's transaction, as long
+    as every lane's FlowKey rows are known to exist; else the lanes are read first and
+    the missing rows inserted (``claim_lanes``)."""
+    tasks: list[Any] = []
+    if engine.reads_lanes_as_it_locks:
+        with engine.atomic():
+            paused, lanes, rows = engine.open_flow_page(flow.after, budget, limited_queues)
+            move_on(flow, lanes, budget)
+            lane_keys = keys_of_lanes(engine, lanes, limited_queues)
+            if not lane_keys:
+                return []
+            if lane_keys <= flow.known:
+                turn = claim_under_lanes(engine, worker_id, queues, budget, now, flow, lanes, limited_queues,
+                                         lane_keys, may_move_on=flow.after is not None, opened=(paused, rows))
+                if turn is None:  # another worker claims under every lane of this page: the next page
+                    flow.held_back = True
+                    return []
+                tasks, missing = turn
+                if not missing or len(tasks) >= budget:
+                    return tasks
+                lane_keys |= missing
+        # Keys without a known FlowKey row: inserted (outside any claim), then these lanes.
+        return tasks + claim_lanes(engine, worker_id, queues, budget - len(tasks), now, flow, lanes,
+                                   limited_queues, lane_keys)
+    lanes = next_lanes(engine, flow, budget)
+    lane_keys = keys_of_lanes(engine, lanes, limited_queues)
+    if not lane_keys:
+        return []
+    return claim_lanes(engine, worker_id, queues, budget, now, flow, lanes, limited_queues, lane_keys)
+
+
+def keys_of_lanes(engine: Engine, lanes: list[str], limited_queues: list[str]) -> set[Key]:
+    """A lane is a concurrency key or a rate key (or both): its rows of either kind; and
+    each served limited queue."""
+    keys = {(kind, engine.key_form(lane)) for lane in lanes for kind in (CONCURRENCY, RATE)}
+    return keys | {(QUEUE, queue) for queue in limited_queues}
+
+
+def claim_lanes(engine: Engine, worker_id: str, queues: list[str] | None, budget: int, now: datetime,
+                flow: Flow, lanes: list[str], limited_queues: list[str], lane_keys: set[Key]) -> list[Any]:
+    """The claim under ``lanes``, in one transaction (and a second one when the heads
+    needed keys that had no FlowKey row yet)."""
     tasks: list[Any] = []
     for retrying in (False, True):
         insert_missing(engine, flow, lane_keys)
@@ -205,15 +248,17 @@ def claim_page(engine: Engine, worker_id: str, queues: list[str] | None, budget:
 
 def claim_under_lanes(engine: Engine, worker_id: str, queues: list[str] | None, budget: int, now: datetime,
                       flow: Flow, lanes: list[str], limited_queues: list[str], lane_keys: set[Key],
-                      may_move_on: bool) -> tuple[list[Any], set[Key]] | None:
+                      may_move_on: bool, opened: tuple[list[str], dict[Key, Window]] | None = None,
+                      ) -> tuple[list[Any], set[Key]] | None:
     """Inside the claim's transaction: the tasks taken, and the keys their heads needed
     that have no FlowKey row yet; None when every lane is locked by another claim and
-    the round has more lanes to try (``may_move_on``)."""
+    the round has more lanes to try (``may_move_on``). ``opened``: the paused queues and
+    the lanes' rows locked SKIP LOCKED, when the statement that read the lanes did it."""
     # The lanes' keys first, skipping those another worker is claiming under, so that
     # workers spread over the keys. If that leaves none: the next lanes, or (a hot key,
     # the whole round) wait for them in key order, holding nothing, so no deadlock, and
     # read the heads the other claim left.
-    paused, lane_rows = engine.open_flow_claim(lane_keys, wait=False)
+    paused, lane_rows = opened or engine.open_flow_claim(lane_keys, wait=False)
     locked = formed(engine, lane_rows)
     if not locked:
         if may_move_on and flow.after is not None:
@@ -268,13 +313,16 @@ def formed(engine: Engine, rows: dict[Key, Window]) -> dict[Key, Window]:
 
 
 def next_lanes(engine: Engine, flow: Flow, count: int) -> list[str]:
-    """Up to ``count`` keys with pending tasks, after the last one visited, wrapping round."""
-    start = flow.after
-    lanes = engine.flow_lanes(start, count)
-    if len(lanes) < count and start is not None:
-        lanes += [lane for lane in engine.flow_lanes(None, count - len(lanes)) if lane not in lanes]
-    flow.after = lanes[-1] if len(lanes) == count else None
+    """Up to ``count`` keys with pending tasks, after the last one visited."""
+    lanes = engine.flow_lanes(flow.after, count)
+    move_on(flow, lanes, count)
     return lanes
+
+
+def move_on(flow: Flow, lanes: list[str], count: int) -> None:
+    """Where the next page of lanes starts: after this one, or (a short page: the round
+    ended) at the first key."""
+    flow.after = lanes[-1] if len(lanes) == count else None
 
 
 def keys_of(heads: Iterable[Head], limited: dict[str, QueueLimit]) -> set[Key]:

@@ -26,11 +26,13 @@ from .engine import (
     EVENT_COLUMNS,
     EVENTS_TABLE,
     FLOW_KEYS,
+    LANES,
     MESSAGE_LENGTH,
     OWNER_INDEX,
     TASKS,
     Engine,
     claim_sort_key,
+    lanes_params,
 )
 from .flow import CLAIM_ORDER, RANKED_COLUMNS, Flow, Head, Key, Window
 
@@ -112,6 +114,7 @@ class PostgreSQLEngine(Engine):
     triggers_write_events = True
     can_notify = True
     can_relax_commit = True
+    reads_lanes_as_it_locks = True
 
     def set_up_connection(self, connection: BaseDatabaseWrapper, events_on: bool) -> None:
         """The per-connection switch the triggers read (``EVENTS = False``)."""
@@ -147,6 +150,26 @@ class PostgreSQLEngine(Engine):
                 cursor.execute(claim_statement(queues, column_list(connection, "t."), bool(held_back)), params)
                 claimed = cursor.fetchall()
         return sorted(reader(connection).tasks(claimed), key=claim_sort_key)
+
+    def open_flow_page(self, after: str | None, count: int, limited_queues: list[str],
+                       ) -> tuple[list[str], list[str], dict[Key, Window]]:
+        """The pin, the paused queues, a page of lanes and their keys locked SKIP LOCKED
+        in one round trip (by the unique index, one probe per key)."""
+        quote = self.connection.ops.quote_name
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"{LANES} SELECT {PIN_CLAIM_PLAN}, (SELECT array_agg(queue) FROM {PausedQueue._meta.db_table}), "
+                f"(SELECT array_agg(k ORDER BY n) FROM lanes WHERE k IS NOT NULL), "
+                f"(SELECT json_agg(json_build_array(l.kind, l.k, l.w, l.started)) FROM (SELECT f.kind, f.{quote('key')} k, "
+                f"f.{quote('window')} w, f.started FROM {FLOW_KEYS} f JOIN ("
+                f"SELECT kinds.kind, lanes.k FROM lanes CROSS JOIN (VALUES ('c'), ('r')) AS kinds(kind) "
+                f"WHERE lanes.k IS NOT NULL UNION ALL SELECT 'q', unnest(%s::text[])) AS wanted "
+                f"ON f.kind = wanted.kind AND f.{quote('key')} = wanted.k "
+                f"ORDER BY f.kind, f.{quote('key')} FOR UPDATE OF f SKIP LOCKED) l)",
+                [*lanes_params(after, count), limited_queues])
+            *_, paused, lanes, rows = cursor.fetchone()
+        return (paused or [], lanes or [],
+                {(kind, key): Window(window, started) for kind, key, window, started in rows or []})
 
     def open_flow_claim(self, lane_keys: set[Key], wait: bool) -> tuple[list[str], dict[Key, Window]]:
         """The pin, the paused queues and the lanes' lock in one round trip."""
