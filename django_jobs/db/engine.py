@@ -130,6 +130,8 @@ class Engine:
     can_relax_commit = False
     #: ``open_flow_page`` reads a page of lanes and locks their keys in one statement.
     reads_lanes_as_it_locks = False
+    #: ``key_form`` changes keys (the database compares text other than byte for byte).
+    forms_keys = False
 
     def __init__(self, alias: str) -> None:
         self.alias = alias

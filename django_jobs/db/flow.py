@@ -140,11 +140,11 @@ class Flow:
         declared = self.declared.get(head.identifier)
         if declared is None:
             declared = self.declared[head.identifier] = self.declare(head.identifier)
-        if concurrency:
-            head = head._replace(concurrency_limit=declared.concurrency)
+        rate_limit, rate_period = head.rate_limit, head.rate_period
         if rate and declared.rate is not None:
-            head = head._replace(rate_limit=declared.rate.limit, rate_period=declared.rate.period)
-        return head
+            rate_limit, rate_period = declared.rate.limit, declared.rate.period
+        return head._replace(concurrency_limit=declared.concurrency if concurrency else head.concurrency_limit,
+                             rate_limit=rate_limit, rate_period=rate_period)
 
     def limited_queues(self, queues: list[str] | None) -> list[str]:
         """The limited queues among those served (all of them when ``queues`` is None)."""
@@ -273,9 +273,10 @@ def claim_under_lanes(engine: Engine, worker_id: str, queues: list[str] | None, 
     found, counted = engine.flow_heads_and_counts(
         lanes, limited_queues, per_lane, now, queues, paused,
         [key for kind, key in locked if kind == CONCURRENCY], [key for kind, key in locked if kind == QUEUE])
-    heads = [flow.with_declared_limits(head)._replace(
-        concurrency_key=head.concurrency_key and engine.key_form(head.concurrency_key),
-        rate_key=head.rate_key and engine.key_form(head.rate_key)) for head in found]
+    heads = [flow.with_declared_limits(head) for head in found]
+    if engine.forms_keys:
+        heads = [head._replace(concurrency_key=head.concurrency_key and engine.key_form(head.concurrency_key),
+                               rate_key=head.rate_key and engine.key_form(head.rate_key)) for head in heads]
     # Their other keys, rate keys only (a rate key shared by several lanes), without
     # waiting: a claim holding keys never waits for more. Never a lane's key skipped
     # above: its running tasks were not counted, so taking it now could exceed its

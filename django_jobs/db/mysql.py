@@ -65,6 +65,8 @@ class MySQLEngine(Engine):
                            f"GROUP BY status, flow_key ORDER BY flow_key LIMIT %s", [*([after] if after is not None else []), count])
             return [lane for (lane,) in cursor.fetchall()]
 
+    forms_keys = True
+
     def key_form(self, key: str) -> str:
         """The default collations ignore case and trailing spaces: "Account:7 " and
         "account:7" are one key here, one FlowKey row and one count."""
