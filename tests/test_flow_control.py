@@ -9,6 +9,7 @@ import datetime as dt
 from collections import Counter
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.test import override_settings
@@ -366,3 +367,32 @@ def test_a_lane_key_another_claim_held_is_not_taken_later_in_the_claim_without_i
         holder.join(10)
     assert taken == []
     assert ScheduledTask.objects.filter(status="running").count() == 2
+
+
+def test_every_claim_that_takes_tasks_under_a_key_leaves_a_new_version_of_its_row():
+    """PostgreSQL reads a page's counts in the statement that locks its keys, in a
+    snapshot taken before the lock (``open_flow_page``); a claim that committed in
+    between is caught because it wrote the key's row: the row locked is then newer than
+    the row seen. That holds only if every claim taking tasks under a key writes its
+    row, concurrency keys and limited queues included, and one taking none need not."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the counts read with the lock are PostgreSQL's")
+    with override_settings(DJANGO_JOBS={**settings.DJANGO_JOBS, "QUEUE_LIMITS": {"mail": {"concurrency": 5}}}):
+        jobs.per_account.enqueue_many([((1,), {})] * 3)
+        jobs.noop.using(queue="mail").enqueue()
+
+        def versions():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT kind, key, xmin::text FROM django_jobs_flowkey")
+                return {(kind, key): version for kind, key, version in cursor.fetchall()}
+
+        flow = claiming.new_flow()
+        assert len(claim(flow=flow)) == 2 + 1  # account 1 at its limit; the mail task
+        before = versions()
+        assert claim(flow=flow) == []  # nothing taken: nothing written
+        assert versions() == before
+        finish(ScheduledTask.objects.filter(concurrency_key="account:1", status="running")[:1])
+        assert len(claim(flow=flow)) == 1
+        after = versions()
+        assert after[("c", "account:1")] != before[("c", "account:1")]
+        assert after[("q", "mail")] == before[("q", "mail")]  # nothing taken under it this time

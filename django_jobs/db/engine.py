@@ -17,7 +17,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..conf import jobs_settings
 from . import flow as flow_control
-from .flow import CLAIM_ORDER, HEAD_COLUMNS, LIMITED, RANKED_COLUMNS, UNLIMITED, Flow, Head, Key, Window
+from .flow import CLAIM_ORDER, HEAD_COLUMNS, LIMITED, RANKED_COLUMNS, UNLIMITED, Flow, FlowRead, Head, Key, Window
 
 PENDING, RUNNING = "pending", "running"
 TASKS = "django_jobs_scheduledtask"
@@ -245,10 +245,11 @@ class Engine:
             cursor.execute(f"{LANES} SELECT k FROM lanes WHERE k IS NOT NULL", lanes_params(after, count))
             return [lane for (lane,) in cursor.fetchall()]
 
-    def open_flow_page(self, after: str | None, count: int, limited_queues: list[str],
-                       ) -> tuple[list[str], list[str], dict[Key, Window]]:
+    def open_flow_page(self, after: str | None, count: int, limited_queues: list[str], now: datetime,
+                       queues: list[str] | None) -> tuple[list[str], list[str], dict[Key, Window], FlowRead | None]:
         """``flow_lanes`` and ``open_flow_claim`` (SKIP LOCKED) in one statement, where
-        ``reads_lanes_as_it_locks``: the paused queues, the lanes, their locked rows."""
+        ``reads_lanes_as_it_locks``: the paused queues, the lanes, their locked rows,
+        and their heads and counts if that statement could read them fresh."""
         raise NotImplementedError
 
     def open_flow_claim(self, lane_keys: set[Key], wait: bool) -> tuple[list[str], dict[Key, Window]]:
@@ -358,6 +359,16 @@ class Engine:
         mine = task_model().objects.using(self.alias).filter(pk__in=ids, status=RUNNING, worker_id=worker_id,
                                                              started_at=now)
         return sorted(mine, key=claim_sort_key)
+
+    def take_and_record(self, ids: list[int], windows: dict[Key, Window], touched: set[Key], worker_id: str,
+                        now: datetime) -> list[Any]:
+        """``take`` the chosen tasks and ``record_starts``; ``touched``: every key they
+        were taken under (an engine whose claim reads counts before its lock writes
+        their rows: ``open_flow_page``)."""
+        tasks = self.take(ids, worker_id, now) if ids else []
+        if windows:
+            self.record_starts(windows, now)
+        return tasks
 
     def record_starts(self, windows: dict[Key, Window], now: datetime) -> None:
         """The rate windows after this claim's starts, on their locked FlowKey rows."""

@@ -19,7 +19,11 @@ The claim takes limited tasks in one transaction per batch:
    tasks of each key (the truth, never a counter that a killed worker could leave
    wrong: its slots come back when recovery moves its tasks out of ``running``), and a
    rate key's starts in its current window (from the lock). Keys of the heads that are
-   not lanes (a shared rate key) are locked without waiting.
+   not lanes (a shared rate key) are locked without waiting. PostgreSQL reads lanes,
+   locks, heads and counts in one statement (``open_flow_page``) and checks that no
+   claim committed between its snapshot and its locks: every claim that takes tasks
+   under a key writes the key's row, so the row locked would be newer than the row
+   seen; then it reads heads and counts again after the lock.
 4. **Choose** the heads in claim order while every limit of each has room (``choose``),
    mark them running, count the rate starts, commit.
 
@@ -84,6 +88,11 @@ class Window(NamedTuple):
 
     window: int
     started: int
+
+
+# The heads of a page's lanes and the running counts, as ``Engine.open_flow_page`` read
+# them with the lock, when they are as fresh as a read after it.
+FlowRead = tuple[list[Head], dict[Key, int]]
 
 
 @dataclass
@@ -188,14 +197,15 @@ def claim_page(engine: Engine, worker_id: str, queues: list[str] | None, budget:
     tasks: list[Any] = []
     if engine.reads_lanes_as_it_locks:
         with engine.atomic():
-            paused, lanes, rows = engine.open_flow_page(flow.after, budget, limited_queues)
+            paused, lanes, rows, read = engine.open_flow_page(flow.after, budget, limited_queues, now, queues)
             move_on(flow, lanes, budget)
             lane_keys = keys_of_lanes(engine, lanes, limited_queues)
             if not lane_keys:
                 return []
             if lane_keys <= flow.known:
                 turn = claim_under_lanes(engine, worker_id, queues, budget, now, flow, lanes, limited_queues,
-                                         lane_keys, may_move_on=flow.after is not None, opened=(paused, rows))
+                                         lane_keys, may_move_on=flow.after is not None, opened=(paused, rows),
+                                         read=read)
                 if turn is None:  # another worker claims under every lane of this page: the next page
                     flow.held_back = True
                     return []
@@ -249,11 +259,12 @@ def claim_lanes(engine: Engine, worker_id: str, queues: list[str] | None, budget
 def claim_under_lanes(engine: Engine, worker_id: str, queues: list[str] | None, budget: int, now: datetime,
                       flow: Flow, lanes: list[str], limited_queues: list[str], lane_keys: set[Key],
                       may_move_on: bool, opened: tuple[list[str], dict[Key, Window]] | None = None,
-                      ) -> tuple[list[Any], set[Key]] | None:
+                      read: FlowRead | None = None) -> tuple[list[Any], set[Key]] | None:
     """Inside the claim's transaction: the tasks taken, and the keys their heads needed
     that have no FlowKey row yet; None when every lane is locked by another claim and
     the round has more lanes to try (``may_move_on``). ``opened``: the paused queues and
-    the lanes' rows locked SKIP LOCKED, when the statement that read the lanes did it."""
+    the lanes' rows locked SKIP LOCKED, when the statement that read the lanes did it;
+    ``read``: the heads and counts, when that statement could read them fresh."""
     # The lanes' keys first, skipping those another worker is claiming under, so that
     # workers spread over the keys. If that leaves none: the next lanes, or (a hot key,
     # the whole round) wait for them in key order, holding nothing, so no deadlock, and
@@ -265,12 +276,13 @@ def claim_under_lanes(engine: Engine, worker_id: str, queues: list[str] | None, 
             return None
         locked = formed(engine, engine.lock_flow_keys(lane_keys, wait=True))
         flow.known -= lane_keys - set(locked)  # pruned under us: inserted, then the lanes again
+        read = None  # read before this lock: read again
     if "*" in paused:  # pause_all(): nothing is due anywhere
         return [], set()
     # The heads, and the running tasks of every key that counts them: all are lanes' keys
     # (a concurrency key is its task's lane; every served limited queue is a lane).
     per_lane = max(1, math.ceil(budget / (len(lanes) + len(limited_queues))))
-    found, counted = engine.flow_heads_and_counts(
+    found, counted = read or engine.flow_heads_and_counts(
         lanes, limited_queues, per_lane, now, queues, paused,
         [key for kind, key in locked if kind == CONCURRENCY], [key for kind, key in locked if kind == QUEUE])
     heads = [flow.with_declared_limits(head) for head in found]
@@ -292,9 +304,9 @@ def claim_under_lanes(engine: Engine, worker_id: str, queues: list[str] | None, 
     chosen, windows = choose(heads, locked, running, flow.queue_limits, now, budget)
     if len(locked) < len(lane_keys) or len(chosen) < min(len(heads), budget):
         flow.held_back = True  # lanes another claim held, or heads whose limits were full
-    tasks = engine.take(chosen, worker_id, now) if chosen else []
-    if windows:
-        engine.record_starts(windows, now)
+    taken = set(chosen)
+    tasks = engine.take_and_record(chosen, windows, keys_of((head for head in heads if head.id in taken),
+                                                            flow.queue_limits), worker_id, now)
     return tasks, (others | lane_keys) - flow.known
 
 

@@ -34,7 +34,7 @@ from .engine import (
     claim_sort_key,
     lanes_params,
 )
-from .flow import CLAIM_ORDER, RANKED_COLUMNS, Flow, Head, Key, Window
+from .flow import CLAIM_ORDER, RANKED_COLUMNS, Flow, FlowRead, Head, Key, Window
 
 # -- the event trail's triggers (migration 0007) ----------------------------------------
 # Kinds, by the change of status that makes them (``n`` the new row, ``o`` the old one).
@@ -151,25 +151,65 @@ class PostgreSQLEngine(Engine):
                 claimed = cursor.fetchall()
         return sorted(reader(connection).tasks(claimed), key=claim_sort_key)
 
-    def open_flow_page(self, after: str | None, count: int, limited_queues: list[str],
-                       ) -> tuple[list[str], list[str], dict[Key, Window]]:
-        """The pin, the paused queues, a page of lanes and their keys locked SKIP LOCKED
-        in one round trip (by the unique index, one probe per key)."""
+    def open_flow_page(self, after: str | None, count: int, limited_queues: list[str], now: datetime,
+                       queues: list[str] | None) -> tuple[list[str], list[str], dict[Key, Window], FlowRead | None]:
+        """The claim of a page of lanes, opened in one round trip: the pin, the paused
+        queues, the lanes, their keys locked SKIP LOCKED (by the unique index), and
+        the lanes' heads and running counts, read in the statement's snapshot.
+
+        That snapshot is taken before the locks: a claim under a key that committed in
+        between would be missing from the counts. Every claim that takes tasks under a
+        key writes the key's row (``take_and_record``), so such a claim shows as a
+        newer version of the row than the snapshot sees: the ``xmin`` of the row
+        locked (its latest version) and of the row seen differ. Then the heads and
+        counts are None, and the claim reads them again after the lock."""
         quote = self.connection.ops.quote_name
+        task = ScheduledTask._meta.db_table
+        paused_table = PausedQueue._meta.db_table
+        served = " AND c.queue = ANY(%s)" if queues else ""
+        key = quote("key")
+        heads = (
+            f"SELECT {RANKED_COLUMNS} FROM {task} c WHERE c.status = 'pending' AND {{where}} AND c.scheduled_at <= %s"
+            f"{served} AND NOT EXISTS (SELECT 1 FROM {paused_table} p WHERE p.queue IN (c.queue, '*')) "
+            f"ORDER BY c.priority DESC, c.scheduled_at, c.id LIMIT (SELECT per_lane FROM shares)")
+        heads_params: list[Any] = [now, *([queues] if queues else [])]
+        columns = ", ".join(f"h.{column}" for column in Head._fields)
         with self.connection.cursor() as cursor:
             cursor.execute(
-                f"{LANES} SELECT {PIN_CLAIM_PLAN}, (SELECT array_agg(queue) FROM {PausedQueue._meta.db_table}), "
+                f"{LANES}, "
+                f"wanted (kind, k) AS (SELECT kinds.kind, lanes.k FROM lanes CROSS JOIN (VALUES ('c'), ('r')) "
+                f"AS kinds(kind) WHERE lanes.k IS NOT NULL UNION ALL SELECT 'q', unnest(%s::text[])), "
+                f"shares (per_lane) AS (SELECT greatest(1, ceil(%s::numeric / nullif((SELECT count(*) FROM lanes "
+                f"WHERE k IS NOT NULL) + %s, 0)))::int) "
+                f"SELECT {PIN_CLAIM_PLAN}, (SELECT array_agg(queue) FROM {paused_table}), "
                 f"(SELECT array_agg(k ORDER BY n) FROM lanes WHERE k IS NOT NULL), "
-                f"(SELECT json_agg(json_build_array(l.kind, l.k, l.w, l.started)) FROM (SELECT f.kind, f.{quote('key')} k, "
-                f"f.{quote('window')} w, f.started FROM {FLOW_KEYS} f JOIN ("
-                f"SELECT kinds.kind, lanes.k FROM lanes CROSS JOIN (VALUES ('c'), ('r')) AS kinds(kind) "
-                f"WHERE lanes.k IS NOT NULL UNION ALL SELECT 'q', unnest(%s::text[])) AS wanted "
-                f"ON f.kind = wanted.kind AND f.{quote('key')} = wanted.k "
-                f"ORDER BY f.kind, f.{quote('key')} FOR UPDATE OF f SKIP LOCKED) l)",
-                [*lanes_params(after, count), limited_queues])
-            *_, paused, lanes, rows = cursor.fetchone()
-        return (paused or [], lanes or [],
-                {(kind, key): Window(window, started) for kind, key, window, started in rows or []})
+                f"(SELECT json_agg(json_build_array(l.kind, l.k, l.w, l.started, l.x))::text FROM (SELECT f.kind, "
+                f"f.{key} k, f.{quote('window')} w, f.started, f.xmin::text x FROM {FLOW_KEYS} f JOIN wanted "
+                f"ON f.kind = wanted.kind AND f.{key} = wanted.k ORDER BY f.kind, f.{key} "
+                f"FOR UPDATE OF f SKIP LOCKED) l), "
+                f"(SELECT json_agg(json_build_array(f.kind, f.{key}, f.xmin::text))::text FROM {FLOW_KEYS} f "
+                f"JOIN wanted ON f.kind = wanted.kind AND f.{key} = wanted.k), "
+                f"(SELECT json_agg(json_build_array({columns}) ORDER BY h.priority DESC, h.scheduled_at, h.id)::text "
+                f"FROM (SELECT h.* FROM lanes CROSS JOIN LATERAL ({heads.format(where='c.flow_key = lanes.k')}) h "
+                f"WHERE lanes.k IS NOT NULL UNION ALL SELECT h.* FROM unnest(%s::text[]) AS q(k) CROSS JOIN LATERAL "
+                f"({heads.format(where='c.flow_key IS NULL AND c.queue = q.k')}) h) h), "
+                f"(SELECT json_agg(json_build_array(n.kind, n.k, n.c))::text FROM ("
+                f"SELECT 'c' kind, concurrency_key k, count(*) c FROM {task} WHERE status = 'running' "
+                f"AND concurrency_key IN (SELECT k FROM lanes WHERE k IS NOT NULL) GROUP BY concurrency_key UNION ALL "
+                f"SELECT 'q', queue, count(*) FROM {task} WHERE status = 'running' AND queue = ANY(%s) "
+                f"GROUP BY queue) n)",
+                [*lanes_params(after, count), limited_queues, count, len(limited_queues),
+                 *heads_params, limited_queues, *heads_params, limited_queues])
+            *_, paused, lanes, locked_rows, seen_rows, head_rows, count_rows = cursor.fetchone()
+        locked = {(kind, key): (Window(window, started), version)
+                  for kind, key, window, started, version in json.loads(locked_rows or "[]")}
+        seen = {(kind, key): version for kind, key, version in json.loads(seen_rows or "[]")}
+        fresh = all(seen.get(key) == version for key, (_, version) in locked.items())
+        read = None
+        if fresh:
+            read = ([Head(*row) for row in json.loads(head_rows or "[]")],
+                    {(kind, key): number for kind, key, number in json.loads(count_rows or "[]")})
+        return paused or [], lanes or [], {key: window for key, (window, _) in locked.items()}, read
 
     def open_flow_claim(self, lane_keys: set[Key], wait: bool) -> tuple[list[str], dict[Key, Window]]:
         """The pin, the paused queues and the lanes' lock in one round trip."""
@@ -225,9 +265,23 @@ class PostgreSQLEngine(Engine):
         return " UNION ALL ".join(parts), params
 
     def take(self, ids: list[int], worker_id: str, now: datetime) -> list[Any]:
-        """Mark and return the chosen limited tasks in one ``UPDATE … RETURNING``."""
+        return self.take_and_record(ids, {}, set(), worker_id, now)
+
+    def take_and_record(self, ids: list[int], windows: dict[Key, Window], touched: set[Key], worker_id: str,
+                        now: datetime) -> list[Any]:
+        """Mark and return the chosen limited tasks, and write the rows of the keys they
+        were taken under (the rate windows, ``used_at``), in one statement.
+
+        Writing every such row, not only the rate keys', is what lets the next claim
+        read its counts with its lock (``open_flow_page``): a claim that commits
+        under a key leaves a new version of the key's row."""
         connection = self.connection
         task = ScheduledTask._meta.db_table
+        quote = connection.ops.quote_name
+        keys = sorted(set(windows) | touched)
+        kinds, names = [kind for kind, _ in keys], [name for _, name in keys]
+        periods = [windows[key].window if key in windows else None for key in keys]
+        counts = [windows[key].started if key in windows else None for key in keys]
         with connection.cursor() as cursor:
             # Each id looked up by the primary key (LATERAL, fenced by OFFSET 0 so that it
             # stays a lookup per id). Joined with the ids as a table, or as a bare
@@ -237,12 +291,16 @@ class PostgreSQLEngine(Engine):
             # growing with the backlog; this way 0.5 ms (EXPLAIN ANALYZE). The row is
             # locked there, its status checked again on its latest version (a cancel
             # committed since the heads were read), and one locked elsewhere is left.
-            cursor.execute(f"UPDATE {task} t SET status = 'running', worker_id = %s, started_at = %s, updated_at = %s "
-                           f"FROM (SELECT c.id FROM unnest(%s::bigint[]) AS chosen(id) CROSS JOIN LATERAL "
-                           f"(SELECT c.id FROM {task} c WHERE c.id = chosen.id AND c.status = 'pending' "
-                           f"OFFSET 0 FOR UPDATE SKIP LOCKED) c) "
-                           f"AS taken WHERE t.id = taken.id RETURNING {column_list(connection, 't.')}",
-                           [worker_id, now, now, ids])
+            cursor.execute(
+                f"WITH touched AS (UPDATE {FLOW_KEYS} f SET {quote('window')} = COALESCE(k.w, f.{quote('window')}), "
+                f"started = COALESCE(k.n, f.started), used_at = %s FROM unnest(%s::text[], %s::text[], %s::bigint[], "
+                f"%s::bigint[]) AS k(kind, k, w, n) WHERE f.kind = k.kind AND f.{quote('key')} = k.k RETURNING 1) "
+                f"UPDATE {task} t SET status = 'running', worker_id = %s, started_at = %s, updated_at = %s "
+                f"FROM (SELECT c.id FROM unnest(%s::bigint[]) AS chosen(id) CROSS JOIN LATERAL "
+                f"(SELECT c.id FROM {task} c WHERE c.id = chosen.id AND c.status = 'pending' "
+                f"OFFSET 0 FOR UPDATE SKIP LOCKED) c) "
+                f"AS taken WHERE t.id = taken.id RETURNING {column_list(connection, 't.')}",
+                [now, kinds, names, periods, counts, worker_id, now, now, ids])
             claimed = cursor.fetchall()
         return sorted(reader(connection).tasks(claimed), key=claim_sort_key)
 
