@@ -158,9 +158,14 @@ def list_row(task: ScheduledTask, waiting: str | None) -> list[Any]:
 
 
 def as_json(task: ScheduledTask, waiting: str | None) -> dict[str, Any]:
-    """Every stored field by its column name; durations in seconds; plus ``attempt`` and
-    ``waiting`` (what holds a pending task back: ``stats.flow.waiting_reason``)."""
+    """Every stored field by its column name; durations in seconds; the limits as workers
+    apply them (a limit stored NULL beside its key is the one the job declares:
+    ``stats.flow.own_limits``); plus ``attempt`` and ``waiting`` (what holds a pending
+    task back: ``stats.flow.waiting_reason``)."""
     data = {field.attname: json_value(getattr(task, field.attname)) for field in task._meta.concrete_fields}
+    concurrency, rate = flow.own_limits(task)
+    data["concurrency_limit"] = concurrency
+    data["rate_limit"], data["rate_period"] = (rate.limit, rate.period) if rate else (None, None)
     data["attempt"] = task.attempt
     data["waiting"] = waiting
     return data
