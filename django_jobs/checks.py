@@ -28,6 +28,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     problems += number_problems(configured)
     problems += retention_problems(configured)
     problems += queue_limit_problems(configured)
+    problems += database_problems(configured)
     if not problems:
         problems += heartbeat_problems(configured)
         problems += cron_problems()
@@ -104,6 +105,26 @@ def queue_limit_problems(configured: dict[str, Any]) -> list[Any]:
     except InvalidJobOption as error:
         return [Error(str(error), hint="Example: DJANGO_JOBS['QUEUE_LIMITS'] = {'mail': {'concurrency': 5, "
                       "'rate': '10/s'}} (rates: 'N/s', 'N/m', 'N/h').", id="django_jobs.E008")]
+    return []
+
+
+def database_problems(configured: dict[str, Any]) -> list[Any]:
+    """E009 and E010: DJANGO_JOBS['DATABASE'] names no database, or nothing routes the app there."""
+    from django.conf import settings
+
+    alias = configured.get("DATABASE")
+    if alias is None:
+        return []
+    if alias not in settings.DATABASES:
+        return [Error(f"DJANGO_JOBS['DATABASE'] is {alias!r}, which is not an alias of DATABASES.",
+                      hint=f"Known aliases: {', '.join(sorted(settings.DATABASES))}; or remove the setting to "
+                           "keep the app's tables on your default database.", id="django_jobs.E009")]
+    routed = app_databases()
+    if routed != {alias}:
+        return [Error(f"DJANGO_JOBS['DATABASE'] is {alias!r} but the app's tables are routed to "
+                      f"{', '.join(sorted(routed))}.",
+                      hint="Add 'django_jobs.routers.JobsRouter' to DATABASE_ROUTERS, before any router of "
+                           "yours that places every model.", id="django_jobs.E010")]
     return []
 
 

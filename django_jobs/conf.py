@@ -88,6 +88,18 @@ SETTINGS: dict[str, Setting] = {
         "queue run at once and at most 10 start per second, across every worker (rates: 'N/s', 'N/m', 'N/h'). "
         "Read when a worker starts; every worker must have the same.",
     ),
+    "DATABASE": Setting(
+        None,
+        "Alias of DATABASES that holds every table of the app (with 'django_jobs.routers.JobsRouter' in "
+        "DATABASE_ROUTERS). None: the app follows your routers, the default database unless they say "
+        "otherwise. On another alias than your models', an enqueue no longer joins your transaction.",
+    ),
+    "LISTEN_DATABASE_URL": Setting(
+        None,
+        "PostgreSQL only: a direct connection (postgres://user:password@host:port/name) for the workers' "
+        "LISTEN when the app's database goes through a transaction pooler such as PgBouncer, where LISTEN "
+        "cannot work. None: the app's own database settings, or polling behind a pooler.",
+    ),
     "API_MAX_BODY_SIZE": Setting(1_048_576, "Largest request body the JSON API reads, in bytes (larger: 413)."),
 }
 

@@ -23,6 +23,7 @@ from django.utils.translation import gettext_lazy as _
 
 from . import cron, validation
 from .querysets import ScheduledTaskQuerySet, WorkerQuerySet, sees_all_tasks
+from .routers import user_link
 from .signals import job_cancelled, send_after_commit
 
 
@@ -97,7 +98,7 @@ class ScheduledTask(models.Model):
     # an owner (PostgreSQL, SQLite); InnoDB indexes a foreign key's column by itself.
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, verbose_name=_("owner"), null=True, blank=True,
-        on_delete=models.SET_NULL, related_name="job_tasks", db_index=False,
+        **user_link(models.SET_NULL), related_name="job_tasks", db_index=False,
         help_text=_("The user the task belongs to: only they and users who see every task (superusers, see_all_scheduledtask) see it in admin and the API."),
     )
     # Flow control (``django_jobs.db.flow``): the keys are filled from the call's arguments
@@ -229,7 +230,7 @@ class CronSchedule(models.Model):
         help_text=_("overlap=queue: fire times waiting for the previous task to finish, oldest first."))
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, verbose_name=_("owner"), null=True, blank=True,
-        on_delete=models.SET_NULL, related_name="job_schedules",
+        **user_link(models.SET_NULL), related_name="job_schedules",
     )
     description = models.CharField(_("description"), max_length=500, blank=True, default="")
     metadata = models.JSONField(_("metadata"), default=dict, blank=True)
@@ -358,7 +359,7 @@ class PausedQueue(models.Model):
     paused_at = models.DateTimeField(_("paused at"), default=timezone.now)
     paused_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, verbose_name=_("paused by"), null=True, blank=True,
-        on_delete=models.SET_NULL, related_name="+",
+        **user_link(models.SET_NULL), related_name="+",
     )
     reason = models.CharField(_("reason"), max_length=500, blank=True, default="")
 
@@ -446,7 +447,7 @@ class ApiToken(models.Model):
     """A bearer token for the JSON API. Only its hash is stored; the token is shown once."""
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="job_api_tokens",
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), **user_link(models.CASCADE), related_name="job_api_tokens",
         help_text=_("Requests with this token act as this user, with this user's permissions."),
     )
     name = models.CharField(_("name"), max_length=100, blank=True, default="", help_text=_("What the token is for."))
@@ -479,11 +480,16 @@ class ApiToken(models.Model):
     def authenticate(cls, token: str) -> ApiToken | None:
         """The usable token row for ``token`` (not revoked, not expired, active user), or None."""
         now = timezone.now()
-        row = (cls.objects.select_related("user")
-               .filter(key_hash=hash_token(token), revoked_at__isnull=True, user__is_active=True)
+        from .users import with_users
+
+        # The user's state is checked on the row read, not in the query: the user may
+        # live on another database than the token (``DJANGO_JOBS["DATABASE"]``).
+        row = (with_users(cls.objects.all(), "user")
+               .filter(key_hash=hash_token(token), revoked_at__isnull=True)
                .exclude(expires_at__lte=now).first())
-        if row is not None:
-            row.mark_used(now)
+        if row is None or not row.user.is_active:
+            return None
+        row.mark_used(now)
         return row
 
     def mark_used(self, now: Any) -> None:

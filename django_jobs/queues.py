@@ -19,6 +19,7 @@ from . import validation
 from .conf import jobs_settings
 from .models import PausedQueue, ScheduledTask, TaskEvent
 from .notify import wake_workers
+from .users import with_users
 from .validation import ALL_QUEUES
 
 
@@ -74,7 +75,7 @@ def resume_all() -> bool:
 
 def all_paused() -> PausedQueue | None:
     """The global pause (who, when, why), or None."""
-    return PausedQueue.objects.select_related("paused_by").filter(queue=ALL_QUEUES).first()
+    return with_users(PausedQueue.objects.filter(queue=ALL_QUEUES), "paused_by").first()
 
 
 def paused_queues() -> list[str]:

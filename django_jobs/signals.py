@@ -6,7 +6,7 @@ The sender is always the ``ScheduledTask`` class.
 
 import logging
 
-from django.db import transaction
+from django.db import router, transaction
 from django.dispatch import Signal
 
 logger = logging.getLogger(__name__)
@@ -43,22 +43,31 @@ def send_after_commit(signal: Signal, **kwargs) -> None:
     Receivers that raise are logged, never propagated: a broken receiver must not
     turn a committed outcome into an error.
     """
-    if in_transaction():
-        transaction.on_commit(lambda: _send_robust(signal, kwargs))
+    alias = app_alias()
+    if in_transaction(alias):
+        transaction.on_commit(lambda: _send_robust(signal, kwargs), using=alias)
     else:
         _send_robust(signal, kwargs)
 
 
 def send_each_after_commit(signal: Signal, tasks: list) -> None:
     """``send_after_commit(signal, task=task)`` for each task, with one commit hook for all."""
-    if in_transaction():
-        transaction.on_commit(lambda: _send_each(signal, tasks))
+    alias = app_alias()
+    if in_transaction(alias):
+        transaction.on_commit(lambda: _send_each(signal, tasks), using=alias)
     else:
         _send_each(signal, tasks)
 
 
-def in_transaction() -> bool:
-    """Inside ``atomic()``: the send waits for the commit.
+def app_alias() -> str:
+    """The database of the app's tables, whose commit the signals wait for (``DJANGO_JOBS["DATABASE"]``)."""
+    from .models import ScheduledTask  # the models import this module to send signals
+
+    return router.db_for_write(ScheduledTask)
+
+
+def in_transaction(alias: str) -> bool:
+    """Inside ``atomic()`` on the app's database: the send waits for the commit.
 
     Outside one, ``on_commit`` would send at once, after asking the connection whether
     it is in autocommit mode, which opens a connection: during a database outage that
@@ -68,7 +77,7 @@ def in_transaction() -> bool:
     returns at once when nobody listens; figures: bench/README.md, "Measured design
     choices").
     """
-    return transaction.get_connection().in_atomic_block
+    return transaction.get_connection(alias).in_atomic_block
 
 
 def _send_each(signal: Signal, tasks: list) -> None:

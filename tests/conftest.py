@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.conf import settings
+from django.db import connection, connections
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,6 +46,18 @@ def pytest_report_header(config):
     return None
 
 
+# The suite of a queue on its own database runs with its own settings (tox.ini runs it
+# apart); under the suite's usual settings it has no second database to run on.
+collect_ignore = [] if os.environ.get("DJANGO_SETTINGS_MODULE") == "tests.settings_queue_database" else ["queue_database"]
+
+
+def queue_database_name() -> dict[str, str]:
+    """The environment that points a worker at the test database of the queue's alias, if any."""
+    if "queue" not in settings.DATABASES:
+        return {}
+    return {"DJANGO_JOBS_TEST_QUEUE_DB_NAME": str(connections["queue"].settings_dict["NAME"])}
+
+
 class WorkerProcesses:
     """Starts ``manage.py run_jobworker`` processes against the test database."""
 
@@ -54,8 +67,9 @@ class WorkerProcesses:
     def start(self, *arguments: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         environment = {
             **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE,
             "DJANGO_JOBS_TEST_DB_NAME": connection.settings_dict["NAME"],
+            **queue_database_name(),
             "PYTHONPATH": str(REPO),
             **(env or {}),
         }

@@ -20,6 +20,7 @@ from ..conf import jobs_settings
 from ..models import PausedQueue, ScheduledTask
 from ..queues import all_paused
 from ..stats import counts, flow, history, live
+from ..users import with_users
 from ..validation import ALL_QUEUES
 from . import charts
 from .display import human_duration
@@ -96,7 +97,7 @@ def with_text(rows: list[dict[str, Any]], *keys: str) -> list[dict[str, Any]]:
 def queue_rows(now: datetime) -> list[dict[str, Any]]:
     """``live.queue_depth`` for the table: how long the oldest due task waits, and the
     PausedQueue row (who, when, why) of a paused queue, else None."""
-    paused = {row.queue: row for row in PausedQueue.objects.select_related("paused_by") if row.queue != ALL_QUEUES}
+    paused = {row.queue: row for row in with_users(PausedQueue.objects.all(), "paused_by") if row.queue != ALL_QUEUES}
     return [{"queue": depth.queue, "due": depth.due, "later": depth.scheduled, "running": depth.running,
              "waiting": now - depth.oldest_due if depth.oldest_due else None, "paused": paused.get(depth.queue)}
             for depth in live.queue_depth(now, paused=set(paused))]

@@ -15,6 +15,7 @@ from django.urls import reverse
 from ..exceptions import InvalidJobOption
 from ..models import PausedQueue
 from ..queues import pause_all, pause_queue, resume_all, resume_queue
+from .user_columns import UserColumns
 
 ACTIONS = {"pause": "add", "resume": "delete"}
 
@@ -71,10 +72,11 @@ def apply_to_all(request, action: str) -> None:
 
 
 @admin.register(PausedQueue)
-class PausedQueueAdmin(admin.ModelAdmin):
+class PausedQueueAdmin(UserColumns, admin.ModelAdmin):
     """Adding a row pauses its queue; deleting it resumes the queue (and wakes workers)."""
 
     list_display = ("queue", "paused_at", "paused_by", "reason")
+    list_select_related = user_columns = ("paused_by",)
     fields = ("queue", "reason")
     search_fields = ("queue", "reason")
 

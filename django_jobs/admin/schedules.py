@@ -19,6 +19,7 @@ from ..exceptions import DjangoJobsError, ScheduleBusy
 from ..models import CronSchedule, ScheduledTask
 from ..registry import registry
 from .display import human_duration, short_time, status_badge
+from .user_columns import UserColumns
 
 UPCOMING = 5
 # Rows declared in code are rewritten from the code at each worker start, so only
@@ -53,11 +54,11 @@ class CronScheduleForm(forms.ModelForm):
 
 
 @admin.register(CronSchedule)
-class CronScheduleAdmin(admin.ModelAdmin):
+class CronScheduleAdmin(UserColumns, admin.ModelAdmin):
     form = CronScheduleForm
     list_display = ("name", "job_name", "timing", "enabled", "next_fire", "last_fire", "last_task", "owner")
     list_filter = ("enabled", "overlap", "declared_in_code", "queue")
-    list_select_related = ("owner",)
+    list_select_related = user_columns = ("owner",)
     search_fields = ("name", "job_name", "description")
     actions = ("enable_schedules", "disable_schedules", "run_schedules_now")
     raw_id_fields = ("owner",)

@@ -23,6 +23,7 @@ from .filters import JobNameFilter, QueueFilter
 from .paginator import CappedCountPaginator
 from .queue_controls import ACTIONS, queue_control_view
 from .task_detail import TaskDetailAdmin
+from .user_columns import UserColumns
 from .workers import live_worker_ids
 
 Status = ScheduledTask.Status
@@ -43,7 +44,7 @@ class TaskChangeList(ChangeList):
 
 
 @admin.register(ScheduledTask)
-class ScheduledTaskAdmin(TaskDetailAdmin):
+class ScheduledTaskAdmin(UserColumns, TaskDetailAdmin):
     list_display = ("id", "job", "queue", "status_badge", "priority", "scheduled", "attempts", "duration", "worker")
     list_display_links = ("id",)
     list_filter = ("status", QueueFilter, JobNameFilter, ("created_at", admin.DateFieldListFilter))
@@ -55,6 +56,7 @@ class ScheduledTaskAdmin(TaskDetailAdmin):
     show_facets = admin.ShowFacets.NEVER
     list_per_page = 50
     ordering = ("-id",)
+    list_select_related = user_columns = ("owner",)
 
     class Media:
         css = {"all": ("django_jobs/admin.css",)}
@@ -84,7 +86,7 @@ class ScheduledTaskAdmin(TaskDetailAdmin):
         return (*shown, "owner") if sees_all_tasks(request.user) else shown
 
     def get_list_select_related(self, request):
-        return ("owner",) if sees_all_tasks(request.user) else False
+        return super().get_list_select_related(request) if sees_all_tasks(request.user) else False
 
     @admin.display(description="owner", ordering="owner")
     def owner_name(self, task):

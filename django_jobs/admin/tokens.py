@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
+from .. import users
 from ..models import ApiToken
+from .user_columns import UserColumns
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(UserColumns, admin.ModelAdmin):
     list_display = ("hint_shown", "name", "user", "created_at", "last_used_at", "expires_at", "state")
     list_filter = ("revoked_at",)
-    list_select_related = ("user",)
+    list_select_related = user_columns = ("user",)
     search_fields = ("name", "hint", "user__username")
     actions = ("revoke_tokens",)
     fields = ("user", "name", "hint", "created_at", "last_used_at", "expires_at", "revoked_at")
@@ -27,6 +29,17 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
         return queryset if request.user.is_superuser else queryset.filter(user=request.user)
+
+    def get_search_fields(self, request):
+        # The user model on another database (DJANGO_JOBS["DATABASE"]): no join, the
+        # usernames are matched in get_search_results.
+        return ("name", "hint") if users.apart() else self.search_fields
+
+    def get_search_results(self, request, queryset, search_term):
+        rows, duplicates = super().get_search_results(request, queryset, search_term)
+        if search_term and users.apart():
+            rows |= queryset.filter(users.user_is("user", username__icontains=search_term))
+        return rows, duplicates
 
     @admin.display(description="token", ordering="hint")
     def hint_shown(self, token: ApiToken) -> str:

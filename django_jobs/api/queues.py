@@ -13,6 +13,7 @@ from .. import validation
 from ..exceptions import InvalidJobOption
 from ..models import PausedQueue
 from ..queues import all_paused
+from ..users import with_users
 from ..validation import ALL_QUEUES
 from .fields import Text
 from .http import Call, bad_input, json_response
@@ -22,7 +23,7 @@ PAUSE_INPUT = {"reason": Text(max_length=500, default="", description="Shown to 
 
 
 def list_paused(call: Call) -> HttpResponse:
-    rows = PausedQueue.objects.select_related("paused_by").order_by("queue")
+    rows = with_users(PausedQueue.objects.order_by("queue"), "paused_by")
     everything = next((row for row in rows if row.queue == ALL_QUEUES), None)
     return json_response({"results": [paused_queue(row) for row in rows if row.queue != ALL_QUEUES],
                           "all": paused_queue(everything) if everything else None})

@@ -17,6 +17,7 @@ from .. import cron, validation
 from ..exceptions import ScheduleBusy
 from ..models import CronSchedule
 from ..registry import registry
+from ..users import user_is, with_users
 from .calls import JobCall
 from .fields import (
     ALLOWED_QUEUE,
@@ -120,7 +121,7 @@ DECLARED_MESSAGE = "This schedule is declared in code: only enabled can change h
 
 
 def visible(user: Any) -> QuerySet[CronSchedule]:
-    rows = CronSchedule.objects.select_related("owner")
+    rows = with_users(CronSchedule.objects.all(), "owner")
     return rows if user.is_superuser else rows.filter(owner=user)
 
 
@@ -136,9 +137,10 @@ def list_schedules(call: Call) -> HttpResponse:
     """The caller's schedules (all of them for a superuser), oldest first."""
     filters = {MODEL_FIELDS.get(name, name): value for name, value in call.query.items()
                if name in ("enabled", "job", "queue", "overlap")}
+    rows = visible(call.user).filter(**filters)
     if "owner" in call.query:
-        filters[f"owner__{get_user_model().USERNAME_FIELD}"] = call.query["owner"]
-    return page(call, visible(call.user).filter(**filters), each(serialize), newest_first=False)
+        rows = rows.filter(user_is("owner", **{get_user_model().USERNAME_FIELD: call.query["owner"]}))
+    return page(call, rows, each(serialize), newest_first=False)
 
 
 def get_schedule(call: Call) -> HttpResponse:

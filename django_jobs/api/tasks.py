@@ -19,6 +19,7 @@ from ..exceptions import DjangoJobsError, InvalidJobOption, JobArgumentsError, U
 from ..models import ScheduledTask
 from ..registry import registry
 from ..timeline import task_timeline
+from ..users import user_is, with_users
 from .calls import JobCall
 from .fields import (
     ALLOWED_QUEUE,
@@ -126,11 +127,12 @@ def field_of(error: DjangoJobsError) -> str:
 
 def list_tasks(call: Call) -> HttpResponse:
     """Tasks, newest first, filtered by status, queue, job, schedule or unique key."""
-    rows = ScheduledTask.objects.visible_to(call.user).defer("traceback", "attempt_log").select_related("owner")
+    rows = with_users(ScheduledTask.objects.visible_to(call.user).defer("traceback", "attempt_log"), "owner")
     filters = {TASK_FILTERS[name]: value for name, value in call.query.items() if name in TASK_FILTERS}
+    rows = rows.filter(**filters)
     if "owner" in call.query:
-        filters[f"owner__{get_user_model().USERNAME_FIELD}"] = call.query["owner"]
-    return page(call, rows.filter(**filters), task_summaries, newest_first=True)
+        rows = rows.filter(user_is("owner", **{get_user_model().USERNAME_FIELD: call.query["owner"]}))
+    return page(call, rows, task_summaries, newest_first=True)
 
 
 def get_task(call: Call) -> HttpResponse:
@@ -140,7 +142,7 @@ def get_task(call: Call) -> HttpResponse:
 def find_task(call: Call) -> ScheduledTask:
     """The task of the path's id if the caller may see it; else 404, whether it exists or not."""
     pk = call.params["id"]
-    task = ScheduledTask.objects.visible_to(call.user).select_related("owner").filter(pk=pk).first() if 1 <= pk <= MAX_ID else None
+    task = with_users(ScheduledTask.objects.visible_to(call.user).filter(pk=pk), "owner").first() if 1 <= pk <= MAX_ID else None
     if task is None:
         raise not_found("id", f"No task with id {pk}.")
     return task

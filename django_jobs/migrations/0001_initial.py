@@ -9,6 +9,10 @@ from django.db import migrations, models
 
 import django_jobs.cron
 
+# A foreign key to the user model is a plain id when the app's tables live on a
+# database of their own (DJANGO_JOBS["DATABASE"]): see django_jobs.routers.user_link.
+from django_jobs.routers import user_link
+
 
 class Migration(migrations.Migration):
 
@@ -57,7 +61,7 @@ class Migration(migrations.Migration):
                 ('declared_in_code', models.BooleanField(default=False, editable=False, help_text="Created from @job(cron=...) or DJANGO_JOBS['CRON']; kept in sync by workers.", verbose_name='declared in code')),
                 ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created at')),
                 ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated at')),
-                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='job_schedules', to=settings.AUTH_USER_MODEL, verbose_name='owner')),
+                ('owner', models.ForeignKey(blank=True, null=True, **user_link(django.db.models.deletion.SET_NULL), related_name='job_schedules', to=settings.AUTH_USER_MODEL, verbose_name='owner')),
             ],
             options={
                 'verbose_name': 'cron schedule',

@@ -7,6 +7,10 @@ import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
+# A foreign key to the user model is a plain id when the app's tables live on a
+# database of their own (DJANGO_JOBS["DATABASE"]): see django_jobs.routers.user_link.
+from django_jobs.routers import user_link
+
 # Adding a column may rebuild the table, which drops 0002's indexes.
 claim_indexes = importlib.import_module("django_jobs.migrations.0002_claim_indexes")
 
@@ -35,7 +39,7 @@ class Migration(migrations.Migration):
                 ('queue', models.CharField(max_length=100, unique=True, verbose_name='queue')),
                 ('paused_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='paused at')),
                 ('reason', models.CharField(blank=True, default='', max_length=500, verbose_name='reason')),
-                ('paused_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='paused by')),
+                ('paused_by', models.ForeignKey(blank=True, null=True, **user_link(django.db.models.deletion.SET_NULL), related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='paused by')),
             ],
             options={
                 'verbose_name': 'paused queue',

@@ -4,6 +4,10 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
+# A foreign key to the user model is a plain id when the app's tables live on a
+# database of their own (DJANGO_JOBS["DATABASE"]): see django_jobs.routers.user_link.
+from django_jobs.routers import user_link
+
 
 class Migration(migrations.Migration):
 
@@ -24,7 +28,7 @@ class Migration(migrations.Migration):
                 ('last_used_at', models.DateTimeField(blank=True, editable=False, null=True, verbose_name='last used')),
                 ('expires_at', models.DateTimeField(blank=True, help_text='Empty: never expires.', null=True, verbose_name='expires at')),
                 ('revoked_at', models.DateTimeField(blank=True, editable=False, null=True, verbose_name='revoked at')),
-                ('user', models.ForeignKey(help_text="Requests with this token act as this user, with this user's permissions.", on_delete=django.db.models.deletion.CASCADE, related_name='job_api_tokens', to=settings.AUTH_USER_MODEL, verbose_name='user')),
+                ('user', models.ForeignKey(help_text="Requests with this token act as this user, with this user's permissions.", **user_link(django.db.models.deletion.CASCADE), related_name='job_api_tokens', to=settings.AUTH_USER_MODEL, verbose_name='user')),
             ],
             options={
                 'verbose_name': 'API token',

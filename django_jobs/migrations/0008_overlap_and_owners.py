@@ -15,6 +15,10 @@ from django.db import migrations, models
 
 from django_jobs.db import schema_engine
 
+# A foreign key to the user model is a plain id when the app's tables live on a
+# database of their own (DJANGO_JOBS["DATABASE"]): see django_jobs.routers.user_link.
+from django_jobs.routers import user_link
+
 # Its restore of the claim indexes, for this migration's backward table rebuilds.
 claim_indexes = importlib.import_module("django_jobs.migrations.0002_claim_indexes")
 
@@ -67,7 +71,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="scheduledtask",
             name="owner",
-            field=models.ForeignKey(blank=True, db_index=False, help_text="The user the task belongs to: only they and users who see every task (superusers, see_all_scheduledtask) see it in admin and the API.", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name="job_tasks", to=settings.AUTH_USER_MODEL, verbose_name="owner"),
+            field=models.ForeignKey(blank=True, db_index=False, help_text="The user the task belongs to: only they and users who see every task (superusers, see_all_scheduledtask) see it in admin and the API.", null=True, **user_link(django.db.models.deletion.SET_NULL), related_name="job_tasks", to=settings.AUTH_USER_MODEL, verbose_name="owner"),
         ),
         migrations.RunPython(create_owner_index, drop_owner_index),
         migrations.AlterModelOptions(

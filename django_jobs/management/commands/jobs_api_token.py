@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from django_jobs.models import ApiToken
+from django_jobs.users import with_users
 
 
 class Command(BaseCommand):
@@ -44,7 +45,7 @@ class Command(BaseCommand):
                           f"kept, so it cannot be shown again. Send it as 'Authorization: Bearer <token>'.")
 
     def handle_list(self, user: str | None, **options: Any) -> None:
-        rows = ApiToken.objects.select_related("user").order_by("pk")
+        rows = with_users(ApiToken.objects.order_by("pk"), "user")
         if user:
             rows = rows.filter(user=find_user(user))
         self.stdout.write(f"{'ID':>4}  {'USER':<16} {'NAME':<20} {'STARTS WITH':<13} {'LAST USED':<17} STATE")
@@ -53,7 +54,7 @@ class Command(BaseCommand):
                               f"{short(row.last_used_at):<17} {state(row)}")
 
     def handle_revoke(self, id: int, **options: Any) -> None:
-        row = ApiToken.objects.select_related("user").filter(pk=id).first()
+        row = with_users(ApiToken.objects.filter(pk=id), "user").first()
         if row is None:
             raise CommandError(f"No token with id {id}.")
         if not row.revoke():
