@@ -203,3 +203,28 @@ def isolation_warning(alias: str, level: str) -> Any:
         hint=f"Remove OPTIONS['isolation_level'] from DATABASES[{alias!r}] (Django's default is READ COMMITTED).",
         id="django_jobs.W003",
     )
+
+
+@register()  # reads settings only, like W002
+def check_pooled_events(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """W004: ``EVENTS = False`` on a PostgreSQL database behind a transaction pooler.
+
+    The switch the event triggers read is a setting of the database session, and behind
+    a pooler such as PgBouncer a session is shared by every client: it would turn the
+    trail off for other processes' writes and not follow this one. The app does not set
+    it there, so the trail is written.
+    """
+    from django.conf import settings
+
+    if user_settings().get("EVENTS", True):
+        return []
+    databases: dict[str, dict[str, Any]] = settings.DATABASES
+    pooled = [alias for alias in sorted(app_databases())
+              if str(databases.get(alias, {}).get("ENGINE", "")).endswith("postgresql")
+              and databases.get(alias, {}).get("DISABLE_SERVER_SIDE_CURSORS")]
+    return [Warning(
+        f"DJANGO_JOBS['EVENTS'] is False but DATABASES[{alias!r}] goes through a transaction pooler "
+        "(DISABLE_SERVER_SIDE_CURSORS): the switch is a session setting, which a pooler shares between clients, "
+        "so the event trail is still written there.",
+        hint="Remove EVENTS = False, or prune the trail with the tasks (RETENTION).", id="django_jobs.W004",
+    ) for alias in pooled]

@@ -480,7 +480,7 @@ class ApiToken(models.Model):
     def authenticate(cls, token: str) -> ApiToken | None:
         """The usable token row for ``token`` (not revoked, not expired, active user), or None."""
         now = timezone.now()
-        from .users import with_users
+        from .users import with_users  # it reads these models: imported when first used
 
         # The user's state is checked on the row read, not in the query: the user may
         # live on another database than the token (``DJANGO_JOBS["DATABASE"]``).

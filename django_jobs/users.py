@@ -18,7 +18,7 @@ from django.db.models import Model, Q, QuerySet
 
 def apart() -> bool:
     """Whether the user model and the app's tables are on two databases."""
-    from .models import ScheduledTask
+    from .models import ScheduledTask  # the models import this module (ApiToken.authenticate)
 
     return router.db_for_read(get_user_model()) != router.db_for_read(ScheduledTask)
 
@@ -44,7 +44,7 @@ def forget_deleted_user(sender: type[Model], instance: Model, using: str, **kwar
 
 
 def clear_user(user_id: Any) -> None:
-    from .models import ApiToken, CronSchedule, PausedQueue, ScheduledTask
+    from .models import ApiToken, CronSchedule, PausedQueue, ScheduledTask  # as above
 
     ScheduledTask.objects.filter(owner_id=user_id).update(owner=None)
     CronSchedule.objects.filter(owner_id=user_id).update(owner=None)

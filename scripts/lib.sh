@@ -5,11 +5,15 @@ CI_ENVS="lint,typecheck,py311-django52-sqlite,py311-django52-postgres,py311-djan
 
 install_system_packages() {
   # mysqlclient compiles against Debian's MariaDB client headers, found by pkg-config.
-  if pkg-config --exists mysqlclient 2>/dev/null; then return; fi
-  echo "Installing default-libmysqlclient-dev and pkg-config (needed to build mysqlclient)..."
+  # The PgBouncer tests start Debian's pgbouncer themselves, on a free port.
+  if pkg-config --exists mysqlclient 2>/dev/null && [ -x /usr/sbin/pgbouncer ]; then return; fi
+  echo "Installing default-libmysqlclient-dev and pkg-config (to build mysqlclient) and pgbouncer (its tests)..."
   local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq default-libmysqlclient-dev pkg-config build-essential >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq default-libmysqlclient-dev pkg-config build-essential \
+    pgbouncer >/dev/null
+  # The package starts its own pgbouncer on 6432 where it can; the tests need none.
+  $sudo service pgbouncer stop >/dev/null 2>&1 || true
 }
 
 put_pythons_on_path() {

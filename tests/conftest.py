@@ -67,7 +67,7 @@ class WorkerProcesses:
     def start(self, *arguments: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         environment = {
             **os.environ,
-            "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE,
+            "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings"),
             "DJANGO_JOBS_TEST_DB_NAME": connection.settings_dict["NAME"],
             **queue_database_name(),
             "PYTHONPATH": str(REPO),

@@ -9,10 +9,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import django
 
 ENGINE = os.environ.get("DJANGO_JOBS_TEST_DB", "sqlite")
+DATABASES: dict[str, dict[str, Any]]
 WORKER_DB_NAME = os.environ.get("DJANGO_JOBS_TEST_DB_NAME")
 SQLITE_DIR = Path(os.environ.get("DJANGO_JOBS_SQLITE_DIR", tempfile.gettempdir()))
 # The suite runs SQLite in its default (DEFERRED) transaction mode; servers started by
@@ -41,6 +43,9 @@ elif ENGINE == "postgres":
             "HOST": os.environ.get("PGHOST", "127.0.0.1"),
             "PORT": os.environ.get("PGPORT", "5432"),
             "TEST": {"NAME": f"test_django_jobs_{os.getpid()}"},
+            # Processes that the PgBouncer tests start go through it (transaction pooling);
+            # this is how Django, and so django_jobs, learns of a pooler.
+            "DISABLE_SERVER_SIDE_CURSORS": os.environ.get("DJANGO_JOBS_TEST_POOLED") == "1",
         }
     }
 elif ENGINE == "mariadb":

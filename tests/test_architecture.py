@@ -143,9 +143,9 @@ LAYERS = [
     ("jobs", ["registry", "signatures", "context"]),
     ("engines", ["db.postgresql", "db.prepared_insert", "db.mysql", "db.sqlite"]),
     ("rows in plain SQL", ["inserting", "row_reader"]),
-    ("data", ["models", "querysets", "events", "notify", "signals", "queues", "resilience"]),
+    ("data", ["models", "querysets", "events", "notify", "signals", "queues", "resilience", "users"]),
     ("the engine interface", ["db.engine", "db.flow", "db"]),
-    ("ground", ["conf", "exceptions", "validation", "limits", "cron", "backoff", "metrics"]),
+    ("ground", ["conf", "exceptions", "validation", "limits", "cron", "backoff", "metrics", "routers"]),
 ]
 
 

@@ -71,3 +71,22 @@ def test_an_isolation_level_above_read_committed_is_reported(options, expected):
     databases = {"default": {"ENGINE": "django.db.backends.mysql", "NAME": "jobs", "OPTIONS": options}}
     with override_settings(DATABASES=databases):
         assert [message.id for message in check_isolation_level()] == expected
+
+
+@pytest.mark.parametrize("events, pooled, engine, expected", [
+    (False, True, "django.db.backends.postgresql", ["django_jobs.W004"]),
+    (True, True, "django.db.backends.postgresql", []),
+    (False, False, "django.db.backends.postgresql", []),
+    (False, True, "django.db.backends.mysql", []),
+])
+def test_events_off_behind_a_transaction_pooler_is_reported(events, pooled, engine, expected):
+    from django_jobs.checks import check_pooled_events
+
+    databases = {"default": {"ENGINE": engine, "NAME": "jobs", "DISABLE_SERVER_SIDE_CURSORS": pooled}}
+    with override_settings(DATABASES=databases, DJANGO_JOBS={"EVENTS": events}):
+        assert [message.id for message in check_pooled_events()] == expected
+
+
+def test_a_queue_database_that_is_not_an_alias_is_reported():
+    with override_settings(DJANGO_JOBS={"DATABASE": "queue"}):
+        assert [error.id for error in check_settings() if error.id.startswith("django_jobs.E")] == ["django_jobs.E009"]

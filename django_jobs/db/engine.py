@@ -143,6 +143,14 @@ class Engine:
     def set_up_connection(self, connection: BaseDatabaseWrapper, events_on: bool) -> None:
         """A new connection of this alias opened (``connection_created``)."""
 
+    @property
+    def pooled(self) -> bool:
+        """Whether the alias goes through a transaction pooler (PgBouncer's ``pool_mode =
+        transaction``): each transaction may get another server connection, so nothing
+        may outlive a transaction: no session settings, no prepared statements, no LISTEN.
+        Read from ``DISABLE_SERVER_SIDE_CURSORS``, the setting Django asks of such a database."""
+        return bool(self.connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS"))
+
     # -- the claim --------------------------------------------------------------------
     @property
     def skips_locked(self) -> bool:
@@ -524,6 +532,11 @@ class Engine:
     def can_listen(self) -> bool:
         """Whether ``listening`` works: idle workers hear of new work without polling."""
         return False
+
+    @property
+    def why_not_listening(self) -> str | None:
+        """Where an engine that notifies cannot listen, why (said once when a worker starts)."""
+        return None
 
     @contextmanager
     def listening(self) -> Iterator[Callable[[float], Iterator[str]]]:

@@ -17,6 +17,7 @@ from typing import Any
 from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from ..conf import jobs_settings
 from ..models import PausedQueue, ScheduledTask
 from ..notify import NOTIFY_CHANNEL
 from ..row_reader import column_list, reader
@@ -117,8 +118,11 @@ class PostgreSQLEngine(Engine):
     reads_lanes_as_it_locks = True
 
     def set_up_connection(self, connection: BaseDatabaseWrapper, events_on: bool) -> None:
-        """The per-connection switch the triggers read (``EVENTS = False``)."""
-        if not events_on:
+        """The per-connection switch the triggers read (``EVENTS = False``).
+
+        Not behind a transaction pooler: the setting would stay on whichever server
+        connection ran it, for other clients, and not follow this one (check W004)."""
+        if not events_on and not self.pooled:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT set_config('django_jobs.events', 'off', false)")
 
@@ -334,7 +338,9 @@ class PostgreSQLEngine(Engine):
         return "jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS r(pair, n)", ["r.pair -> 0", "r.pair -> 1", *read], "r.n"
 
     def can_insert_one(self, connection: BaseDatabaseWrapper) -> bool:
-        return prepared_insert.usable(connection)
+        # Behind a transaction pooler a statement prepared on one server connection may
+        # be executed on another, where another client's statement has that name.
+        return not self.pooled and prepared_insert.usable(connection)
 
     def insert_one(self, connection: BaseDatabaseWrapper, options: dict[str, Any], created: datetime,
                    arguments: tuple[str, str], stored: tuple[list[Any], dict[str, Any]], wake: Any,
@@ -373,20 +379,41 @@ class PostgreSQLEngine(Engine):
         # walked whole, e.g. by tests and documentation tools, on any database).
         from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
-        return bool(is_psycopg3)  # psycopg 2 has no generator of notifications: its workers poll
+        # psycopg 2 has no generator of notifications: its workers poll. Behind a
+        # transaction pooler LISTEN would hold a server connection it does not own.
+        return bool(is_psycopg3) and (not self.pooled or bool(jobs_settings.LISTEN_DATABASE_URL))
+
+    @property
+    def why_not_listening(self) -> str | None:
+        if self.can_listen:
+            return None
+        if self.pooled:
+            return ("the database goes through a transaction pooler (DISABLE_SERVER_SIDE_CURSORS), where LISTEN "
+                    "cannot work; set DJANGO_JOBS['LISTEN_DATABASE_URL'] to a direct connection")
+        return "psycopg 2 cannot wait for notifications; install psycopg 3"
 
     @contextmanager
     def listening(self) -> Iterator[Callable[[float], Iterator[str]]]:
         # A new connection outside Django's pool: LISTEN holds it for the worker's life,
         # in autocommit, so that no transaction of the worker's delays what it hears.
-        wrapper = self.connection
-        raw = wrapper.get_new_connection(wrapper.get_connection_params())
+        # DJANGO_JOBS["LISTEN_DATABASE_URL"] bypasses a transaction pooler.
+        raw = self.new_listening_connection()
         raw.autocommit = True
         try:
             raw.execute(f"LISTEN {NOTIFY_CHANNEL}")
             yield lambda timeout: (notification.payload for notification in raw.notifies(timeout=timeout))
         finally:
             raw.close()
+
+
+    def new_listening_connection(self) -> Any:
+        url = jobs_settings.LISTEN_DATABASE_URL
+        if url:
+            import psycopg
+
+            return psycopg.connect(url)
+        wrapper = self.connection
+        return wrapper.get_new_connection(wrapper.get_connection_params())
 
 
 def claim_statement(queues: list[str] | None, returning: str, held_back: bool = False) -> str:

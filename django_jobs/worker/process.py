@@ -104,6 +104,8 @@ class JobWorker:
                                             on_error=lambda error: worker_error(self.worker_id, "listener", error,
                                                                                 "relying on polling until it is back"))
             spawn(listener.run, listener.name)
+        elif reason := NotificationListener.why_not():
+            logger.warning("Worker %s polls for new tasks every %ss: %s.", self.worker_id, self.options.interval, reason)
 
     def retention_error(self, error: BaseException) -> None:
         worker_error(self.worker_id, "retention", error, "will try again")

@@ -55,6 +55,11 @@ class NotificationListener(threading.Thread):
     def available() -> bool:
         return engine(router.db_for_write(ScheduledTask)).can_listen
 
+    @staticmethod
+    def why_not() -> str | None:
+        """Why this database's idle workers poll although it can notify, or None."""
+        return engine(router.db_for_write(ScheduledTask)).why_not_listening
+
     def run(self) -> None:
         while not self.stopped.is_set():
             try:
