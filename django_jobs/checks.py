@@ -64,6 +64,9 @@ def number_problems(configured: dict[str, Any]) -> list[Any]:
         value = configured.get(key, 1)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             problems.append(Error(f"DJANGO_JOBS[{key!r}] must be a whole number >= 1, not {value!r}.", id="django_jobs.E004"))
+    lane = configured.get("ASYNC_CONCURRENCY", 0)
+    if isinstance(lane, bool) or not isinstance(lane, int) or lane < 0:
+        problems.append(Error(f"DJANGO_JOBS['ASYNC_CONCURRENCY'] must be a whole number >= 0, not {lane!r}.", id="django_jobs.E004"))
     retries = configured.get("DEFAULT_MAX_RETRIES", 0)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         problems.append(Error(f"DJANGO_JOBS['DEFAULT_MAX_RETRIES'] must be a whole number >= 0, not {retries!r}.", id="django_jobs.E004"))

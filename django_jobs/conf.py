@@ -34,6 +34,11 @@ SETTINGS: dict[str, Setting] = {
     ),
     "BATCH_SIZE": Setting(100, "Most rows a worker claims in one statement."),
     "CONCURRENCY": Setting(1, "Default number of jobs a worker process runs at once (threads)."),
+    "ASYNC_CONCURRENCY": Setting(
+        100,
+        "Most async def jobs a worker process runs at once on its event loop, beside its job threads "
+        "(--async-concurrency). 0 runs them on the job threads instead, one per thread.",
+    ),
     "HEARTBEAT_INTERVAL": Setting(5.0, "Seconds between a worker's heartbeats.", is_duration=True),
     "HEARTBEAT_TIMEOUT": Setting(
         60.0,

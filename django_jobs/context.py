@@ -27,3 +27,9 @@ class JobContext:
 
             ScheduledTask.objects.filter(pk=self.task.pk).set_progress(self.worker_id, self.progress)
             self.task.progress = self.progress
+
+    async def aset_progress(self, done: int | float, total: int | float | None = None) -> None:
+        """``set_progress`` from an ``async def`` job: the ORM's write runs off the event loop."""
+        from asgiref.sync import sync_to_async  # with Django; here so that the sync path loads nothing more
+
+        await sync_to_async(self.set_progress)(done, total)

@@ -12,7 +12,9 @@ import os
 import socket
 import threading
 import time
+from typing import TYPE_CHECKING, Any
 
+from asgiref.sync import sync_to_async
 from django.db import connections
 from django.utils import timezone
 
@@ -21,11 +23,14 @@ from ..exceptions import JobArgumentsError
 from ..models import ScheduledTask
 from ..registry import registry
 from ..signals import job_started, send_after_commit
-from .calling import call_and_capture
+from .calling import await_and_capture, call_and_capture
 from .isolation import execute_in_child
 from .outcome import Outcome, failure
 from .recording import record_outcomes
 from .task_log import TaskLog
+
+if TYPE_CHECKING:
+    from ..registry import Job
 
 
 def run_claimed(task: ScheduledTask, worker_id: str, *, enforce_timeout: bool = False) -> Outcome:
@@ -44,9 +49,7 @@ def run_claimed(task: ScheduledTask, worker_id: str, *, enforce_timeout: bool = 
 
 def attempt(task: ScheduledTask, worker_id: str, *, enforce_timeout: bool = False) -> Outcome:
     """Announce and run one attempt of a held task; the outcome is recorded by the caller."""
-    TaskLog(task).info("started")
-    metrics.count_started(task)
-    send_after_commit(job_started, task=task, attempt=task.attempt)
+    announce(task)
     began = time.perf_counter()
     outcome = execute(task, worker_id, enforce_timeout=enforce_timeout)
     outcome.duration = time.perf_counter() - began
@@ -54,7 +57,31 @@ def attempt(task: ScheduledTask, worker_id: str, *, enforce_timeout: bool = Fals
     return outcome
 
 
-def execute(task: ScheduledTask, worker_id: str, *, enforce_timeout: bool = False) -> Outcome:
+async def attempt_async(task: ScheduledTask, worker_id: str) -> Outcome:
+    """``attempt`` of an ``async def`` job, on the worker's event loop (its async lane).
+
+    The announcement runs on Django's thread for sync code (``sync_to_async``): receivers
+    of ``job_started`` may use the ORM, which refuses to run on an event loop.
+    """
+    await sync_to_async(announce)(task)
+    began = time.perf_counter()
+    job = resolve(task)
+    if isinstance(job, Outcome):
+        outcome = job
+    else:
+        outcome = await await_and_capture(job, task, worker_id, task.timeout.total_seconds() if task.timeout else None)
+    outcome.duration = time.perf_counter() - began
+    return outcome
+
+
+def announce(task: ScheduledTask) -> None:
+    TaskLog(task).info("started")
+    metrics.count_started(task)
+    send_after_commit(job_started, task=task, attempt=task.attempt)
+
+
+def resolve(task: ScheduledTask) -> Job[Any, Any] | Outcome:
+    """The task's job, its arguments checked; or the failed outcome that says why not."""
     try:
         job = registry.get(task.identifier)
         check_stored_arguments(task)
@@ -63,6 +90,13 @@ def execute(task: ScheduledTask, worker_id: str, *, enforce_timeout: bool = Fals
         return failure(error, retryable=False)
     except Exception as error:
         return failure(error)
+    return job
+
+
+def execute(task: ScheduledTask, worker_id: str, *, enforce_timeout: bool = False) -> Outcome:
+    job = resolve(task)
+    if isinstance(job, Outcome):
+        return job
     if enforce_timeout and task.timeout:
         try:
             return execute_in_child(task, worker_id, task.timeout.total_seconds())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING
 
 # django.db.Error covers InterfaceError ("connection already closed") as well as
 # DatabaseError: both happen when the server restarts under a worker.
@@ -18,11 +19,15 @@ from django.db import Error as DatabaseError
 from ..queues import paused_names
 from ..resilience import Backoff, reconnect, worker_error
 from . import claiming
+from .async_lane import AsyncLane
 from .buffer import TaskBuffer
 from .holdings import Holdings
 from .job_threads import JobThreads
 from .options import WorkerOptions
 from .wakeup import Wakeup
+
+if TYPE_CHECKING:
+    from ..models import ScheduledTask
 
 logger = logging.getLogger(__name__)
 
@@ -33,12 +38,13 @@ MAX_ERROR_PAUSE = 5.0
 
 class ClaimLoop:
     def __init__(self, options: WorkerOptions, buffer: TaskBuffer, holdings: Holdings, job_threads: JobThreads,
-                 wakeup: Wakeup, stopping: threading.Event) -> None:
+                 wakeup: Wakeup, stopping: threading.Event, lane: AsyncLane | None = None) -> None:
         self.options = options
         self.worker_id = options.worker_id
         self.buffer = buffer
         self.holdings = holdings
         self.job_threads = job_threads
+        self.lane = lane
         self.wakeup = wakeup
         self.stopping = stopping
         self.claimed_count = 0
@@ -75,20 +81,22 @@ class ClaimLoop:
             self.wakeup.wait(self.wait_time(started))
 
     def claim_free_slots(self) -> int:
-        """Top the buffer up to ``batch_size`` waiting tasks, in one claim."""
+        """Top the buffer (and the async lane) up to ``batch_size`` waiting tasks, in one
+        claim; return how many claimed tasks stay here."""
         if self.in_doubt:
             self.holdings.release_orphans()
             self.in_doubt = False
         if self.holdings.has_unrecorded():
             self.holdings.release_unrecorded()  # the heartbeat does it too; here it is at once
-        if self.job_threads.all_stuck():
-            # Nobody could start more now; what waits goes to other workers.
-            if len(self.buffer):
-                self.give_back_waiting()
-            return 0
-        if len(self.buffer) > self.options.concurrency:
-            return 0  # enough waiting; claim when the threads have caught up
-        limit = self.options.batch_size - len(self.buffer)
+        stuck = self.job_threads.all_stuck()
+        if stuck and len(self.buffer):
+            # No job thread could start more now; what waits goes to other workers.
+            self.give_back_waiting()
+        threads_have_room = not stuck and len(self.buffer) <= self.options.concurrency
+        if not threads_have_room and not (self.lane is not None and self.lane.has_room()):
+            return 0  # enough waiting; claim when the threads (or the lane) have caught up
+        waiting = len(self.buffer) + (self.lane.waiting() if self.lane is not None else 0)
+        limit = self.options.batch_size - waiting
         if self.options.max_jobs is not None:
             limit = min(limit, self.options.max_jobs - self.claimed_count)
         if limit <= 0:
@@ -96,7 +104,27 @@ class ClaimLoop:
         tasks = claiming.claim(self.worker_id, self.options.queues, limit, flow=self.flow)
         self.holdings.claimed(task.pk for task in tasks)
         self.claimed_count += len(tasks)
-        self.buffer.put(tasks)
+        return self.hand_out(tasks, threads_have_room)
+
+    def hand_out(self, tasks: list[ScheduledTask], threads_have_room: bool) -> int:
+        """``async def`` jobs to the lane, the rest to the job threads' buffer. A claim made
+        for the lane while the threads are stuck gives its sync tasks back at once, and
+        counts only what stays: the loop then waits instead of claiming them again."""
+        if self.lane is None:
+            self.buffer.put(tasks)
+            return len(tasks)
+        for_lane = [task for task in tasks if self.lane.runs(task)]
+        for_threads = [task for task in tasks if not self.lane.runs(task)]
+        self.lane.put(for_lane)
+        if for_threads and not threads_have_room and self.job_threads.all_stuck():
+            ids = [task.pk for task in for_threads]
+            try:
+                self.holdings.release(ids)
+            except DatabaseError:
+                self.holdings.give_back_later(ids)  # the heartbeat thread does it once the database answers
+                raise
+            return len(for_lane)
+        self.buffer.put(for_threads)
         return len(tasks)
 
     def give_back_waiting(self) -> None:

@@ -14,6 +14,7 @@ from ..conf import jobs_settings
 class WorkerOptions:
     queues: list[str] | None = None
     concurrency: int = field(default_factory=lambda: jobs_settings.CONCURRENCY)
+    async_concurrency: int = field(default_factory=lambda: jobs_settings.ASYNC_CONCURRENCY)
     interval: float = field(default_factory=lambda: jobs_settings.POLL_INTERVAL)
     batch_size: int = field(default_factory=lambda: jobs_settings.BATCH_SIZE)
     max_jobs: int | None = None
@@ -25,6 +26,8 @@ class WorkerOptions:
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.batch_size < 1:
             raise ValueError("concurrency and batch size must be at least 1")
+        if self.async_concurrency < 0:
+            raise ValueError("async concurrency must be at least 0 (0: async jobs run on the job threads)")
         if self.interval <= 0:
             raise ValueError("interval must be positive")
         self.worker_id = self.worker_id or default_worker_id()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 
 # django.db.Error covers InterfaceError ("connection already closed") as well as
 # DatabaseError: both happen when the server restarts under a worker.
@@ -20,6 +21,7 @@ from .. import retention, scheduler
 from ..conf import jobs_settings
 from ..execution import isolation
 from ..resilience import EXIT_THREAD_DIED, ThreadWatch, wait_for_database, worker_error
+from .async_lane import AsyncLane
 from .buffer import TaskBuffer
 from .claim_loop import MAX_ERROR_PAUSE, ClaimLoop
 from .cron_ticker import CronTicker
@@ -47,8 +49,11 @@ class JobWorker:
         self.holdings = Holdings(self.worker_id)
         self.recorder = Recorder(self.worker_id, self.holdings, self.wakeup)
         self.job_threads = JobThreads(self.worker_id, options.concurrency, self.buffer, self.holdings, self.recorder)
+        self.lane = (AsyncLane(self.worker_id, options.async_concurrency, self.holdings, self.recorder)
+                     if options.async_concurrency else None)
         self.lease = Lease(options, self.holdings, lambda: self.threads.healthy, self.finished)
-        self.claims = ClaimLoop(options, self.buffer, self.holdings, self.job_threads, self.wakeup, self.stopping)
+        self.claims = ClaimLoop(options, self.buffer, self.holdings, self.job_threads, self.wakeup, self.stopping,
+                                self.lane)
         self.cron = CronTicker(self.worker_id, self.wakeup, self.stopping, self.finished)
 
     # -- lifecycle -------------------------------------------------------------------
@@ -64,8 +69,8 @@ class JobWorker:
             logger.info("Worker %s stopped before the database answered", self.worker_id)
             return 0
         self.start_threads()
-        logger.info("Worker %s started (queues=%s, concurrency=%d)", self.worker_id,
-                    ",".join(self.options.queues or ["*"]), self.options.concurrency)
+        logger.info("Worker %s started (queues=%s, concurrency=%d, async concurrency=%d)", self.worker_id,
+                    ",".join(self.options.queues or ["*"]), self.options.concurrency, self.options.async_concurrency)
         try:
             self.claims.run()
         finally:
@@ -91,6 +96,8 @@ class JobWorker:
     def start_threads(self) -> None:
         spawn = self.threads.spawn
         self.job_threads.start(spawn)
+        if self.lane is not None:
+            self.lane.start(spawn)
         self.recorder.thread = spawn(self.recorder.run, "django-jobs-recorder")
         spawn(self.lease.run, "django-jobs-heartbeat")
         if self.options.cron:
@@ -139,14 +146,20 @@ class JobWorker:
             # Stopped by a signal: tasks that have not started go back at once
             # (or, if the database is away, with the rest of the held tasks below).
             waiting = [task.pk for task in self.buffer.take_all()]
+            waiting += [task.pk for task in self.lane.take_all()] if self.lane is not None else []
             try:
                 self.holdings.release(waiting)
             except DatabaseError as error:
                 worker_error(self.worker_id, "stop", error, "could not give back waiting tasks yet")
         self.buffer.close()
+        if self.lane is not None:
+            self.lane.close()
         grace = jobs_settings.SHUTDOWN_GRACE
         self.recorder.stop_trying_after(grace)
+        deadline = time.monotonic() + grace
         finished_in_time = self.job_threads.wait(grace)
+        if self.lane is not None:
+            finished_in_time = self.lane.wait(max(0.0, deadline - time.monotonic())) and finished_in_time
         if not finished_in_time:
             isolation.kill_all()
         self.recorder.finish()

@@ -1,8 +1,12 @@
 """Jobs the tests enqueue. Autodiscovered like any app's jobs.py."""
 
+import asyncio
 import os
+import threading
 import time
 from datetime import timedelta
+
+from asgiref.sync import sync_to_async
 
 from django_jobs import job
 
@@ -64,6 +68,40 @@ def custom_backoff():
 @job(name="tests.async_add")
 async def async_add(a, b):
     return a + b
+
+
+@job(name="tests.async_record", takes_context=True)
+async def async_record(context, label="", pause=0.0):
+    """``record``'s async twin; its label says which thread ran it (``label@thread``)."""
+    started = time.time()
+    thread = threading.current_thread().name
+    if pause:
+        await asyncio.sleep(pause)
+    await context.aset_progress(1, 1)
+    await sync_to_async(Execution.objects.create)(task_id=context.task.pk if context.task else 0,
+                                                  label=f"{label}@{thread}", pid=os.getpid(),
+                                                  started=started, ended=time.time())
+    return label
+
+
+@job(name="tests.record_thread", takes_context=True)
+def record_thread(context, label=""):
+    """A sync job that says which thread ran it (``label@thread``)."""
+    now = time.time()
+    Execution.objects.create(task_id=context.task.pk if context.task else 0,
+                             label=f"{label}@{threading.current_thread().name}", pid=os.getpid(),
+                             started=now, ended=now)
+
+
+@job(name="tests.async_sleep_past_timeout", timeout=1, max_retries=0)
+async def async_sleep_past_timeout(seconds):
+    await asyncio.sleep(seconds)
+
+
+@job(name="tests.async_raises", max_retries=1, retry_delay=timedelta(seconds=0), backoff="fixed")
+async def async_raises(kind):
+    await asyncio.sleep(0)
+    raise {"system_exit": SystemExit(3), "value": ValueError("bad value"), "cancelled": asyncio.CancelledError()}[kind]
 
 
 @job(name="tests.collect")

@@ -20,6 +20,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--queues", help="Comma-separated queues to serve (default: all).")
         parser.add_argument("--concurrency", type=int, help="Jobs run at once, on threads (default: CONCURRENCY setting).")
+        parser.add_argument("--async-concurrency", type=int,
+                            help="async def jobs run at once on the worker's event loop, beside the threads "
+                                 "(default: ASYNC_CONCURRENCY, 100; 0 runs them on the threads).")
         parser.add_argument("--interval", type=float, help="Seconds between polls when idle (default: POLL_INTERVAL).")
         parser.add_argument("--batch-size", type=int, help="Most tasks claimed per query (default: BATCH_SIZE).")
         parser.add_argument("--max-jobs", type=int, help="Exit after claiming this many tasks (recycles memory).")
@@ -47,6 +50,7 @@ class Command(BaseCommand):
     def worker_options(self, options: dict[str, Any]) -> WorkerOptions:
         given = {
             "concurrency": options["concurrency"],
+            "async_concurrency": options["async_concurrency"],
             "interval": options["interval"],
             "batch_size": options["batch_size"],
         }
