@@ -113,9 +113,12 @@ class ClaimLoop:
         if self.lane is None:
             self.buffer.put(tasks)
             return len(tasks)
-        for_lane = [task for task in tasks if self.lane.runs(task)]
-        for_threads = [task for task in tasks if not self.lane.runs(task)]
-        self.lane.put(for_lane)
+        for_lane: list[ScheduledTask] = []
+        for_threads: list[ScheduledTask] = []
+        for task in tasks:
+            (for_lane if self.lane.runs(task) else for_threads).append(task)
+        if for_lane:
+            self.lane.put(for_lane)
         if for_threads and not threads_have_room and self.job_threads.all_stuck():
             ids = [task.pk for task in for_threads]
             try:
