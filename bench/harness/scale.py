@@ -146,6 +146,8 @@ def summary(name: str, rounds: list[list[Row]], kind: int, baseline: list[float]
     rows = [measured[kind] for measured in rounds]
     measured = rates(rounds, kind)
     median = statistics.median(measured)
+    # The round of the median (nearest it with an even count) gives jobs and seconds, so that the columns agree.
+    middle = min(rows, key=lambda measured_row: abs((measured_row["jobs_per_s"] or 0.0) - median))
     suffix, how = VARIANTS[name]
     what = "drain" if kind == 0 else "enqueue"
     shown = ", ".join(f"{value:,.0f}" for value in measured)
@@ -153,8 +155,7 @@ def summary(name: str, rounds: list[list[Row]], kind: int, baseline: list[float]
         "scenario": f"scale: {what}{suffix}",
         "config": (config_label(params["worker_config"], params["processes"]) if kind == 0
                    else "single calls, 1 thread") + f"; {how}",
-        "jobs": statistics.median(row["jobs"] for row in rows),
-        "seconds": statistics.median(row["seconds"] for row in rows),
+        "jobs": middle["jobs"], "seconds": middle["seconds"],
         "jobs_per_s": median,
         "notes": f"median of {len(measured)} rounds ({shown}/s)",
         "metrics": {"rounds": rows, "jobs_per_s": measured},
