@@ -3,6 +3,13 @@
 ``BENCH_DB`` picks the database: ``postgres``, ``mariadb`` or ``sqlite``; ``BENCH_DB_NAME``
 its name (a file path for SQLite). ``BENCH_PEER=1`` installs django-tasks-db instead of
 nothing extra, for the side-by-side run of the peer. The harness sets all three.
+
+Two switches of the ``scale`` scenario (README "Scale-out"), unset elsewhere:
+``BENCH_QUEUE_DB_NAME`` puts every table of django_jobs on a second database of that
+name on the same server (a second file for SQLite), alias ``queue``, through
+``JobsRouter``; ``BENCH_POOLED_PORT`` sends the PostgreSQL connections to a PgBouncer in
+transaction pooling on that port, with ``DISABLE_SERVER_SIDE_CURSORS`` (how django_jobs
+knows it is pooled).
 """
 
 import os
@@ -38,6 +45,14 @@ else:
 # default of 0 it would reconnect per task (several times slower). Be fair to it.
 DATABASES["default"]["CONN_MAX_AGE"] = None
 
+POOLED_PORT = os.environ.get("BENCH_POOLED_PORT")
+if POOLED_PORT and ENGINE == "postgres":
+    DATABASES["default"].update(PORT=POOLED_PORT, DISABLE_SERVER_SIDE_CURSORS=True)
+QUEUE_DB_NAME = os.environ.get("BENCH_QUEUE_DB_NAME")
+if QUEUE_DB_NAME:
+    DATABASES["queue"] = {**DATABASES["default"], "NAME": QUEUE_DB_NAME}
+    DATABASE_ROUTERS = ["django_jobs.routers.JobsRouter"]
+
 SECRET_KEY = "bench-only-not-secret"
 DEBUG = False          # DEBUG keeps every query in memory: it would skew time and RSS
 USE_TZ = True
@@ -59,6 +74,8 @@ DJANGO_JOBS = {
     # The drain scenario measures the event trail off as well (DJANGO_JOBS_BENCH_EVENTS=0 for its workers).
     "EVENTS": os.environ.get("DJANGO_JOBS_BENCH_EVENTS", "1") != "0",
 }
+if QUEUE_DB_NAME:
+    DJANGO_JOBS["DATABASE"] = "queue"
 
 # Warnings only: a worker writing two INFO lines per job to a log file would measure
 # logging, not the queue. Both queues log through their own loggers at this level.

@@ -22,6 +22,8 @@ def main(scenario: str, params_json: str, out_path: str) -> int:
     params = json.loads(params_json)
     if scenario.startswith("peer"):
         from .peer import SCENARIOS  # django_tasks_db is installed only in the peer's run
+    elif scenario.startswith("scale"):
+        from .scale import SCENARIOS
     else:
         from .scenarios import SCENARIOS
     runner = SCENARIOS[scenario]

@@ -1,8 +1,10 @@
 """The bench's own databases: created fresh at the start of a run, dropped at its end.
 
 PostgreSQL ``djjobs_bench`` (and ``djjobs_bench_peer`` for the peer), MariaDB
-``djjobs_bench``, and an SQLite file in a temporary directory. Servers and users
-come from the usual PG*/MYSQL_* variables, defaulting to this machine's.
+``djjobs_bench``, and an SQLite file in a temporary directory. When the ``scale``
+scenario runs, each also gets a second database on the same server (a second file),
+``djjobs_bench_queue``, with django_jobs' tables only: the queue's database of its own.
+Servers and users come from the usual PG*/MYSQL_* variables, defaulting to this machine's.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+QUEUE_NAME = "djjobs_bench_queue"
 
 
 @dataclass
@@ -26,11 +29,13 @@ class Database:
     name: str            # BENCH_DB_NAME
     peer: bool = False
     tmpdir: str | None = field(default=None, repr=False)
+    queue_name: str | None = None   # BENCH_QUEUE_DB_NAME of the scale scenario's separate database
 
-    def env(self) -> dict[str, str]:
+    def env(self, **switches: str) -> dict[str, str]:
+        """The environment of a process on this database; ``switches``: more BENCH_* variables."""
         env = os.environ.copy()
         env.update(BENCH_DB=self.engine, BENCH_DB_NAME=self.name, BENCH_PEER="1" if self.peer else "0",
-                   DJANGO_SETTINGS_MODULE="bench.benchsettings")
+                   DJANGO_SETTINGS_MODULE="bench.benchsettings", **switches)
         return env
 
 
@@ -52,29 +57,44 @@ def mysql_connect():
 
 def define(label: str) -> Database:
     if label == "postgres":
-        return Database("postgres", "postgres", "djjobs_bench")
+        return Database("postgres", "postgres", "djjobs_bench", queue_name=QUEUE_NAME)
     if label == "peer":
         return Database("peer", "postgres", "djjobs_bench_peer", peer=True)
     if label == "mariadb":
-        return Database("mariadb", "mariadb", "djjobs_bench")
+        return Database("mariadb", "mariadb", "djjobs_bench", queue_name=QUEUE_NAME)
     if label == "sqlite":
         tmpdir = tempfile.mkdtemp(prefix="djjobs_bench_")
-        return Database("sqlite", "sqlite", str(Path(tmpdir) / "bench.sqlite3"), tmpdir=tmpdir)
+        return Database("sqlite", "sqlite", str(Path(tmpdir) / "bench.sqlite3"), tmpdir=tmpdir,
+                        queue_name=str(Path(tmpdir) / f"{QUEUE_NAME}.sqlite3"))
     raise ValueError(f"unknown database {label!r}")
 
 
-def create(database: Database) -> None:
-    """Drop any leftover of an earlier run, create the database empty, migrate it."""
+def create(database: Database, with_queue: bool = False) -> None:
+    """Drop any leftover of an earlier run, create the database empty, migrate it; with
+    ``with_queue``, the same for the queue's database of its own (django_jobs' tables only,
+    migrated as ``migrate --database queue`` with the app's tables routed there)."""
     drop(database)
-    on_server(database, postgres=f'CREATE DATABASE "{database.name}"',
-              mariadb=f"CREATE DATABASE `{database.name}` CHARACTER SET utf8mb4")
-    subprocess.run([sys.executable, "-m", "django", "migrate", "--noinput", "--verbosity", "0"],
-                   cwd=ROOT, env=database.env(), check=True, timeout=300)
+    create_empty(database, database.name)
+    migrate(database.env())
+    if with_queue and database.queue_name:
+        create_empty(database, database.queue_name)
+        migrate(database.env(BENCH_QUEUE_DB_NAME=database.queue_name), "--database", "queue")
+
+
+def create_empty(database: Database, name: str) -> None:
+    on_server(database, postgres=f'CREATE DATABASE "{name}"', mariadb=f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+
+
+def migrate(env: dict[str, str], *args: str) -> None:
+    subprocess.run([sys.executable, "-m", "django", "migrate", "--noinput", "--verbosity", "0", *args],
+                   cwd=ROOT, env=env, check=True, timeout=300)
 
 
 def drop(database: Database) -> None:
-    on_server(database, postgres=f'DROP DATABASE IF EXISTS "{database.name}" WITH (FORCE)',
-              mariadb=f"DROP DATABASE IF EXISTS `{database.name}`")
+    """Drop the database and its queue database (whether or not this run made one)."""
+    for name in filter(None, (database.name, database.queue_name)):
+        on_server(database, postgres=f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+                  mariadb=f"DROP DATABASE IF EXISTS `{name}`")
     if database.tmpdir:
         shutil.rmtree(database.tmpdir, ignore_errors=True)
         os.makedirs(database.tmpdir, exist_ok=True)

@@ -21,7 +21,7 @@ from . import databases, plan, report
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
-SCENARIO_ORDER = ("enqueue", "drain", "pickup", "flow", "flat", "memory")
+SCENARIO_ORDER = ("enqueue", "drain", "pickup", "flow", "scale", "flat", "memory")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -107,8 +107,11 @@ class Run:
 
     def prepare(self, label: str) -> databases.Database:
         database = databases.define(label)
-        progress(f"creating and migrating the {label} database ({database.name})")
-        databases.create(database)
+        # The scale scenario also puts the queue on a second database of the same server.
+        with_queue = "scale" in self.args.scenarios and database.queue_name is not None
+        also = f" and its queue database ({database.queue_name})" if with_queue else ""
+        progress(f"creating and migrating the {label} database ({database.name}){also}")
+        databases.create(database, with_queue=with_queue)
         self.created.append(database)
         return database
 
@@ -132,6 +135,7 @@ class Run:
         for name in wanted:
             params = plan.params_for(self.args.quick, label)
             params["worker_config"] = self.best_config(label)
+            params["queue_db_name"] = database.queue_name
             self.scenario(database, name, params)
 
     def run_peer(self) -> None:

@@ -1,6 +1,7 @@
 """What a run does: the scenarios, their counts (full and --quick), and the targets of
-issue 8 (on PostgreSQL; MariaDB and SQLite are measured without targets) and of flow
-control (its ratios on every database, its pickup on PostgreSQL).
+issue 8 (on PostgreSQL; MariaDB and SQLite are measured without targets), of flow
+control (its ratios on every database, its pickup on PostgreSQL) and of scale-out (its
+ratios: PgBouncer on PostgreSQL, a separate queue database on every database).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 DATABASES = ("postgres", "mariadb", "sqlite")
-SCENARIOS = ("enqueue", "drain", "pickup", "flow", "flat", "memory", "peer")
+SCENARIOS = ("enqueue", "drain", "pickup", "flow", "scale", "flat", "memory", "peer")
 
 DRAIN_CONFIGS = [
     {"concurrency": 1, "batch_size": 100},
@@ -45,6 +46,10 @@ FULL = {
     "flow_keys": 1_000,
     "flow_backlog": 100_000,
     "flow_free_jobs": 1_000,
+    # scale: rounds of its variants (direct, through PgBouncer, separate database), each
+    # draining drain_jobs, then enqueuing single calls on one thread for this long.
+    "scale_rounds": 5,
+    "scale_enqueue_seconds": 2.0,
 }
 QUICK = {
     **FULL,
@@ -61,6 +66,8 @@ QUICK = {
     "flow_keys": 100,
     "flow_backlog": 10_000,
     "flow_free_jobs": 50,
+    "scale_rounds": 2,
+    "scale_enqueue_seconds": 1.0,
 }
 
 
@@ -76,7 +83,8 @@ def params_for(quick: bool, database: str) -> dict[str, Any]:
 
 def child_timeout(scenario: str, params: dict[str, Any]) -> float:
     """Upper bound on one scenario child's run time, before the orchestrator kills it."""
-    drains = {"drain": len(params["drain_configs"]), "flat": 2, "flow": 3, "peer_drain": 1}.get(scenario, 0)
+    drains = {"drain": len(params["drain_configs"]), "flat": 2, "flow": 3, "peer_drain": 1,
+              "scale": SCALE_VARIANTS * params["scale_rounds"], "scale_variant": 1}.get(scenario, 0)
     return 300 + drains * params["drain_timeout"] + (params["memory_timeout"] if scenario == "memory" else 0)
 
 
@@ -97,3 +105,13 @@ FLOW_NOT_BINDING_MIN_RATIO = 0.9
 FLOW_KEYS_MIN_RATIO = 0.5
 # A free key's task starts this soon although another key's backlog cannot.
 FLOW_PICKUP_MAX_P95_MS = 50
+
+# -- targets of scale-out: ratios to the plain set-up, measured in the same run --------------
+SCALE_VARIANTS = 3   # at most: direct, through PgBouncer (PostgreSQL), separate database
+# PgBouncer's server connections per database and user: enough for every worker's
+# connections, so that the rows measure the pooler's cost, not a starved pool.
+SCALE_POOL_SIZE = 20
+# The drain through PgBouncer in transaction pooling, against direct connections.
+SCALE_POOLED_MIN_RATIO = 0.8
+# Drain and single enqueue with the app's tables on a database of their own, against the same database.
+SCALE_SEPARATE_MIN_RATIO = 0.9

@@ -1,6 +1,7 @@
 """Rows -> the one table on stdout and results.json: adds the best drain, the ratio to
-the peer and the verdict against each target of issue 8 (PostgreSQL rows only) and of
-flow control (its ratios on every database, its pickup on PostgreSQL).
+the peer and the verdict against each target of issue 8 (PostgreSQL rows only), of
+flow control (its ratios on every database, its pickup on PostgreSQL) and of scale-out
+(its ratios to the plain set-up).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from . import plan
 COLUMNS = [
     ("scenario", "scenario"), ("database", "database"), ("config", "config"), ("jobs", "jobs"),
     ("seconds", "seconds"), ("jobs_per_s", "jobs/s"), ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"),
-    ("p99_ms", "p99 ms"), ("vs_peer", "vs peer"), ("target", "target"), ("met", "met?"), ("notes", "notes"),
+    ("p99_ms", "p99 ms"), ("vs_peer", "vs peer"), ("ratio", "ratio"), ("target", "target"), ("met", "met?"),
+    ("notes", "notes"),
 ]
 
 
@@ -126,6 +128,14 @@ def judge_flow_ratio(minimum: float):
     return verdict
 
 
+def judge_scale_ratio(minimum: float, baseline: str):
+    """A scale-out variant's median rate against the plain set-up's, same database, same run."""
+    def verdict(row, peer_drain, peer_pickup):
+        ratio = row.get("ratio")
+        return f">= {minimum:.2f}x {baseline}", yes(None if ratio is None else ratio >= minimum)
+    return verdict
+
+
 def judge_flow_pickup(row, peer_drain, peer_pickup):
     return f"p95 < {plan.FLOW_PICKUP_MAX_P95_MS} ms", yes(row["p95_ms"] < plan.FLOW_PICKUP_MAX_P95_MS)
 
@@ -140,6 +150,10 @@ JUDGES = {
 EVERY_DATABASE_JUDGES = {
     "flow: limit not binding": judge_flow_ratio(plan.FLOW_NOT_BINDING_MIN_RATIO),
     "flow: keys x c1": judge_flow_ratio(plan.FLOW_KEYS_MIN_RATIO),
+    # Single enqueue through PgBouncer has no target: it gives up its prepared statement.
+    "scale: drain (pgbouncer)": judge_scale_ratio(plan.SCALE_POOLED_MIN_RATIO, "direct"),
+    "scale: drain (separate)": judge_scale_ratio(plan.SCALE_SEPARATE_MIN_RATIO, "same db"),
+    "scale: enqueue (separate)": judge_scale_ratio(plan.SCALE_SEPARATE_MIN_RATIO, "same db"),
 }
 
 
@@ -158,13 +172,15 @@ def cell(key: str, row: dict) -> str:
         return f"{value:.1f}"
     if key == "vs_peer":
         return f"{value:.1f}x"
+    if key == "ratio":
+        return f"{value:.2f}x"
     return str(value)
 
 
 def table(rows: list[dict]) -> str:
     cells = [[title for _, title in COLUMNS]] + [[cell(key, row) for key, _ in COLUMNS] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
-    numeric = {"jobs", "seconds", "jobs_per_s", "p50_ms", "p95_ms", "p99_ms", "vs_peer"}
+    numeric = {"jobs", "seconds", "jobs_per_s", "p50_ms", "p95_ms", "p99_ms", "vs_peer", "ratio"}
 
     def render(line: list[str]) -> str:
         parts = [text.rjust(width) if key in numeric else text.ljust(width)

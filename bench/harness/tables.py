@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db import connection, transaction
+from django.db import connection, connections, router, transaction
 from django.db.models import Count, Max
 from django.utils import timezone
 
@@ -18,8 +18,10 @@ ENQUEUE_CHUNK = 20_000
 
 
 def truncate(*models) -> None:
-    """Empty the tables of ``models`` (django_jobs' by default) between measurements."""
+    """Empty the tables of ``models`` (django_jobs' by default) between measurements, on
+    the database the routers give them (the queue's own, in the ``scale`` scenario)."""
     models = models or (ScheduledTask, TaskEvent, Worker, CronSchedule, FlowKey)
+    connection = connections[router.db_for_write(models[0])]
     names = [connection.ops.quote_name(model._meta.db_table) for model in models]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
