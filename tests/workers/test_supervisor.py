@@ -321,7 +321,7 @@ def test_the_backoff_doubles_for_children_dying_young_and_resets_after_a_long_li
 # -- the children's command line -------------------------------------------------------------------
 def test_each_child_gets_the_supervisors_options_without_processes():
     parser = Command().create_parser("django-admin", "run_jobworker")
-    given = ["--queues", "a,b", "--concurrency", "3", "--interval", "0.5", "--burst", "--no-cron",
+    given = ["--queues", "a,b", "--concurrency", "3", "--async-concurrency", "0", "--interval", "0.5", "--burst", "--no-cron",
              "--worker-id", "w", "--metrics-port", "9100", "--processes", "2", "-v", "2"]
     options = vars(parser.parse_args(given))
 
