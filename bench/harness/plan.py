@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 DATABASES = ("postgres", "mariadb", "sqlite")
-SCENARIOS = ("enqueue", "drain", "pickup", "flow", "scale", "flat", "memory", "peer")
+SCENARIOS = ("enqueue", "drain", "pickup", "flow", "scale", "lanes", "flat", "memory", "peer")
 
 DRAIN_CONFIGS = [
     {"concurrency": 1, "batch_size": 100},
@@ -50,6 +50,11 @@ FULL = {
     # draining drain_jobs, then enqueuing single calls on one thread for this long.
     "scale_rounds": 5,
     "scale_enqueue_seconds": 2.0,
+    # lanes: async def jobs awaiting 0.5 s on the event loop, and on threads (fewer: 8/s);
+    # rounds of --processes 2 against two run_jobworker, each draining drain_jobs.
+    "lanes_async_jobs": 2_000,
+    "lanes_thread_jobs": 100,
+    "lanes_rounds": 3,
 }
 QUICK = {
     **FULL,
@@ -68,6 +73,9 @@ QUICK = {
     "flow_free_jobs": 50,
     "scale_rounds": 2,
     "scale_enqueue_seconds": 1.0,
+    "lanes_async_jobs": 400,
+    "lanes_thread_jobs": 40,
+    "lanes_rounds": 1,
 }
 
 
@@ -84,7 +92,8 @@ def params_for(quick: bool, database: str) -> dict[str, Any]:
 def child_timeout(scenario: str, params: dict[str, Any]) -> float:
     """Upper bound on one scenario child's run time, before the orchestrator kills it."""
     drains = {"drain": len(params["drain_configs"]), "flat": 2, "flow": 3, "peer_drain": 1,
-              "scale": SCALE_VARIANTS * params["scale_rounds"], "scale_variant": 1}.get(scenario, 0)
+              "scale": SCALE_VARIANTS * params["scale_rounds"], "scale_variant": 1,
+              "lanes": 3 + 2 * params["lanes_rounds"]}.get(scenario, 0)
     return 300 + drains * params["drain_timeout"] + (params["memory_timeout"] if scenario == "memory" else 0)
 
 
@@ -115,3 +124,7 @@ SCALE_POOL_SIZE = 20
 SCALE_POOLED_MIN_RATIO = 0.8
 # Drain and single enqueue with the app's tables on a database of their own, against the same database.
 SCALE_SEPARATE_MIN_RATIO = 0.9
+# async def jobs awaiting 0.5 s, on one worker's event loop (--async-concurrency 200).
+LANES_ASYNC_MIN_RATE = 300
+# run_jobworker --processes 2 against two run_jobworker side by side.
+LANES_PROCESSES_MIN_RATIO = 0.95
