@@ -92,6 +92,8 @@ class ClaimLoop:
         if stuck and len(self.buffer):
             # No job thread could start more now; what waits goes to other workers.
             self.give_back_waiting()
+        if self.lane is not None and self.lane.stuck() and self.lane.waiting():
+            self.give_back_lane_waiting()
         threads_have_room = not stuck and len(self.buffer) <= self.options.concurrency
         if not threads_have_room and not (self.lane is not None and self.lane.has_room()):
             return 0  # enough waiting; claim when the threads (or the lane) have caught up
@@ -141,6 +143,17 @@ class ClaimLoop:
             self.holdings.give_back_later(ids)
             raise
         logger.info("Every job thread is on a slow job; %d waiting task(s) returned to the queue", released)
+
+    def give_back_lane_waiting(self) -> None:
+        # Every slot of the event loop is on a slow job: let other workers have the rest.
+        assert self.lane is not None
+        ids = [task.pk for task in self.lane.take_all()]
+        try:
+            released = self.holdings.release(ids)
+        except DatabaseError:
+            self.holdings.give_back_later(ids)
+            raise
+        logger.info("The event loop's every slot is on a slow job; %d waiting task(s) returned to the queue", released)
 
     def give_back_paused(self) -> None:
         """Within a poll interval of a pause, release the waiting tasks of paused queues.

@@ -49,8 +49,8 @@ class JobWorker:
         self.holdings = Holdings(self.worker_id)
         self.recorder = Recorder(self.worker_id, self.holdings, self.wakeup)
         self.job_threads = JobThreads(self.worker_id, options.concurrency, self.buffer, self.holdings, self.recorder)
-        self.lane = (AsyncLane(self.worker_id, options.async_concurrency, self.holdings, self.recorder)
-                     if options.async_concurrency else None)
+        self.lane = (AsyncLane(self.worker_id, options.async_concurrency, self.holdings, self.recorder,
+                               prefetch=options.batch_size) if options.async_concurrency else None)
         self.lease = Lease(options, self.holdings, lambda: self.threads.healthy, self.finished)
         self.claims = ClaimLoop(options, self.buffer, self.holdings, self.job_threads, self.wakeup, self.stopping,
                                 self.lane)

@@ -106,3 +106,19 @@ def test_an_async_job_of_a_killed_worker_is_recovered_and_runs_again(workers):
     rescuer.send_signal(signal.SIGTERM)
     assert_exit(rescuer)
     assert ScheduledTask.objects.get(pk=task.pk).retry_count == 1
+
+
+def test_tasks_waiting_behind_a_full_event_loop_of_slow_jobs_go_to_other_workers(workers):
+    slow = async_record.enqueue(label="slow", pause=8.0)
+    quick = [async_record.enqueue(label=f"q{n}") for n in range(4)]
+    busy = workers.start("--no-cron", "--async-concurrency", "1", "--batch-size", "10", "--worker-id", "busy")
+    wait_for(lambda: ScheduledTask.objects.get(pk=slow.pk).status == "running", busy, what="the slow job started")
+    free = workers.start("--no-cron", "--worker-id", "free")
+    wait_for(lambda: ScheduledTask.objects.filter(pk__in=[t.pk for t in quick], status="completed").count() == 4,
+             busy, free, timeout=30, what="the waiting tasks given back and run by the other worker")
+    assert ScheduledTask.objects.get(pk=slow.pk).status == "running"  # still on its 8 s
+    assert set(ScheduledTask.objects.filter(pk__in=[t.pk for t in quick]).values_list("worker_id", flat=True)) == {"free"}
+    for worker in (busy, free):
+        worker.send_signal(signal.SIGTERM)
+    for worker in (busy, free):
+        assert_exit(worker, timeout=60)
