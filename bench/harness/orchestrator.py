@@ -21,7 +21,7 @@ from . import databases, plan, report
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
-SCENARIO_ORDER = ("enqueue", "drain", "pickup", "flow", "scale", "flat", "memory")
+SCENARIO_ORDER = ("enqueue", "drain", "pickup", "flow", "scale", "flat", "memory", "growth")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -31,6 +31,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--db", action="append", choices=plan.DATABASES,
                         help="database(s) to run the django_jobs scenarios on (default: all three)")
     parser.add_argument("--keep-db", action="store_true", help="keep the bench databases after the run")
+    parser.add_argument("--growth-rows", type=int, metavar="N",
+                        help="rows of the growth scenario's filled table (default 10,000,000; --quick 200,000)")
     args = parser.parse_args(argv)
     args.scenarios = [name.strip() for name in (args.only or ",".join(plan.SCENARIOS)).split(",") if name.strip()]
     unknown = set(args.scenarios) - set(plan.SCENARIOS)
@@ -133,7 +135,7 @@ class Run:
             self.rows.append({"scenario": "setup", "database": label, "error": f"{type(error).__name__}: {error}"})
             return
         for name in wanted:
-            params = plan.params_for(self.args.quick, label)
+            params = plan.params_for(self.args.quick, label, self.args.growth_rows)
             params["worker_config"] = self.best_config(label)
             params["queue_db_name"] = database.queue_name
             self.scenario(database, name, params)

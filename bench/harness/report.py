@@ -154,6 +154,7 @@ EVERY_DATABASE_JUDGES = {
     "scale: drain (pgbouncer)": judge_scale_ratio(plan.SCALE_POOLED_MIN_RATIO, "direct"),
     "scale: drain (separate)": judge_scale_ratio(plan.SCALE_SEPARATE_MIN_RATIO, "same db"),
     "scale: enqueue (separate)": judge_scale_ratio(plan.SCALE_SEPARATE_MIN_RATIO, "same db"),
+    "growth: drain while pruning": judge_scale_ratio(plan.GROWTH_PRUNING_MIN_RATIO, "without"),
 }
 
 
