@@ -34,7 +34,7 @@ from django.utils import timezone
 import django_jobs
 from bench.benchapp.jobs import noop
 from django_jobs import retention
-from django_jobs.models import ScheduledTask
+from django_jobs.models import ScheduledTask, TaskEvent
 
 from . import tables
 from .measure import rate
@@ -74,7 +74,8 @@ def growth(params: dict[str, Any]) -> list[Row]:
     rows = side_by_side(empty, filled, params) + pruned
     rows[-1]["notes"] += "; phases: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in phases.items())
     rows[-1]["metrics"]["phases_s"] = phases
-    tables.truncate()
+    if not params.get("keep_db"):  # --keep-db: the table stays as the run left it, to look at
+        tables.truncate()
     return rows
 
 
@@ -291,6 +292,7 @@ def fill(count: int, pending: int) -> int:
     created one after another over the last 90 days (ids rise with time, as in a real
     table), run 20 ms after, taking 0–960 ms; small JSON arguments. Pending rows:
     ``bench.noop`` (what the drain can run), the same queues, due over the last minutes.
+    The finished rows get their event trail (``fill_events``).
     """
     finished = count - pending
     now = timezone.now()
@@ -300,12 +302,31 @@ def fill(count: int, pending: int) -> int:
     step = int(SPAN.total_seconds() * 1_000_000) // max(finished, 1)
     copy_rows(template.pk, finished, finished_columns(dialect, step), progress_every=1_000_000)
     top = tables.max_id()
+    fill_events(template.pk + 1, top)
     pending_dialect = Dialect(connection.vendor, now - timedelta(milliseconds=pending + 1))
     copy_rows(template.pk, pending, pending_columns(pending_dialect), progress_every=1_000_000)
     delete_template = f"DELETE FROM {connection.ops.quote_name(TASKS)} WHERE id = %s"
     with connection.cursor() as cursor:
         cursor.execute(delete_template, [template.pk])
     return top
+
+
+def fill_events(first: int, last: int, chunk: int = 1_000_000) -> None:
+    """The event trail of the finished rows ``first``..``last``, as the triggers would have
+    written it (``EVENTS`` is on by default): ``started`` and the outcome of each run
+    task, ``cancelled`` alone for a cancelled one; about two events a task."""
+    quote = connection.ops.quote_name
+    events, tasks = quote(TaskEvent._meta.db_table), quote(TASKS)
+    columns = "task_id, kind, at, attempt, worker_id, queue, message"
+    started = f"SELECT id, 'started', started_at, retry_count + 1, worker_id, queue, '' FROM {tasks} WHERE started_at IS NOT NULL"
+    outcome = (f"SELECT id, status, COALESCE(executed_at, failed_at, updated_at), retry_count + 1, worker_id, queue, "
+               f"error_message FROM {tasks} WHERE status IN ('completed', 'failed', 'cancelled')")
+    for start in range(first, last + 1, chunk):
+        end = min(last, start + chunk - 1)
+        within = f" AND id BETWEEN {start} AND {end}"
+        with connection.cursor() as cursor:
+            cursor.execute(f"INSERT INTO {events} ({columns}) {started}{within} UNION ALL {outcome}{within}")
+        progress(f"  events of tasks up to #{end:,}")
 
 
 def finished_columns(d: Dialect, step: int) -> dict[str, str]:
@@ -395,18 +416,19 @@ def copy_rows(pk: int, count: int, computed: dict[str, str], progress_every: int
 
 
 def analyze() -> None:
-    """Fresh planner statistics, as a production database's autovacuum would have them.
+    """Fresh planner statistics of the tasks and their events, as a production database's
+    autovacuum would have them.
 
     PostgreSQL: VACUUM ANALYZE, since autovacuum also vacuums after inserts there (the
     visibility map lets counts read indexes only); this bench server runs with autovacuum off.
     """
-    table = connection.ops.quote_name(TASKS)
-    statement = {"postgresql": f"VACUUM (ANALYZE) {table}", "mysql": f"ANALYZE TABLE {table}"}.get(
-        connection.vendor, "ANALYZE")
     with connection.cursor() as cursor:
-        cursor.execute(statement)
-        if connection.vendor == "mysql":
-            cursor.fetchall()
+        for table in map(connection.ops.quote_name, (TASKS, TaskEvent._meta.db_table)):
+            statement = {"postgresql": f"VACUUM (ANALYZE) {table}", "mysql": f"ANALYZE TABLE {table}"}.get(
+                connection.vendor, f"ANALYZE {table}")
+            cursor.execute(statement)
+            if connection.vendor == "mysql":
+                cursor.fetchall()
 
 
 SCENARIOS = {"growth": growth}

@@ -138,6 +138,7 @@ class Run:
             params = plan.params_for(self.args.quick, label, self.args.growth_rows)
             params["worker_config"] = self.best_config(label)
             params["queue_db_name"] = database.queue_name
+            params["keep_db"] = self.args.keep_db
             self.scenario(database, name, params)
 
     def run_peer(self) -> None:
