@@ -134,20 +134,31 @@ def call_times(call: Callable[[], Any], times: int) -> dict[str, Any]:
 
 
 def slowest_queries(call: Callable[[], Any], keep: int = 3) -> dict[str, Any]:
-    """One more call, each of its SQL statements timed: how many, and the ``keep`` slowest (ms, SQL)."""
-    timed_queries: list[tuple[float, str]] = []
+    """One more call, each of its SQL statements timed: how many, and the ``keep`` slowest
+    (ms, SQL), each SELECT of them over 50 ms with its plan (EXPLAIN ANALYZE on PostgreSQL)."""
+    timed_queries: list[tuple[float, str, Any]] = []
 
     def timer(execute, sql, params, many, context):
         started = time.perf_counter()
         try:
             return execute(sql, params, many, context)
         finally:
-            timed_queries.append(((time.perf_counter() - started) * 1000, sql % tuple(map(repr, params or ())) if params else sql))
+            timed_queries.append(((time.perf_counter() - started) * 1000, sql, params))
 
     with connection.execute_wrapper(timer):
         call()
-    timed_queries.sort(reverse=True)
-    return {"count": len(timed_queries), "total_ms": sum(ms for ms, _ in timed_queries), "slowest": timed_queries[:keep]}
+    timed_queries.sort(key=lambda timed: timed[0], reverse=True)
+    slowest = [{"ms": ms, "sql": sql % tuple(map(repr, params)) if params else sql,
+                "plan": plan_of(sql, params) if ms > 50 and sql.lstrip().upper().startswith("SELECT") else None}
+               for ms, sql, params in timed_queries[:keep]]
+    return {"count": len(timed_queries), "total_ms": sum(timed[0] for timed in timed_queries), "slowest": slowest}
+
+
+def plan_of(sql: str, params: Any) -> str:
+    explain = "EXPLAIN (ANALYZE, BUFFERS) " if connection.vendor == "postgresql" else "EXPLAIN "
+    with connection.cursor() as cursor:
+        cursor.execute(explain + sql, params)
+        return "\n".join(" | ".join(map(str, row)) for row in cursor.fetchall())
 
 
 def superuser():
@@ -168,7 +179,7 @@ def prune_while_draining(params: dict[str, Any], without: Row) -> list[Row]:
     policy = {"completed": {"older_than": prune_age(params, now)}}
     top = tables.max_id()
     tables.enqueue_noops(params["growth_pending"])
-    pruning = Pruning(policy, now)
+    pruning = Pruning(policy, now, params.get("growth_prune_pause", 0.0))
     pruning.start()
     try:
         pruning.wait_for_first_batch()
@@ -210,9 +221,10 @@ class Pruning(threading.Thread):
     """``retention.prune(policy)`` on a thread of its own (its own connection): rows deleted,
     seconds, and when it ended; ``first_batch`` is set once its first batch is deleted."""
 
-    def __init__(self, policy: dict[str, Any], now: datetime) -> None:
+    def __init__(self, policy: dict[str, Any], now: datetime, pause: float = 0.0) -> None:
         super().__init__(daemon=True)
-        self.policy, self.now = policy, now
+        # ``pause``: seconds slept between batches (what a pacing option of retention would do).
+        self.policy, self.now, self.pause = policy, now, pause
         self.deleted, self.seconds, self.ended, self.asks = 0, 0.0, 0.0, 0
         self.error: str | None = None
         self.first_batch = threading.Event()
@@ -234,6 +246,7 @@ class Pruning(threading.Thread):
         self.asks += 1
         if self.asks > 1:
             self.first_batch.set()
+            time.sleep(self.pause)
         return False
 
     def wait_for_first_batch(self) -> None:
@@ -266,11 +279,11 @@ def side_by_side(empty: dict[str, Any], filled: dict[str, Any], params: dict[str
             timing = figures[name]
             shown = " ".join(f"{ms:,.0f}" for ms in timing["all_ms"])
             queries = timing["queries"]
-            slowest = queries["slowest"][0] if queries["slowest"] else (0.0, "")
+            slowest = queries["slowest"][0] if queries["slowest"] else {"ms": 0.0, "sql": ""}
             pair.append({"scenario": f"growth: {name}", "config": state, "p50_ms": timing["ms"],
                          "notes": f"median of {len(timing['all_ms'])} ({shown} ms; first {timing['first_ms']:,.0f} ms); "
-                                  f"{queries['count']} queries, {queries['total_ms']:,.0f} ms; slowest {slowest[0]:,.0f} ms: "
-                                  f"{slowest[1][:90]}",
+                                  f"{queries['count']} queries, {queries['total_ms']:,.0f} ms; slowest {slowest['ms']:,.0f} ms: "
+                                  f"{slowest['sql'][:90]}",
                          "metrics": timing})
         pair[1]["ratio"] = pair[1]["p50_ms"] / pair[0]["p50_ms"] if pair[0]["p50_ms"] else None
         pair[1]["notes"] += "; ratio: ms filled ÷ empty"
