@@ -155,7 +155,7 @@ def slowest_queries(call: Callable[[], Any], keep: int = 3) -> dict[str, Any]:
 
 
 def plan_of(sql: str, params: Any) -> str:
-    explain = "EXPLAIN (ANALYZE, BUFFERS) " if connection.vendor == "postgresql" else "EXPLAIN "
+    explain = {"postgresql": "EXPLAIN (ANALYZE, BUFFERS) ", "sqlite": "EXPLAIN QUERY PLAN "}.get(connection.vendor, "EXPLAIN ")
     with connection.cursor() as cursor:
         cursor.execute(explain + sql, params)
         return "\n".join(" | ".join(map(str, row)) for row in cursor.fetchall())
