@@ -1,5 +1,6 @@
 """django_jobs jobs of the benchmark, autodiscovered like any app's jobs.py."""
 
+import asyncio
 import time
 
 from django_jobs import job
@@ -43,4 +44,17 @@ def flow_keyed_mark(key: str) -> float:
 @job(name="bench.flow.keyed_hold", concurrency=1, concurrency_key="{key}")
 def flow_keyed_hold(key: str, seconds: float) -> None:
     """Holds the one slot of ``key`` for ``seconds``: its backlog cannot start meanwhile."""
+    time.sleep(seconds)
+
+
+# -- the lanes scenario: I/O-bound jobs, async and sync --------------------------------------
+@job(name="bench.sleep_async")
+async def sleep_async(seconds: float) -> None:
+    """Awaits ``seconds`` (an HTTP call's wait, say): on the async lane many wait at once."""
+    await asyncio.sleep(seconds)
+
+
+@job(name="bench.sleep_sync")
+def sleep_sync(seconds: float) -> None:
+    """The same wait in a sync function: it holds its job thread throughout."""
     time.sleep(seconds)

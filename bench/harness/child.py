@@ -24,6 +24,8 @@ def main(scenario: str, params_json: str, out_path: str) -> int:
         from .peer import SCENARIOS  # django_tasks_db is installed only in the peer's run
     elif scenario.startswith("scale"):
         from .scale import SCENARIOS
+    elif scenario == "lanes":
+        from .lanes import SCENARIOS
     elif scenario == "growth":
         from .growth import SCENARIOS
     else:

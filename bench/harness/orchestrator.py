@@ -21,7 +21,7 @@ from . import databases, plan, report
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
-SCENARIO_ORDER = ("enqueue", "drain", "pickup", "flow", "scale", "flat", "memory", "growth")
+SCENARIO_ORDER = ("enqueue", "drain", "pickup", "flow", "scale", "lanes", "flat", "memory", "growth")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 DATABASES = ("postgres", "mariadb", "sqlite")
-SCENARIOS = ("enqueue", "drain", "pickup", "flow", "scale", "flat", "memory", "peer", "growth")
+SCENARIOS = ("enqueue", "drain", "pickup", "flow", "scale", "lanes", "flat", "memory", "peer", "growth")
 # What a run without --only runs: growth fills 10 million rows per database (tens of minutes), so only by name.
 DEFAULT_SCENARIOS = tuple(name for name in SCENARIOS if name != "growth")
 
@@ -52,6 +52,11 @@ FULL = {
     # draining drain_jobs, then enqueuing single calls on one thread for this long.
     "scale_rounds": 5,
     "scale_enqueue_seconds": 2.0,
+    # lanes: async def jobs awaiting 0.5 s on the event loop, and on threads (fewer: 8/s);
+    # rounds of --processes 2 against two run_jobworker, each draining drain_jobs.
+    "lanes_async_jobs": 2_000,
+    "lanes_thread_jobs": 100,
+    "lanes_rounds": 3,
     # growth: the filled table's rows (bench/run --growth-rows N), of which this many pending
     # and due (the drains' jobs, on the empty table too); the completed rows pruned while
     # workers drain; admin page loads and get_statistics() calls timed per table (medians).
@@ -77,6 +82,9 @@ QUICK = {
     "flow_free_jobs": 50,
     "scale_rounds": 2,
     "scale_enqueue_seconds": 1.0,
+    "lanes_async_jobs": 400,
+    "lanes_thread_jobs": 40,
+    "lanes_rounds": 1,
     "growth_rows": 200_000,
     "growth_pending": 10_000,
     "growth_requests": 3,
@@ -100,7 +108,8 @@ def params_for(quick: bool, database: str, growth_rows: int | None = None) -> di
 def child_timeout(scenario: str, params: dict[str, Any]) -> float:
     """Upper bound on one scenario child's run time, before the orchestrator kills it."""
     drains = {"drain": len(params["drain_configs"]), "flat": 2, "flow": 3, "peer_drain": 1,
-              "scale": SCALE_VARIANTS * params["scale_rounds"], "scale_variant": 1}.get(scenario, 0)
+              "scale": SCALE_VARIANTS * params["scale_rounds"], "scale_variant": 1,
+              "lanes": 3 + 2 * params["lanes_rounds"]}.get(scenario, 0)
     if scenario == "growth":
         # Three drains of growth_pending jobs; the fill and the pruning at a pessimistic 2,000 rows/s each.
         return 600 + 3 * (60 + params["growth_pending"] / 50) + params["growth_rows"] / 1_000
@@ -134,6 +143,10 @@ SCALE_POOL_SIZE = 20
 SCALE_POOLED_MIN_RATIO = 0.8
 # Drain and single enqueue with the app's tables on a database of their own, against the same database.
 SCALE_SEPARATE_MIN_RATIO = 0.9
+# async def jobs awaiting 0.5 s, on one worker's event loop (--async-concurrency 200).
+LANES_ASYNC_MIN_RATE = 300
+# run_jobworker --processes 2 against two run_jobworker side by side.
+LANES_PROCESSES_MIN_RATIO = 0.95
 
 # -- target of growth: retention must not starve the drain --------------------------------
 # The drain while retention prunes half the filled table, against the filled table's drain.

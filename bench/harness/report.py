@@ -136,6 +136,10 @@ def judge_scale_ratio(minimum: float, baseline: str):
     return verdict
 
 
+def judge_lanes_async(row, peer_drain, peer_pickup):
+    return f">= {plan.LANES_ASYNC_MIN_RATE}/s", yes(row["jobs_per_s"] >= plan.LANES_ASYNC_MIN_RATE)
+
+
 def judge_flow_pickup(row, peer_drain, peer_pickup):
     return f"p95 < {plan.FLOW_PICKUP_MAX_P95_MS} ms", yes(row["p95_ms"] < plan.FLOW_PICKUP_MAX_P95_MS)
 
@@ -154,6 +158,8 @@ EVERY_DATABASE_JUDGES = {
     "scale: drain (pgbouncer)": judge_scale_ratio(plan.SCALE_POOLED_MIN_RATIO, "direct"),
     "scale: drain (separate)": judge_scale_ratio(plan.SCALE_SEPARATE_MIN_RATIO, "same db"),
     "scale: enqueue (separate)": judge_scale_ratio(plan.SCALE_SEPARATE_MIN_RATIO, "same db"),
+    "lanes: async on the event loop": judge_lanes_async,
+    "lanes: --processes 2": judge_scale_ratio(plan.LANES_PROCESSES_MIN_RATIO, "two run_jobworker"),
     "growth: drain while pruning": judge_scale_ratio(plan.GROWTH_PRUNING_MIN_RATIO, "without"),
 }
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -12,10 +14,12 @@ from django.core.management.base import BaseCommand, CommandError
 
 from django_jobs import metrics
 from django_jobs.worker import JobWorker, WorkerOptions
+from django_jobs.worker.supervisor import Supervisor, WorkerCommand
 
 
 class Command(BaseCommand):
-    help = "Run django_jobs tasks. SIGTERM/SIGINT: finish running jobs and exit; a second signal: stop at once."
+    help = ("Run django_jobs tasks. SIGTERM/SIGINT: finish running jobs and exit; a second signal: stop at once. "
+            "--processes N: N such workers under a supervisor that restarts them.")
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--queues", help="Comma-separated queues to serve (default: all).")
@@ -34,9 +38,14 @@ class Command(BaseCommand):
                             help="Serve Prometheus metrics on this port (needs the 'metrics' extra).")
         parser.add_argument("--metrics-address", default="0.0.0.0",
                             help="Address the metrics server listens on (default 0.0.0.0).")
+        parser.add_argument("--processes", type=process_count, metavar="N|auto",
+                            help="Run N worker processes (auto: one per CPU) under a supervisor that restarts "
+                                 "them; each keeps its own --concurrency.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         attach_console_logging(options["verbosity"])
+        if options["processes"] is not None:
+            sys.exit(self.supervise(options))
         worker = JobWorker(self.worker_options(options))
         if options["metrics_port"] is not None:
             serve_metrics(options["metrics_port"], options["metrics_address"])
@@ -46,6 +55,15 @@ class Command(BaseCommand):
         except ImproperlyConfigured as error:
             raise CommandError(str(error)) from None
         sys.exit(code)
+
+    def supervise(self, options: dict[str, Any]) -> int:
+        """Run the workers as children of a supervisor; return its exit status."""
+        # Bad options are refused here, once, rather than by N children restarted over and over.
+        self.worker_options(options)
+        if options["metrics_port"] is not None:
+            require_metrics()
+        command = WorkerCommand(self.create_parser("django-admin", "run_jobworker"), options)
+        return Supervisor(options["processes"], command, burst=options["burst"]).run()
 
     def worker_options(self, options: dict[str, Any]) -> WorkerOptions:
         given = {
@@ -67,6 +85,26 @@ class Command(BaseCommand):
             )
         except ValueError as error:
             raise CommandError(str(error)) from None
+
+
+def process_count(text: str) -> int:
+    """``--processes``: a whole number of at least 1, or ``auto`` (the CPU count)."""
+    if text == "auto":
+        return os.cpu_count() or 1
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, or auto, not {text!r}")
+    return count
+
+
+def require_metrics() -> None:
+    try:
+        metrics.require()
+    except ImproperlyConfigured as error:
+        raise CommandError(str(error)) from None
 
 
 def serve_metrics(port: int, address: str) -> None:
