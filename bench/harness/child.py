@@ -26,6 +26,8 @@ def main(scenario: str, params_json: str, out_path: str) -> int:
         from .scale import SCENARIOS
     elif scenario == "lanes":
         from .lanes import SCENARIOS
+    elif scenario == "growth":
+        from .growth import SCENARIOS
     else:
         from .scenarios import SCENARIOS
     runner = SCENARIOS[scenario]

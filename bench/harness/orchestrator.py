@@ -21,18 +21,21 @@ from . import databases, plan, report
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
-SCENARIO_ORDER = ("enqueue", "drain", "pickup", "flow", "scale", "lanes", "flat", "memory")
+SCENARIO_ORDER = ("enqueue", "drain", "pickup", "flow", "scale", "lanes", "flat", "memory", "growth")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run", description="django_jobs benchmark suite (issue 8).")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run of every scenario")
-    parser.add_argument("--only", help=f"comma-separated scenarios to run ({', '.join(plan.SCENARIOS)})")
+    parser.add_argument("--only", help=f"comma-separated scenarios to run ({', '.join(plan.SCENARIOS)}; "
+                                       f"growth only when named)")
     parser.add_argument("--db", action="append", choices=plan.DATABASES,
                         help="database(s) to run the django_jobs scenarios on (default: all three)")
     parser.add_argument("--keep-db", action="store_true", help="keep the bench databases after the run")
+    parser.add_argument("--growth-rows", type=int, metavar="N",
+                        help="rows of the growth scenario's filled table (default 10,000,000; --quick 200,000)")
     args = parser.parse_args(argv)
-    args.scenarios = [name.strip() for name in (args.only or ",".join(plan.SCENARIOS)).split(",") if name.strip()]
+    args.scenarios = [name.strip() for name in (args.only or ",".join(plan.DEFAULT_SCENARIOS)).split(",") if name.strip()]
     unknown = set(args.scenarios) - set(plan.SCENARIOS)
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(sorted(unknown))}; choose from {', '.join(plan.SCENARIOS)}")
@@ -133,9 +136,10 @@ class Run:
             self.rows.append({"scenario": "setup", "database": label, "error": f"{type(error).__name__}: {error}"})
             return
         for name in wanted:
-            params = plan.params_for(self.args.quick, label)
+            params = plan.params_for(self.args.quick, label, self.args.growth_rows)
             params["worker_config"] = self.best_config(label)
             params["queue_db_name"] = database.queue_name
+            params["keep_db"] = self.args.keep_db
             self.scenario(database, name, params)
 
     def run_peer(self) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 DATABASES = ("postgres", "mariadb", "sqlite")
-SCENARIOS = ("enqueue", "drain", "pickup", "flow", "scale", "lanes", "flat", "memory", "peer")
+SCENARIOS = ("enqueue", "drain", "pickup", "flow", "scale", "lanes", "flat", "memory", "peer", "growth")
+# What a run without --only runs: growth fills 10 million rows per database (tens of minutes), so only by name.
+DEFAULT_SCENARIOS = tuple(name for name in SCENARIOS if name != "growth")
 
 DRAIN_CONFIGS = [
     {"concurrency": 1, "batch_size": 100},
@@ -55,6 +57,13 @@ FULL = {
     "lanes_async_jobs": 2_000,
     "lanes_thread_jobs": 100,
     "lanes_rounds": 3,
+    # growth: the filled table's rows (bench/run --growth-rows N), of which this many pending
+    # and due (the drains' jobs, on the empty table too); the completed rows pruned while
+    # workers drain; admin page loads and get_statistics() calls timed per table (medians).
+    "growth_rows": 10_000_000,
+    "growth_pending": 100_000,
+    "growth_requests": 5,
+    "growth_stats_calls": 3,
 }
 QUICK = {
     **FULL,
@@ -76,12 +85,19 @@ QUICK = {
     "lanes_async_jobs": 400,
     "lanes_thread_jobs": 40,
     "lanes_rounds": 1,
+    "growth_rows": 200_000,
+    "growth_pending": 10_000,
+    "growth_requests": 3,
 }
 
 
-def params_for(quick: bool, database: str) -> dict[str, Any]:
+def params_for(quick: bool, database: str, growth_rows: int | None = None) -> dict[str, Any]:
     params = dict(QUICK if quick else FULL, db=database, drain_configs=DRAIN_CONFIGS, worker_config=DEFAULT_CONFIG,
                   flow_config=FLOW_CONFIG)
+    if growth_rows:
+        params["growth_rows"] = growth_rows
+    params["growth_pending"] = min(params["growth_pending"], params["growth_rows"] // 10)
+    params["growth_prune"] = params["growth_rows"] // 2   # 5,000,000 of 10,000,000
     # Safety nets, not budgets: a scenario past these is killed and reported as an error.
     params["drain_timeout"] = 60 + params["drain_jobs"] / 50
     params["peer_drain_timeout"] = 60 + params["drain_jobs"] / 50
@@ -94,6 +110,9 @@ def child_timeout(scenario: str, params: dict[str, Any]) -> float:
     drains = {"drain": len(params["drain_configs"]), "flat": 2, "flow": 3, "peer_drain": 1,
               "scale": SCALE_VARIANTS * params["scale_rounds"], "scale_variant": 1,
               "lanes": 3 + 2 * params["lanes_rounds"]}.get(scenario, 0)
+    if scenario == "growth":
+        # Three drains of growth_pending jobs; the fill and the pruning at a pessimistic 2,000 rows/s each.
+        return 600 + 3 * (60 + params["growth_pending"] / 50) + params["growth_rows"] / 1_000
     return 300 + drains * params["drain_timeout"] + (params["memory_timeout"] if scenario == "memory" else 0)
 
 
@@ -128,3 +147,7 @@ SCALE_SEPARATE_MIN_RATIO = 0.9
 LANES_ASYNC_MIN_RATE = 300
 # run_jobworker --processes 2 against two run_jobworker side by side.
 LANES_PROCESSES_MIN_RATIO = 0.95
+
+# -- target of growth: retention must not starve the drain --------------------------------
+# The drain while retention prunes half the filled table, against the filled table's drain.
+GROWTH_PRUNING_MIN_RATIO = 0.8

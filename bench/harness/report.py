@@ -160,6 +160,7 @@ EVERY_DATABASE_JUDGES = {
     "scale: enqueue (separate)": judge_scale_ratio(plan.SCALE_SEPARATE_MIN_RATIO, "same db"),
     "lanes: async on the event loop": judge_lanes_async,
     "lanes: --processes 2": judge_scale_ratio(plan.LANES_PROCESSES_MIN_RATIO, "two run_jobworker"),
+    "growth: drain while pruning": judge_scale_ratio(plan.GROWTH_PRUNING_MIN_RATIO, "without"),
 }
 
 
