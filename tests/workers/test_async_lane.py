@@ -61,6 +61,7 @@ def test_async_concurrency_0_runs_async_jobs_on_the_job_threads(workers):
     assert label == "a" and thread != "django-jobs-async"
 
 
+@pytest.mark.once_per_database  # stops, kills and timeouts: once per database (tox.ini)
 def test_a_timeout_cancels_an_async_job_and_the_loop_goes_on(workers):
     late = async_sleep_past_timeout.enqueue(30)
     others = [async_record.enqueue(label=f"a{n}", pause=0.2) for n in range(5)]
@@ -83,6 +84,7 @@ def test_whatever_an_async_job_raises_is_its_attempt_s_failure_and_it_is_retried
     assert ScheduledTask.objects.get(pk=after.pk).status == "completed"
 
 
+@pytest.mark.once_per_database  # stops, kills and timeouts: once per database (tox.ini)
 def test_a_stopping_worker_lets_async_jobs_in_flight_finish(workers):
     tasks = [async_record.enqueue(label=f"a{n}", pause=2.0) for n in range(5)]
     worker = workers.start("--no-cron")
@@ -93,6 +95,7 @@ def test_a_stopping_worker_lets_async_jobs_in_flight_finish(workers):
     assert Execution.objects.count() == 5
 
 
+@pytest.mark.once_per_database  # stops, kills and timeouts: once per database (tox.ini)
 def test_an_async_job_of_a_killed_worker_is_recovered_and_runs_again(workers):
     task = async_record.enqueue(label="survivor", pause=30)
     doomed = workers.start("--no-cron")
@@ -108,6 +111,7 @@ def test_an_async_job_of_a_killed_worker_is_recovered_and_runs_again(workers):
     assert ScheduledTask.objects.get(pk=task.pk).retry_count == 1
 
 
+@pytest.mark.once_per_database  # stops, kills and timeouts: once per database (tox.ini)
 def test_tasks_waiting_behind_a_full_event_loop_of_slow_jobs_go_to_other_workers(workers):
     slow = async_record.enqueue(label="slow", pause=8.0)
     quick = [async_record.enqueue(label=f"q{n}") for n in range(4)]

@@ -189,6 +189,7 @@ def test_two_burst_children_drain_the_queue_and_the_supervisor_exits_0(superviso
 
 
 @starts_processes
+@pytest.mark.once_per_database  # signals, kills and restarts: the processes' work, not Django's
 def test_a_child_killed_with_sigkill_is_replaced_and_every_task_completes(supervisor):
     running = supervisor("--processes", "2", "--concurrency", "1", "--batch-size", "1", "--no-cron",
                          "--worker-id", "sup")
@@ -222,6 +223,7 @@ def test_a_child_killed_with_sigkill_is_replaced_and_every_task_completes(superv
 
 # -- stopping -----------------------------------------------------------------------------------
 @starts_processes
+@pytest.mark.once_per_database  # signals, kills and restarts: the processes' work, not Django's
 def test_sigterm_lets_running_jobs_finish_stops_every_child_and_exits_0(supervisor):
     running = supervisor("--processes", "2", "--concurrency", "1", "--no-cron")
     children = running.wait_registered(2)
@@ -244,6 +246,7 @@ def test_sigterm_lets_running_jobs_finish_stops_every_child_and_exits_0(supervis
 
 
 @starts_processes
+@pytest.mark.once_per_database  # signals, kills and restarts: the processes' work, not Django's
 def test_a_second_signal_is_forwarded_and_the_children_stop_at_once(supervisor):
     running = supervisor("--processes", "2", "--concurrency", "1", "--no-cron")
     running.wait_registered(2)
@@ -263,6 +266,7 @@ def test_a_second_signal_is_forwarded_and_the_children_stop_at_once(supervisor):
 
 
 @starts_processes
+@pytest.mark.once_per_database  # signals, kills and restarts: the processes' work, not Django's
 def test_children_outlive_no_supervisor_killed_with_sigkill(supervisor):
     running = supervisor("--processes", "2", "--concurrency", "1", "--no-cron")
     children = running.wait_registered(2)
@@ -281,6 +285,7 @@ def test_children_outlive_no_supervisor_killed_with_sigkill(supervisor):
 
 # -- restarting with backoff ---------------------------------------------------------------------
 @starts_processes
+@pytest.mark.once_per_database  # signals, kills and restarts: the processes' work, not Django's
 def test_children_that_keep_dying_are_restarted_after_growing_delays(supervisor):
     # Every child claims this task, its job thread dies (planted by the test app) and it
     # exits with status 3: what a broken deploy looks like to the supervisor.
@@ -335,6 +340,7 @@ def test_each_child_gets_the_supervisors_options_without_processes():
 
 
 @starts_processes
+@pytest.mark.once_per_database  # signals, kills and restarts: the processes' work, not Django's
 def test_each_child_serves_metrics_on_its_own_port(supervisor):
     port = free_port_pair()
     running = supervisor("--processes", "2", "--no-cron", "--metrics-port", str(port), "--metrics-address", "127.0.0.1")
