@@ -20,7 +20,10 @@ _queue_test_name = (_test_name[:-len(".sqlite3")] + "_queue.sqlite3" if _test_na
                     else _test_name + "_queue")
 DATABASES["queue"] = {
     **_default,
-    "NAME": QUEUE_DB_NAME or _queue_test_name,
+    # Outside a test run (``makemigrations --check``, which opens every alias on Django
+    # 6.1) the default's database stands in: the queue's test database exists only
+    # while pytest runs, and workers get its name in DJANGO_JOBS_TEST_QUEUE_DB_NAME.
+    "NAME": QUEUE_DB_NAME or _default["NAME"],
     "TEST": {**_default["TEST"], "NAME": _queue_test_name},
 }
 DATABASE_ROUTERS = ["django_jobs.routers.JobsRouter"]
