@@ -122,38 +122,31 @@ class ClaimLoop:
         if for_lane:
             self.lane.put(for_lane)
         if for_threads and not threads_have_room and self.job_threads.all_stuck():
-            ids = [task.pk for task in for_threads]
-            try:
-                self.holdings.release(ids)
-            except DatabaseError:
-                self.holdings.give_back_later(ids)  # the heartbeat thread does it once the database answers
-                raise
+            self.release_unstarted([task.pk for task in for_threads])
             return len(for_lane)
         self.buffer.put(for_threads)
         return len(tasks)
 
     def give_back_waiting(self) -> None:
         # Tasks would wait behind slow jobs: let other workers have them.
-        ids = [task.pk for task in self.buffer.take_all()]
-        try:
-            released = self.holdings.release(ids)
-        except DatabaseError:
-            # They are out of the buffer and no thread will run them: the heartbeat
-            # thread gives them back once the database answers again.
-            self.holdings.give_back_later(ids)
-            raise
+        released = self.release_unstarted([task.pk for task in self.buffer.take_all()])
         logger.info("Every job thread is on a slow job; %d waiting task(s) returned to the queue", released)
 
     def give_back_lane_waiting(self) -> None:
         # Every slot of the event loop is on a slow job: let other workers have the rest.
         assert self.lane is not None
-        ids = [task.pk for task in self.lane.take_all()]
+        released = self.release_unstarted([task.pk for task in self.lane.take_all()])
+        logger.info("The event loop's every slot is on a slow job; %d waiting task(s) returned to the queue", released)
+
+    def release_unstarted(self, ids: list[int]) -> int:
+        """Give back held tasks that nothing here will start; return how many went back."""
         try:
-            released = self.holdings.release(ids)
+            return self.holdings.release(ids)
         except DatabaseError:
+            # They are out of the buffer and the lane and nothing will run them: the
+            # heartbeat thread gives them back once the database answers again.
             self.holdings.give_back_later(ids)
             raise
-        logger.info("The event loop's every slot is on a slow job; %d waiting task(s) returned to the queue", released)
 
     def give_back_paused(self) -> None:
         """Within a poll interval of a pause, release the waiting tasks of paused queues.
